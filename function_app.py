@@ -1,0 +1,82 @@
+"""Healer's Azure Functions app: every trigger, and nothing else. Each function hands off to a healer or to shared.
+
+Routes (all under /api, function-key protected; in HEALER_AUTH_MODE=entra an Entra ID token is required too):
+  POST /alerts/rollback                  Azure Monitor action group webhook (common or legacy metric schema) → 202
+  POST /rollback/rearm                   clear an app's rollback latch
+  GET  /audit                            the audit trail (?day=YYYY-MM-DD&healer=&outcome=&resource=&limit=)
+  GET  /approvals/{healer}               pending "ask" actions
+  POST /approvals/{healer}/{id}          approve or reject one
+  GET  /controls, POST /controls         kill switch and dry-run, global or per resource
+Queues: healer-rollback (work), healer-rollback-poison (dead letters).
+"""
+from __future__ import annotations
+
+import azure.functions as func
+
+from healers.rollback import api as rollback
+from shared import api as shared_api
+from shared.config import Settings
+from shared.telemetry import configure as configure_telemetry
+
+configure_telemetry(Settings())
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+STORAGE = "AzureWebJobsStorage"
+
+
+# ---------------------------------------------------------------------------------------------- rollback
+
+@app.function_name("rollback_alert")
+@app.route(route="alerts/rollback", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def rollback_alert(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("webhook", rollback.accept_alert, req)
+
+
+@app.function_name("rollback_worker")
+@app.queue_trigger(arg_name="msg", queue_name="healer-rollback", connection=STORAGE)
+def rollback_worker(msg: func.QueueMessage) -> None:
+    rollback.process(msg)
+
+
+@app.function_name("rollback_dead_letter")
+@app.queue_trigger(arg_name="msg", queue_name="healer-rollback-poison", connection=STORAGE)
+def rollback_dead_letter(msg: func.QueueMessage) -> None:
+    rollback.dead_letter(msg)
+
+
+@app.function_name("rollback_rearm")
+@app.route(route="rollback/rearm", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def rollback_rearm(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("approver", rollback.rearm, req)
+
+
+# ---------------------------------------------------------------------------------------------- shared
+
+@app.function_name("audit_list")
+@app.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def audit_list(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("approver", shared_api.list_audit, req)
+
+
+@app.function_name("approvals_list")
+@app.route(route="approvals/{healer}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def approvals_list(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("approver", shared_api.list_approvals, req)
+
+
+@app.function_name("approvals_decide")
+@app.route(route="approvals/{healer}/{id}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def approvals_decide(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("approver", shared_api.decide_approval, req)
+
+
+@app.function_name("controls_get")
+@app.route(route="controls", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def controls_get(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("approver", shared_api.get_controls, req)
+
+
+@app.function_name("controls_set")
+@app.route(route="controls", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def controls_set(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("approver", shared_api.put_controls, req)

@@ -1,0 +1,81 @@
+"""HTTP and queue entry points of the rollback healer (wired in function_app.py)."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+import azure.functions as func
+
+from healers.rollback import shell
+from shared import audit
+from shared.alerts import PayloadError, parse_alert
+from shared.api import caller_name
+from shared.auth import Principal
+from shared.config import Settings
+from shared.http import BadRequest, problem, read_json, respond
+from shared.notify import notify
+from shared.work import RetryLater, enqueue, run_queue_message
+
+log = logging.getLogger("healer.rollback")
+
+
+def accept_alert(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    """Validate and enqueue; answer 202 at once. Deciding and swapping happen on the queue."""
+    body = read_json(req, settings.max_body_bytes)
+    try:
+        alert = parse_alert(body)
+    except PayloadError as exc:
+        raise BadRequest(400, f"not an Azure Monitor alert Healer accepts: {exc}") from None
+    try:
+        enqueue(settings, shell.QUEUE, shell.work_message(alert))
+    except Exception as exc:  # storage down: make the action group retry rather than lose the alert
+        log.error("could not enqueue alert %s: %s", alert.alert_id, type(exc).__name__)
+        return problem(503, "could not queue the alert; retry")
+    return respond(202, {"accepted": True, "alertId": alert.alert_id, "condition": alert.monitor_condition,
+                         "queue": shell.QUEUE})
+
+
+def rearm(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    body = read_json(req, settings.max_body_bytes)
+    if not isinstance(body, dict) or not isinstance(body.get("resourceId"), str):
+        raise BadRequest(400, "body must be {\"resourceId\": \"/subscriptions/.../sites/<app>\", \"by\": ..., "
+                              "\"reason\": ...}")
+    by = caller_name(principal, body)
+    try:
+        result = shell.rearm(settings, body["resourceId"], by=by, reason=str(body.get("reason", ""))[:500],
+                             now=dt.datetime.now(dt.timezone.utc))
+    except shell.Refused as exc:
+        return problem(409 if "in flight" in str(exc) else 404, str(exc))
+    except ValueError as exc:
+        return problem(400, str(exc))
+    except RetryLater as exc:
+        return problem(409, exc.reason)
+    return respond(200, result)
+
+
+def process(msg: func.QueueMessage) -> str:
+    settings = Settings()
+    owner = f"{uuid.uuid4().hex[:12]}"
+    return run_queue_message(settings, shell.QUEUE, msg.get_body(), msg.dequeue_count or 1,
+                             lambda m: shell.handle(settings, m, owner=owner), shell.MAX_ATTEMPTS)
+
+
+def dead_letter(msg: func.QueueMessage) -> str:
+    """A message the rollback healer could not process: audit it loudly and tell a human. Never lost."""
+    settings = Settings()
+    import json
+    try:
+        message: Any = json.loads(msg.get_body())
+    except ValueError:
+        message = {"raw": msg.get_body()[:2000].decode("utf-8", "replace")}
+    reason = (message.get("deadLetterReason") if isinstance(message, dict) else None) or \
+        f"failed {msg.dequeue_count or '?'} times in the Functions host"
+    alert = message.get("alert", {}) if isinstance(message, dict) else {}
+    subject = str(alert.get("alert_id", "")) if isinstance(alert, dict) else ""
+    sent = notify(settings, kind="dead-letter", title="Healer could not process a rollback message",
+                  text=reason, facts={"alertId": subject})
+    audit.record(settings, healer=shell.HEALER, outcome="dead-letter", reason=reason, subject=subject,
+                 details={"message": message, "notification": sent})
+    return "dead-letter"

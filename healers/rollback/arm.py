@@ -1,0 +1,151 @@
+"""The rollback healer's Azure calls: read both slots, start or resume a swap, check health.
+
+Everything goes through the official `azure-mgmt-web` client (imported lazily) so retries, long-running
+operations and error mapping are the SDK's, not ours.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from healers.rollback.core import Observed, SlotView, SwapStatus
+from shared.config import Settings
+from shared.resource_ids import SiteId
+
+if TYPE_CHECKING:
+    from azure.mgmt.web import WebSiteManagementClient
+
+
+class SwapConflict(Exception):
+    """ARM answered 409: another swap (or operation) is running on the app."""
+
+
+class TransientArmError(Exception):
+    """ARM answered with an error worth retrying later (e.g. 400 'allocation changed')."""
+
+
+@lru_cache(maxsize=16)
+def _client(subscription: str, endpoint: str, audience: str, poll: float, client_id: str | None):
+    from azure.mgmt.web import WebSiteManagementClient
+    from shared.identity import credential
+    return WebSiteManagementClient(credential(client_id), subscription, base_url=endpoint,
+                                   credential_scopes=[audience.rstrip("/") + "/.default"], polling_interval=poll)
+
+
+def web_client(settings: Settings, subscription: str) -> "WebSiteManagementClient":
+    return _client(subscription, settings.require("HEALER_ARM_ENDPOINT"), settings.require("HEALER_ARM_AUDIENCE"),
+                   settings.arm_poll_seconds, settings.get("AZURE_CLIENT_ID"))
+
+
+def _when(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _deployments(client: "WebSiteManagementClient", site: SiteId, slot: str | None) -> list[Any]:
+    ops = client.web_apps
+    items = ops.list_deployments_slot(site.resource_group, site.name, slot) if slot else \
+        ops.list_deployments(site.resource_group, site.name)
+    return list(items)
+
+
+def _build(client: "WebSiteManagementClient", site: SiteId, slot: str | None, marker: str,
+           deployments: list[Any]) -> str | None:
+    ops, rg, name = client.web_apps, site.resource_group, site.name
+    if marker.startswith("appSetting:"):
+        settings = ops.list_application_settings_slot(rg, name, slot) if slot else \
+            ops.list_application_settings(rg, name)
+        value = (settings.properties or {}).get(marker.split(":", 1)[1])
+        return value or None
+    if marker == "linuxFxVersion":
+        config = ops.get_configuration_slot(rg, name, slot) if slot else ops.get_configuration(rg, name)
+        return config.linux_fx_version or None
+    active = [d for d in deployments if d.active]
+    return active[0].name if active else None
+
+
+def _slot_view(client, site: SiteId, slot: str | None, marker: str, resource: Any) -> SlotView:
+    deployments = _deployments(client, site, slot)
+    times = [t for d in deployments for t in (_when(d.end_time) or _when(d.start_time),) if t]
+    return SlotView(exists=True, state=resource.state or "Unknown",
+                    build=_build(client, site, slot, marker, deployments),
+                    last_deployed_at=max(times) if times else None,
+                    target_swap_slot=resource.target_swap_slot or None)
+
+
+def observe(settings: Settings, site: SiteId, slot: str, marker: str) -> Observed:
+    """Read production and the slot: state, build marker, last deployment, last swap, pending preview."""
+    from azure.core.exceptions import ResourceNotFoundError
+    client = web_client(settings, site.subscription)
+    prod_site = client.web_apps.get(site.resource_group, site.name)
+    production = _slot_view(client, site, None, marker, prod_site)
+    try:
+        slot_site = client.web_apps.get_slot(site.resource_group, site.name, slot)
+        slot_view = _slot_view(client, site, slot, marker, slot_site)
+    except ResourceNotFoundError:
+        slot_view = SlotView(exists=False, state="Missing")
+    status = prod_site.slot_swap_status
+    last_swap = None
+    if status is not None and status.timestamp_utc:
+        last_swap = SwapStatus(at=_when(status.timestamp_utc), source=status.source_slot_name or "",
+                               destination=status.destination_slot_name or "")
+    return Observed(production=production, slot=slot_view, last_swap=last_swap)
+
+
+def _classify(exc: Exception) -> Exception:
+    from azure.core.exceptions import HttpResponseError
+    if isinstance(exc, HttpResponseError):
+        text = str(exc.message or exc)
+        if exc.status_code == 409:
+            return SwapConflict(text[:300])
+        if exc.status_code == 400 and "allocation" in text.lower():
+            return TransientArmError(text[:300])
+        if exc.status_code in (429, 500, 502, 503, 504):
+            return TransientArmError(f"HTTP {exc.status_code}: {text[:200]}")
+    return exc
+
+
+def start_swap(settings: Settings, site: SiteId, slot: str) -> tuple[Any, str]:
+    """Send the swap (slot ↔ production). Returns the poller and its continuation token."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.web.models import CsmSlotEntity
+    client = web_client(settings, site.subscription)
+    try:
+        poller = client.web_apps.begin_swap_slot_with_production(
+            site.resource_group, site.name, CsmSlotEntity(target_slot=slot, preserve_vnet=True))
+    except HttpResponseError as exc:
+        raise _classify(exc) from exc
+    return poller, poller.continuation_token()
+
+
+def resume_swap(settings: Settings, site: SiteId, slot: str, token: str) -> Any:
+    """Rebuild the swap's poller from a persisted continuation token (no new swap is sent)."""
+    from azure.mgmt.web.models import CsmSlotEntity
+    client = web_client(settings, site.subscription)
+    return client.web_apps.begin_swap_slot_with_production(
+        site.resource_group, site.name, CsmSlotEntity(target_slot=slot, preserve_vnet=True),
+        continuation_token=token)
+
+
+def wait(poller: Any) -> None:
+    from azure.core.exceptions import HttpResponseError
+    try:
+        poller.result()
+    except HttpResponseError as exc:
+        raise _classify(exc) from exc
+
+
+def check_health(url: str | None) -> str | None:
+    """None when no health URL is configured, 'ok' on 2xx, else what went wrong."""
+    if not url:
+        return None
+    import httpx
+    try:
+        resp = httpx.get(url, timeout=10.0, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}"
+    return "ok" if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code}"

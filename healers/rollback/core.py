@@ -1,0 +1,164 @@
+"""The rollback decision: a pure function of (alert, observed app, Healer's record of the app, mode, policy, now).
+
+A slot swap is a toggle, so "swap on alert" would re-promote the bad build on every duplicate, late or Resolved
+delivery. The rule here is Flagger's: a rollback *sticks*. Healer swaps only when
+
+* production holds a build that arrived by a swap from the configured slot (slotSwapStatus), after the build
+  that the slot now holds — the last known good — and neither slot was deployed to since that swap;
+* the alert fired after that swap (a swap after the alert means the alert is about something else);
+* staging exists, runs, and differs from production; nothing is half-done (swap with preview pending);
+* the app is not latched by an earlier rollback and is under its rollback budget for the window.
+
+After a rollback the app is latched until a new deployment is seen or an operator re-arms it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.controls import Mode
+from shared.policy import PolicyDecision
+
+Action = Literal["swap", "skip", "refuse", "ask", "dry-run", "killed"]
+
+
+class SlotView(BaseModel):
+    exists: bool = True
+    state: str = "Running"
+    build: str | None = None
+    last_deployed_at: dt.datetime | None = None
+    target_swap_slot: str | None = None
+
+
+class SwapStatus(BaseModel):
+    at: dt.datetime
+    source: str
+    destination: str
+
+
+class Observed(BaseModel):
+    production: SlotView
+    slot: SlotView
+    last_swap: SwapStatus | None = None
+
+
+class Latch(BaseModel):
+    good: str
+    bad: str
+    at: dt.datetime
+    incident: str
+
+
+class AppState(BaseModel):
+    """What Healer remembers about one app (persisted in the ops table)."""
+    latch: Latch | None = None
+    rollbacks: list[dt.datetime] = Field(default_factory=list)
+    escalated: str | None = None
+
+
+class Decision(BaseModel):
+    action: Action
+    reason: str
+    good: str | None = None
+    bad: str | None = None
+    clear_latch: bool = False  # the latch was released by a new deployment seen in `observed`
+
+
+def _fmt(t: dt.datetime | None) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "?"
+
+
+def new_deployment_since_latch(latch: Latch, obs: Observed) -> str | None:
+    """A deployment after the latch re-arms the app. Returns why, or None."""
+    prod, slot = obs.production, obs.slot
+    if prod.build and prod.build not in (latch.good, latch.bad):
+        return f"production now runs {prod.build}, a build seen after the rollback"
+    for name, view in (("production", prod), ("slot", slot)):
+        if view.last_deployed_at and view.last_deployed_at > latch.at:
+            return f"{name} was deployed at {_fmt(view.last_deployed_at)}, after the rollback"
+    return None
+
+
+def decide(*, fired_at: dt.datetime, slot_name: str, obs: Observed, app: AppState, mode: Mode,
+           policy: PolicyDecision, approved: bool, max_rollbacks: int, window: dt.timedelta,
+           max_build_age: dt.timedelta, now: dt.datetime) -> Decision:
+    prod, slot = obs.production, obs.slot
+    clear_latch = False
+
+    # 1. Healer's own memory first: escalations and latches stop everything automatic.
+    if app.escalated:
+        return Decision(action="skip", reason=f"escalated earlier ({app.escalated}); a human must re-arm the app")
+    if app.latch:
+        why = new_deployment_since_latch(app.latch, obs)
+        if not why:
+            return Decision(action="skip", reason=(
+                f"latched since rollback at {_fmt(app.latch.at)} to {app.latch.good} (from {app.latch.bad}); "
+                f"re-arm with POST /api/rollback/rearm or deploy a new build"))
+        clear_latch = True
+    recent = [t for t in app.rollbacks if now - t < window]
+    if len(recent) >= max_rollbacks:
+        return Decision(action="skip", clear_latch=clear_latch, reason=(
+            f"rollback budget spent: {len(recent)} in the last {int(window.total_seconds() // 60)} min "
+            f"(max {max_rollbacks})"))
+
+    # 2. The observed state must show a bad build that arrived by swap after the good one.
+    def skip(reason: str) -> Decision:
+        return Decision(action="skip", reason=reason, clear_latch=clear_latch)
+
+    if prod.target_swap_slot or slot.target_swap_slot:
+        return skip(f"a swap with preview is pending (targetSwapSlot={prod.target_swap_slot or slot.target_swap_slot});"
+                    " complete or cancel it first")
+    if not slot.exists:
+        return skip(f"slot {slot_name} does not exist: nothing to roll back to")
+    if slot.state.lower() != "running":
+        return skip(f"slot {slot_name} is {slot.state}: it cannot take production traffic")
+    if not prod.build or not slot.build:
+        return skip("cannot read the build marker of " + ("production" if not prod.build else slot_name))
+    if prod.build == slot.build:
+        return skip(f"{slot_name} and production both run {prod.build}: a swap would change nothing")
+    swap = obs.last_swap
+    if swap is None or swap.destination.lower() != "production" or swap.source.lower() != slot_name.lower():
+        return skip(f"production did not arrive by a swap from {slot_name} (slotSwapStatus: "
+                    f"{'none' if swap is None else f'{swap.source}->{swap.destination}'})")
+    if swap.at > fired_at:
+        return skip(f"superseded: a swap at {_fmt(swap.at)} came after the alert fired at {_fmt(fired_at)}; "
+                    f"re-evaluated, not acting on a stale alert")
+    if slot.last_deployed_at and slot.last_deployed_at > swap.at:
+        return skip(f"{slot_name} holds a newer build ({slot.build}, deployed {_fmt(slot.last_deployed_at)} after "
+                    f"the swap at {_fmt(swap.at)}), not the last known good")
+    if prod.last_deployed_at and prod.last_deployed_at > swap.at:
+        return skip(f"production was deployed directly at {_fmt(prod.last_deployed_at)}, after the swap: its build "
+                    f"did not arrive by swap")
+    if now - swap.at > max_build_age:
+        return skip(f"production has run {prod.build} since {_fmt(swap.at)}, longer than the "
+                    f"{int(max_build_age.total_seconds() // 60)} min rollback horizon; {slot_name} is too old to trust")
+    if app.latch and slot.build == app.latch.bad:
+        return skip(f"{slot_name} holds {slot.build}, a build Healer already rolled back from")
+
+    # 3. A rollback is warranted. Now the safety gates.
+    plan = f"swap {slot_name} ({slot.build}, last known good) into production (now {prod.build}, arrived by swap at " \
+           f"{_fmt(swap.at)}, alert fired {_fmt(fired_at)})"
+
+    def gated(action: Action, reason: str) -> Decision:
+        return Decision(action=action, reason=reason, good=slot.build, bad=prod.build, clear_latch=clear_latch)
+
+    if mode.killed:
+        return gated("killed", f"would {plan}, but {mode.reason}")
+    if policy.effect == "deny":
+        return gated("refuse", f"policy denies: {policy.reason}")
+    if policy.effect == "ask" and not approved:
+        return gated("ask", f"approval needed to {plan} ({policy.reason})")
+    if mode.dry_run:
+        return gated("dry-run", f"would {plan} ({mode.reason})")
+    return gated("swap", plan[0].upper() + plan[1:])
+
+
+def verify(*, obs: Observed, good: str, health: str | None) -> str | None:
+    """After a swap: None when production runs the good build (and is healthy), else what is wrong."""
+    if obs.production.build != good:
+        return f"production runs {obs.production.build}, expected {good} after the swap"
+    if health is not None and health != "ok":
+        return f"health check failed: {health}"
+    return None

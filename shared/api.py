@@ -1,0 +1,107 @@
+"""HTTP endpoints shared by all healers: audit listing, approvals, kill switch / dry-run controls."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Callable
+
+import azure.functions as func
+
+from shared import approvals, audit
+from shared.auth import AuthError, Principal, authenticate
+from shared.config import ConfigError, Settings
+from shared.controls import read_mode, set_control
+from shared.http import BadRequest, problem, read_json, respond
+from shared.work import enqueue
+
+log = logging.getLogger("healer.api")
+Handler = Callable[[func.HttpRequest, Settings, Principal], func.HttpResponse]
+
+
+def guarded(purpose: str, handler: Handler, req: func.HttpRequest) -> func.HttpResponse:
+    """Authenticate, then run the handler; map known errors to 4xx/5xx with a reason."""
+    settings = Settings()
+    try:
+        principal = authenticate(settings, dict(req.headers), purpose)  # type: ignore[arg-type]
+        return handler(req, settings, principal)
+    except AuthError as exc:
+        return problem(exc.status, exc.reason)
+    except BadRequest as exc:
+        return problem(exc.status, exc.reason)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return problem(500, f"Healer is misconfigured: {exc}")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def caller_name(principal: Principal, body: dict[str, Any]) -> str:
+    """With function keys the caller names themself (recorded, not trusted); with Entra the token names them."""
+    if principal.method == "entra":
+        return principal.name
+    by = body.get("by")
+    if not isinstance(by, str) or not by.strip():
+        raise BadRequest(400, "field 'by' (who is deciding) is required")
+    return f"{by.strip()[:100]} (function key)"
+
+
+def list_audit(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    params = req.params
+    try:
+        day = dt.date.fromisoformat(params["day"]) if params.get("day") else _now().date()
+        limit = min(max(int(params.get("limit", "100")), 1), 1000)
+    except ValueError:
+        raise BadRequest(400, "day must be YYYY-MM-DD and limit an integer") from None
+    records = list(audit.list_records(settings, day=day, healer=params.get("healer"),
+                                      outcome=params.get("outcome"), resource=params.get("resource"), limit=limit))
+    return respond(200, {"day": day.isoformat(), "count": len(records), "records": records})
+
+
+def list_approvals(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    healer = req.route_params.get("healer") or ""
+    return respond(200, {"healer": healer, "pending": approvals.list_pending(settings, healer)})
+
+
+def decide_approval(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    healer, aid = req.route_params.get("healer", ""), req.route_params.get("id", "")
+    body = read_json(req, settings.max_body_bytes)
+    if not isinstance(body, dict) or body.get("decision") not in ("approve", "reject"):
+        raise BadRequest(400, "body must be {\"decision\": \"approve\"|\"reject\", \"by\": ..., \"note\": ...}")
+    by, now = caller_name(principal, body), _now()
+    try:
+        decided = approvals.decide(settings, healer=healer, aid=aid, approve=body["decision"] == "approve", by=by,
+                                   note=str(body.get("note", "")), now=now)
+    except approvals.ApprovalError as exc:
+        return problem(409 if "already" in str(exc) or "changed" in str(exc) else 404, str(exc))
+    if decided["status"] == "approved":
+        enqueue(settings, decided["queue"], {**decided["message"], "approvalId": aid})
+    audit.record(settings, healer=healer, outcome="approved" if decided["status"] == "approved" else "rejected",
+                 reason=f"{decided['action']} {decided['status']} by {by}", resource=decided["resource"],
+                 subject=decided["subject"], details={"approvalId": aid, "note": decided.get("note", "")}, now=now)
+    return respond(200, {k: v for k, v in decided.items() if k != "message"})
+
+
+def get_controls(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    scope = req.params.get("scope") or None
+    return respond(200, {"scope": scope or "global", **read_mode(settings, scope).model_dump()})
+
+
+def put_controls(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    body = read_json(req, settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise BadRequest(400, "body must be a JSON object")
+    kill, dry = body.get("kill"), body.get("dryRun")
+    if kill is None and dry is None or any(v is not None and not isinstance(v, bool) for v in (kill, dry)):
+        raise BadRequest(400, "set 'kill' and/or 'dryRun' to true or false")
+    scope = body.get("scope") or None
+    if scope is not None and (not isinstance(scope, str) or len(scope) > 600):
+        raise BadRequest(400, "scope must be a resource id or omitted for global")
+    by, now = caller_name(principal, body), _now()
+    data = set_control(settings, scope.lower() if scope else None, kill=kill, dry_run=dry, by=by,
+                       reason=str(body.get("reason", "")), now=now)
+    audit.record(settings, healer="controls", outcome="recorded",
+                 reason=f"controls for {scope or 'global'} set by {by}: kill={kill} dryRun={dry}",
+                 resource=scope or "", details=data, now=now)
+    return respond(200, data)

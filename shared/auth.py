@@ -1,0 +1,95 @@
+"""Inbound authentication beyond the function key: Entra ID bearer tokens.
+
+In `function-key` mode the Functions host has already checked the key, and the principal is the key holder.
+In `entra` mode every request must also carry a bearer token whose signature verifies against the tenant's JWKS
+and whose issuer, audience, expiry and roles are right; webhook calls must come from Azure Monitor's app id.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.config import Settings
+
+Purpose = Literal["webhook", "approver"]
+_jwks_clients: dict[str, Any] = {}
+_jwks_lock = threading.Lock()
+
+
+class AuthError(Exception):
+    """Authentication failed; the message is safe to return to the caller (it never echoes the token)."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    method: str
+    roles: tuple[str, ...] = ()
+
+
+def _jwks_client(url: str):
+    import jwt
+    with _jwks_lock:
+        client = _jwks_clients.get(url)
+        if client is None:
+            client = jwt.PyJWKClient(url, cache_keys=True, lifespan=3600, timeout=10)
+            _jwks_clients[url] = client
+        return client
+
+
+def authenticate(settings: Settings, headers: dict[str, str], purpose: Purpose) -> Principal:
+    if settings.auth_mode == "function-key":
+        return Principal(name="function-key", method="function-key")
+    return _entra(settings, headers, purpose)
+
+
+def _entra(settings: Settings, headers: dict[str, str], purpose: Purpose) -> Principal:
+    import jwt
+    auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    if not auth.lower().startswith("bearer ") or len(auth) > 16384:
+        raise AuthError(401, "a bearer token is required")
+    token = auth[7:].strip()
+    tenant = settings.require("HEALER_ENTRA_TENANT_ID")
+    audience = settings.require("HEALER_ENTRA_AUDIENCE")
+    jwks_url = settings.get("HEALER_ENTRA_JWKS_URL") or \
+        f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
+    issuers_setting = settings.get("HEALER_ENTRA_ISSUERS")
+    issuers = [i.strip() for i in issuers_setting.split(",")] if issuers_setting else [
+        f"https://sts.windows.net/{tenant}/", f"https://login.microsoftonline.com/{tenant}/v2.0"]
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") not in ("RS256",):
+            raise AuthError(401, "token must be signed with RS256")
+        key = _jwks_client(jwks_url).get_signing_key_from_jwt(token)
+        claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=audience, issuer=issuers,
+                            options={"require": ["exp", "iat", "iss", "aud"]}, leeway=60)
+    except AuthError:
+        raise
+    except jwt.ExpiredSignatureError:
+        raise AuthError(401, "token expired") from None
+    except jwt.InvalidAudienceError:
+        raise AuthError(401, "token audience is not Healer") from None
+    except jwt.InvalidIssuerError:
+        raise AuthError(401, "token issuer is not the configured tenant") from None
+    except jwt.PyJWKClientError:
+        raise AuthError(401, "token signing key is unknown") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(401, f"invalid token: {type(exc).__name__}") from None
+    roles = tuple(r for r in claims.get("roles", []) if isinstance(r, str))
+    if purpose == "webhook":
+        needed = settings.require("HEALER_ENTRA_WEBHOOK_ROLE")
+        caller = claims.get("appid") or claims.get("azp")
+        if caller != settings.require("HEALER_ENTRA_MONITOR_APP_ID"):
+            raise AuthError(403, "caller is not Azure Monitor's action group service")
+    else:
+        needed = settings.require("HEALER_ENTRA_APPROVER_ROLE")
+    if needed not in roles:
+        raise AuthError(403, f"token lacks the role {needed}")
+    name = str(claims.get("preferred_username") or claims.get("upn") or claims.get("oid") or claims.get("sub"))
+    return Principal(name=name[:200], method="entra", roles=roles)

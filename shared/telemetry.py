@@ -1,0 +1,28 @@
+"""OpenTelemetry to Application Insights, switched on by APPLICATIONINSIGHTS_CONNECTION_STRING.
+
+The Azure Monitor distro is imported only when a connection string is set, so local runs and tests pay nothing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from shared.config import Settings
+
+_done = False
+_lock = threading.Lock()
+
+
+def configure(settings: Settings) -> bool:
+    """Configure exporters once per process. Returns True when telemetry export is on."""
+    global _done
+    conn = settings.get("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    if not conn:
+        return False
+    with _lock:
+        if not _done:
+            from azure.monitor.opentelemetry import configure_azure_monitor
+            configure_azure_monitor(connection_string=conn, logger_name="healer")
+            logging.getLogger("healer").setLevel(logging.INFO)
+            _done = True
+    return True

@@ -1,0 +1,75 @@
+"""Work messages on Storage queues: enqueue, retry later without blocking, dead-letter.
+
+Queue-triggered functions never sleep to wait: a handler that must wait raises `RetryLater`, and the trigger
+re-enqueues the message with a visibility delay and an incremented attempt count. Past `max_attempts` the message
+goes to `<queue>-poison`, where the dead-letter handler audits it and tells a human.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from shared.config import Settings
+from shared.storage import queue
+
+MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 1
+
+
+class RetryLater(Exception):
+    def __init__(self, delay_seconds: float, reason: str):
+        super().__init__(reason)
+        self.delay_seconds = delay_seconds
+        self.reason = reason
+
+
+class Discard(Exception):
+    """The message cannot be processed and retrying will not help: dead-letter it with this reason."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), default=str).encode()
+
+
+def enqueue(settings: Settings, queue_name: str, message: dict[str, Any], delay_seconds: float = 0) -> None:
+    delay = int(min(max(delay_seconds, 0), MAX_VISIBILITY_SECONDS))
+    queue(settings, queue_name).send_message(encode(message), visibility_timeout=delay or None)
+
+
+def retry(settings: Settings, queue_name: str, message: dict[str, Any], delay_seconds: float, reason: str,
+          max_attempts: int) -> bool:
+    """Re-enqueue with attempt+1 after a delay. False (and dead-lettered) once attempts are exhausted."""
+    attempt = int(message.get("attempt", 0)) + 1
+    if attempt > max_attempts:
+        dead_letter(settings, queue_name, message, f"gave up after {max_attempts} attempts: {reason}")
+        return False
+    enqueue(settings, queue_name, {**message, "attempt": attempt, "lastRetryReason": reason[:300]}, delay_seconds)
+    return True
+
+
+def dead_letter(settings: Settings, queue_name: str, message: dict[str, Any], reason: str) -> None:
+    enqueue(settings, f"{queue_name}-poison", {**message, "deadLetterReason": reason[:500]})
+
+
+def run_queue_message(settings: Settings, queue_name: str, body: bytes, dequeue_count: int,
+                      handler: Callable[[dict[str, Any]], str], max_attempts: int) -> str:
+    """The common body of every queue-triggered function.
+
+    Malformed messages are dead-lettered at once (retrying cannot fix them); `RetryLater` re-enqueues with a
+    delay; any other exception propagates so the Functions host retries and finally poisons the message.
+    """
+    try:
+        message = json.loads(body)
+        if not isinstance(message, dict):
+            raise ValueError("not a JSON object")
+    except (UnicodeDecodeError, ValueError) as exc:
+        dead_letter(settings, queue_name, {"raw": body[:2000].decode("utf-8", "replace")},
+                    f"malformed message: {exc}")
+        return "dead-letter"
+    try:
+        return handler(message)
+    except Discard as exc:
+        dead_letter(settings, queue_name, message, str(exc))
+        return "dead-letter"
+    except RetryLater as exc:
+        return "retry" if retry(settings, queue_name, message, exc.delay_seconds, exc.reason, max_attempts) \
+            else "dead-letter"
