@@ -91,6 +91,7 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self) -> None:
+        self.__dict__.pop("_body", None)  # one handler serves every request of a keep-alive connection
         path = self.path_only
         for method, pattern, fn in self.routes:
             if method != self.command:
