@@ -152,16 +152,29 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
 def _decide_and_act(settings: Settings, alert: Alert, target: RollbackTarget, slot: str, ops: Store, lease: Lease,
                     approval_id: str | None, now: Callable[[], dt.datetime], step: Step) -> str:
     site = parse_site_id(target.resource_id)
-    if lease.record.data.get("op"):
-        _resume(settings, alert, target, site, slot, ops, lease, now, step)
+    op = lease.record.data.get("op")
+    if op:
+        resumed = _resume(settings, alert, target, site, slot, ops, lease, now, step)
+        if op.get("incident") == alert.alert_id and resumed is not None:
+            _mark_decided(settings, alert, resumed, "resumed an interrupted rollback", now())
+            return resumed
     app = _app_state(lease)
     t = now()
     approved = False
     if approval_id:
         rec = approvals.get(settings, HEALER, approval_id)
-        if rec is None or rec.data.get("status") != "approved" or rec.data.get("subject") != alert.alert_id:
+        if rec is None or rec.data.get("subject") != alert.alert_id:
             _audit(settings, "refused", f"approval {approval_id} is not an approval of this alert",
                    target.resource_id, alert, t)
+            return "refused"
+        status = rec.data.get("status")
+        if status == "executed":
+            _audit(settings, "duplicate", f"approval {approval_id} was already executed ({rec.data.get('outcome')})",
+                   target.resource_id, alert, t)
+            return "duplicate"
+        if status != "approved":
+            _audit(settings, "refused", f"approval {approval_id} is {status}, not approved", target.resource_id,
+                   alert, t)
             return "refused"
         approved = True
     obs = arm.observe(settings, site, slot, target.build_marker)
@@ -281,8 +294,10 @@ def _verify(settings: Settings, alert: Alert, target: RollbackTarget, site: Site
 
 
 def _resume(settings: Settings, alert: Alert, target: RollbackTarget, site: SiteId, slot: str, ops: Store,
-            lease: Lease, now: Callable[[], dt.datetime], step: Step) -> None:
-    """Finish an operation a previous (crashed or recycled) worker started. Never sends a second swap blindly."""
+            lease: Lease, now: Callable[[], dt.datetime], step: Step) -> str | None:
+    """Finish an operation a previous (crashed or recycled) worker started. Never sends a second swap blindly.
+
+    Returns the operation's outcome, or None when it was abandoned because the app changed meanwhile."""
     op = dict(lease.record.data["op"])
     phase = op.get("phase")
     log.info("resuming %s operation on %s for incident %s", phase, site.name, op.get("incident"))
@@ -293,21 +308,21 @@ def _resume(settings: Settings, alert: Alert, target: RollbackTarget, site: Site
         step("swap-finished")
         phase = "verifying"
     if phase == "verifying":
-        _verify(settings, alert, target, site, slot, ops, lease, op, now, step)
-        return
+        return _verify(settings, alert, target, site, slot, ops, lease, op, now, step)
     # phase "intent": the swap may never have been sent, may be running, or may have finished.
     obs = arm.observe(settings, site, slot, target.build_marker)
     if obs.production.build == op["good"]:
         op["phase"] = "verifying"
         _save_op(ops, lease, op)
-        _verify(settings, alert, target, site, slot, ops, lease, op, now, step)
-    elif obs.production.build == op["bad"] and obs.slot.build == op["good"]:
-        _send_and_finish(settings, alert, target, site, slot, ops, lease, op, now, step)
+        return _verify(settings, alert, target, site, slot, ops, lease, op, now, step)
+    if obs.production.build == op["bad"] and obs.slot.build == op["good"]:
+        return _send_and_finish(settings, alert, target, site, slot, ops, lease, op, now, step)
     else:
         _save_op(ops, lease, None)
         _audit(settings, "skipped", f"abandoned an interrupted swap: the app changed meanwhile (production "
                f"{obs.production.build}, {slot} {obs.slot.build}; intended {op['good']} for {op['bad']})",
                target.resource_id, alert, now(), observed=obs.model_dump(mode="json"))
+        return None
 
 
 def _target_hint(alert: Alert) -> str:

@@ -1,0 +1,198 @@
+"""A small local stand-in for the Azure Functions host, for the drill and the benchmarks.
+
+Azure Functions Core Tools cannot be installed here, so this process loads `function_app.app`, reads what it
+registers (`get_functions()`), and drives the same user functions the real host would:
+
+* HTTP triggers are served on 127.0.0.1 under `/api/<route>`, with `{param}` route templates, method checks and
+  function-key checks (`x-functions-key` header or `code` query) for non-anonymous auth levels;
+* queue triggers are polled from the storage account in `AzureWebJobsStorage` (Azurite), base64 messages as in
+  host.json, with host.json's batchSize, visibilityTimeout and maxDequeueCount, and poison queues;
+* timer triggers can be fired on demand with `POST /admin/functions/<name>` (as the real host's admin API).
+
+Run: `python -m standins.funchost --port N --key KEY` with the app settings in the environment.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import azure.functions as func
+from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _host_json() -> dict[str, Any]:
+    return json.loads((REPO / "host.json").read_text())
+
+
+def _seconds(span: str) -> float:
+    h, m, s = span.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+class HttpFunction:
+    def __init__(self, name: str, fn, binding: dict[str, Any]):
+        self.name, self.fn = name, fn
+        self.methods = {m.upper() for m in binding.get("methods") or ["GET", "POST"]}
+        self.auth = (binding.get("authLevel") or "FUNCTION").upper()
+        route = binding.get("route") or name
+        self.route = route
+        self.pattern = re.compile("^" + re.sub(r"\{(\w+)(?::[^}]*)?\}", r"(?P<\1>[^/]+)", route) + "$", re.I)
+
+
+def load_functions():
+    import function_app
+    http, queues, timers = [], [], []
+    for f in function_app.app.get_functions():
+        bindings = f.get_bindings_dict()["bindings"]
+        trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
+        fn = f.get_user_function()
+        if trigger["type"] == "httpTrigger":
+            http.append(HttpFunction(f.get_function_name(), fn, trigger))
+        elif trigger["type"] == "queueTrigger":
+            queues.append((f.get_function_name(), fn, trigger))
+        elif trigger["type"] == "timerTrigger":
+            timers.append((f.get_function_name(), fn, trigger))
+    return http, queues, timers
+
+
+def make_handler(http: list[HttpFunction], timers: dict[str, Any], key: str):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            headers = dict(headers or {})
+            headers.setdefault("Content-Type", "application/json")
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _dispatch(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            if url.path.startswith("/admin/functions/") and self.command == "POST":
+                return self._timer(url.path.rsplit("/", 1)[-1], params)
+            if not url.path.startswith("/api/"):
+                return self._send(404, b'{"error":"not found"}')
+            path = url.path[len("/api/"):]
+            for f in http:
+                m = f.pattern.match(path)
+                if not m:
+                    continue
+                if self.command not in f.methods:
+                    continue
+                if f.auth != "ANONYMOUS" and key not in (self.headers.get("x-functions-key"), params.get("code")):
+                    return self._send(401, b"")
+                req = func.HttpRequest(method=self.command, url=self.path, headers=dict(self.headers.items()),
+                                       params=params, route_params=m.groupdict(), body=body)
+                try:
+                    resp = f.fn(req)
+                except Exception as exc:  # the real host answers 500 on an unhandled exception
+                    return self._send(500, json.dumps({"error": type(exc).__name__}).encode())
+                return self._send(resp.status_code, resp.get_body() or b"", dict(resp.headers.items()))
+            self._send(404, b'{"error":"no function for this route and method"}')
+
+        def _timer(self, name: str, params: dict[str, str]) -> None:
+            if self.headers.get("x-functions-key") != key:
+                return self._send(401, b"")
+            fn = timers.get(name)
+            if fn is None:
+                return self._send(404, b'{"error":"no such timer function"}')
+            fn(TimerRequest(past_due=False))
+            self._send(202, b"{}")
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
+
+    return Handler
+
+
+class QueuePump:
+    """Polls one queue and runs its function like the host: batch, visibility, dequeue count, poison."""
+
+    def __init__(self, conn: str, queue_name: str, fn, host: dict[str, Any], stop: threading.Event):
+        from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
+        q = host.get("extensions", {}).get("queues", {})
+        self.batch = int(q.get("batchSize", 16))
+        self.visibility = int(_seconds(q.get("visibilityTimeout", "00:00:00")))
+        self.max_dequeue = int(q.get("maxDequeueCount", 5))
+        self.max_poll = _seconds(q.get("maxPollingInterval", "00:00:02"))
+        kwargs = dict(message_encode_policy=BinaryBase64EncodePolicy(),
+                      message_decode_policy=BinaryBase64DecodePolicy())
+        self.client = QueueClient.from_connection_string(conn, queue_name, **kwargs)
+        self.poison = QueueClient.from_connection_string(conn, queue_name + "-poison", **kwargs)
+        for c in (self.client, self.poison):
+            try:
+                c.create_queue()
+            except Exception:
+                pass
+        self.fn, self.stop, self.name = fn, stop, queue_name
+        self.pool = ThreadPoolExecutor(self.batch)
+
+    def run(self) -> None:
+        idle = 0.05
+        while not self.stop.is_set():
+            try:
+                msgs = list(self.client.receive_messages(max_messages=min(self.batch, 32), visibility_timeout=120))
+            except Exception:
+                msgs = []
+            if not msgs:
+                self.stop.wait(idle)
+                idle = min(self.max_poll, idle * 2)
+                continue
+            idle = 0.05
+            list(self.pool.map(self._one, msgs))
+
+    def _one(self, m) -> None:
+        body = m.content if isinstance(m.content, bytes) else base64.b64decode(m.content)
+        qm = QueueMessage(id=m.id, body=body, dequeue_count=m.dequeue_count, pop_receipt=m.pop_receipt,
+                               insertion_time=m.inserted_on, expiration_time=m.expires_on)
+        try:
+            self.fn(qm)
+        except Exception:
+            if m.dequeue_count >= self.max_dequeue:
+                self.poison.send_message(body)
+                self.client.delete_message(m)
+            else:
+                self.client.update_message(m, visibility_timeout=self.visibility)
+            return
+        self.client.delete_message(m)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import os
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--key", required=True, help="the function key callers must present")
+    args = parser.parse_args(argv)
+    http, queues, timers = load_functions()
+    host = _host_json()
+    stop = threading.Event()
+    conn = os.environ["AzureWebJobsStorage"]
+    for name, fn, trigger in queues:
+        pump = QueuePump(conn, trigger["queueName"], fn, host, stop)
+        threading.Thread(target=pump.run, name=f"queue-{name}", daemon=True).start()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(http, {n: f for n, f, _ in timers}, args.key))
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The rollback shell over the real wire: Azurite for state, azure-mgmt-web against the ARM stand-in."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import uuid
+
+import pytest
+from azure.functions.queue import QueueMessage
+
+from healers.rollback import shell
+from shared import approvals, audit
+from shared.alerts import parse_alert
+from shared.config import Settings
+from shared.state import Store, safe_key
+from shared.work import RetryLater
+from standins.harness import free_port, start_process
+from standins.stack import build_of, seed_bad_release
+from tests.conftest import SHOP, alert_payload
+
+pytestmark = pytest.mark.integration
+RG, APP = "shop-prod", "shop-web"
+
+
+class Crash(Exception):
+    """Stands for the worker dying at a step."""
+
+
+def fired_alert(condition: str = "Fired", alert_id: str | None = None, rule: str = "shop-web-http5xx",
+                fired: dt.datetime | None = None, **props) -> dict:
+    body = alert_payload("metric_fired.json")
+    ess = body["data"]["essentials"]
+    ess["alertId"] = ess["alertId"].rsplit("/", 1)[0] + "/" + (alert_id or str(uuid.uuid4()))
+    ess["monitorCondition"] = condition
+    ess["alertRule"] = rule
+    ess["firedDateTime"] = (fired or dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)).isoformat()
+    if condition == "Resolved":
+        ess["resolvedDateTime"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    body["data"]["customProperties"].update(props)
+    return body
+
+
+def message(body: dict) -> dict:
+    return shell.work_message(parse_alert(body))
+
+
+def handle(msg: dict, **kw) -> str:
+    return shell.handle(Settings(), msg, owner=kw.pop("owner", uuid.uuid4().hex[:8]), **kw)
+
+
+def records(outcome: str | None = None) -> list[dict]:
+    return list(audit.list_records(Settings(), day=dt.datetime.now(dt.timezone.utc).date(), healer="rollback",
+                                   outcome=outcome))
+
+
+def healer_swaps(arm) -> int:
+    """Swaps accepted by ARM minus the pipeline's one that set up the incident."""
+    return arm.counters()["swaps_accepted"] - 1
+
+
+@pytest.fixture
+def incident(healer_env, arm):
+    return seed_bad_release(arm, healer_env["HEALER_ARM_ENDPOINT"], RG, APP)
+
+
+def test_alert_storm_causes_exactly_one_rollback(incident, arm):
+    first = message(fired_alert(alert_id="aaaaaaaa-0000-4000-8000-000000000001"))
+    assert handle(first) == "acted"
+    assert build_of(arm, RG, APP) == "v41" and build_of(arm, RG, APP, "staging") == "v42"
+    state = arm.app(RG, APP)
+    assert state["slots"]["production"]["app_settings"]["SLOT_NAME"] == "production", "sticky setting stayed"
+    assert handle(first) == "duplicate"                                                 # action-group retry
+    second_rule = message(fired_alert(alert_id="aaaaaaaa-0000-4000-8000-000000000002", rule="shop-web-slo"))
+    assert handle(second_rule) == "skipped"                                             # latched
+    resolved = message(fired_alert("Resolved", alert_id="aaaaaaaa-0000-4000-8000-000000000001"))
+    assert handle(resolved) == "recorded" and handle(resolved) == "duplicate"
+    assert handle(first) == "duplicate"                                                 # late retry
+    assert healer_swaps(arm) == 1 and build_of(arm, RG, APP) == "v41"
+    [acted] = records("acted")
+    assert acted["details"]["before"] == {"production": "v42", "staging": "v41"}
+    assert "latched" in records("skipped")[0]["reason"]
+
+
+def test_target_outside_allowlist_is_refused_and_audited(incident, arm):
+    other = "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/x/providers/Microsoft.Web/sites/other"
+    assert handle(message(fired_alert(**{"healer.target": other}))) == "refused"
+    assert "allowlist" in records("refused")[0]["reason"] and healer_swaps(arm) == 0
+
+
+def test_rule_map_is_used_when_custom_properties_are_absent(incident, arm, monkeypatch):
+    body = fired_alert(rule="legacy-rule")
+    body["data"]["customProperties"] = None
+    assert handle(message(body)) == "refused"  # no mapping yet
+    monkeypatch.setenv("HEALER_ROLLBACK_RULE_MAP", json.dumps({"Legacy-Rule": {"resourceId": SHOP}}))
+    body2 = fired_alert(rule="legacy-rule")
+    body2["data"]["customProperties"] = None
+    assert handle(message(body2)) == "acted" and healer_swaps(arm) == 1
+
+
+@pytest.mark.parametrize("env,outcome,fragment", [
+    ({"HEALER_DRY_RUN": "true"}, "dry-run", "would swap"),
+    ({"HEALER_KILL_SWITCH": "true"}, "skipped", "kill switch"),
+    ({"HEALER_POLICY": "{not json"}, None, None),
+    ({"HEALER_POLICY": json.dumps({"version": 1, "rules": [{"action": "*", "resource": "*", "effect": "maybe"}]})},
+     "refused", "fail closed"),
+    ({"HEALER_POLICY": json.dumps({"version": 1, "rules": [
+        {"action": "*", "resource": "*", "effect": "allow"},
+        {"action": "rollback.swap", "resource": "*/sites/shop-*", "effect": "deny"}]})}, "refused", "denies"),
+])
+def test_safety_gates_never_swap(incident, arm, monkeypatch, env, outcome, fragment):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    if outcome is None:  # a policy that is not even JSON is a configuration error: loud, nothing done
+        with pytest.raises(Exception, match="HEALER_POLICY"):
+            handle(message(fired_alert()))
+    else:
+        assert handle(message(fired_alert())) == outcome
+        assert fragment in records(outcome)[0]["reason"]
+    assert healer_swaps(arm) == 0 and build_of(arm, RG, APP) == "v42"
+
+
+def test_ask_parks_then_approval_rechecks_and_acts_once(incident, arm, monkeypatch):
+    monkeypatch.setenv("HEALER_POLICY", json.dumps({"version": 1, "rules": [
+        {"action": "rollback.swap", "resource": "*", "effect": "ask"}]}))
+    body = fired_alert()
+    assert handle(message(body)) == "pending"
+    assert handle(message(body)) == "duplicate"
+    [pending] = approvals.list_pending(Settings(), "rollback")
+    assert healer_swaps(arm) == 0
+    decided = approvals.decide(Settings(), healer="rollback", aid=pending["id"], approve=True, by="oncall",
+                               note="go", now=dt.datetime.now(dt.timezone.utc))
+    approved_msg = {**decided["message"], "approvalId": pending["id"]}
+    assert handle(approved_msg) == "acted"
+    assert handle(approved_msg) == "duplicate"   # re-delivery of the approval: no second swap
+    assert healer_swaps(arm) == 1
+    assert approvals.get(Settings(), "rollback", pending["id"]).data["status"] == "executed"
+
+
+def test_approval_of_a_stale_state_does_not_act(incident, arm, healer_env, monkeypatch):
+    monkeypatch.setenv("HEALER_POLICY", json.dumps({"version": 1, "rules": [
+        {"action": "rollback.swap", "resource": "*", "effect": "ask"}]}))
+    assert handle(message(fired_alert())) == "pending"
+    [pending] = approvals.list_pending(Settings(), "rollback")
+    arm.deploy(RG, APP, "staging", build_id="v43")    # the team shipped a fix to staging meanwhile
+    approvals.decide(Settings(), healer="rollback", aid=pending["id"], approve=True, by="oncall", note="",
+                     now=dt.datetime.now(dt.timezone.utc))
+    assert handle({**pending["message"], "approvalId": pending["id"]}) == "skipped"
+    assert "newer build" in records("skipped")[0]["reason"] and healer_swaps(arm) == 0
+
+
+def test_forged_approval_id_is_refused(incident, arm):
+    msg = {**message(fired_alert()), "approvalId": "0" * 24}
+    assert handle(msg) == "refused" and healer_swaps(arm) == 0
+
+
+def test_concurrent_swap_409_is_retried_later_then_acts_once(incident, arm):
+    arm.inject_swap_conflict(APP, "staging", count=1)
+    msg = message(fired_alert())
+    with pytest.raises(RetryLater, match="409"):
+        handle(msg)
+    assert handle(msg) == "acted" and healer_swaps(arm) == 1
+
+
+def test_transient_allocation_changed_is_retried_with_backoff(incident, arm):
+    arm.inject_fault("POST", r"/slotsswap$", 400, code="BadRequest",
+                     message="The allocation of the site changed. Please retry the operation.", count=1)
+    msg = message(fired_alert())
+    with pytest.raises(RetryLater) as first:
+        handle(msg)
+    assert "transient" in first.value.reason and 2 <= first.value.delay_seconds <= 10
+    assert handle(msg) == "acted" and healer_swaps(arm) == 1
+
+
+def test_swap_with_preview_pending_is_detected_and_reported(incident, arm):
+    arm.patch_slot(RG, APP, "production", target_swap_slot="staging")
+    assert handle(message(fired_alert())) == "skipped"
+    assert "swap with preview" in records("skipped")[0]["reason"] and healer_swaps(arm) == 0
+
+
+def test_missing_or_stopped_staging_is_never_swapped(incident, arm):
+    arm.patch_slot(RG, APP, "staging", state="Stopped")
+    assert handle(message(fired_alert())) == "skipped"
+    assert "Stopped" in records("skipped")[0]["reason"] and healer_swaps(arm) == 0
+
+
+@pytest.mark.parametrize("crash_at", ["intent", "swap-started", "swap-finished", "verified"])
+def test_crash_between_steps_then_redelivery_finishes_without_a_second_swap(incident, arm, crash_at):
+    msg = message(fired_alert())
+
+    def die(step: str) -> None:
+        if step == crash_at:
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        handle(msg, step=die)
+    # The dead worker's lease expires; a redelivery lands on another worker later.
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=Settings().lease_seconds + 1)
+    outcome = handle(msg, now=lambda: later)
+    assert outcome == ("skipped" if crash_at == "verified" else "acted")
+    assert healer_swaps(arm) == 1 and build_of(arm, RG, APP) == "v41"
+    ops = Store(Settings(), "ops").get("rollback", safe_key(SHOP.lower()))
+    assert ops.data["op"] is None and ops.data["latch"]["good"] == "v41"
+    assert len(records("acted")) == 1
+
+
+def test_crash_after_swap_started_resumes_the_persisted_operation(incident, arm):
+    """The swap is still running when the worker dies; the next worker polls the same operation, sends none."""
+    arm.set_swap_behavior(hang=True)
+    msg = message(fired_alert())
+    started = {}
+
+    def die(step: str) -> None:
+        if step == "swap-started":
+            started["ops"] = arm.operations()
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        handle(msg, step=die)
+    assert arm.counters()["swaps_accepted"] == 2
+    arm.release_swaps()
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=Settings().lease_seconds + 1)
+    assert handle(msg, now=lambda: later) == "acted"
+    assert healer_swaps(arm) == 1 and build_of(arm, RG, APP) == "v41"
+
+
+def test_concurrent_worker_waits_for_the_lease(incident, arm):
+    msg = message(fired_alert())
+    from shared.state import acquire_lease
+    ops = Store(Settings(), "ops")
+    held = acquire_lease(ops, "rollback", safe_key(SHOP.lower()), "someone-else", 300,
+                         dt.datetime.now(dt.timezone.utc))
+    assert held is not None
+    with pytest.raises(RetryLater, match="lease"):
+        handle(msg)
+    assert healer_swaps(arm) == 0
+
+
+def test_failed_verification_escalates_and_never_swaps_again(incident, arm, healer_env, monkeypatch, workdir):
+    port = free_port()
+    health = start_process("health", [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                      "--directory", str(workdir)], {"http": port}, workdir)
+    notify_port = free_port()
+    try:
+        monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([
+            {"resourceId": SHOP, "slot": "staging", "healthUrl": f"http://127.0.0.1:{port}/healthz-missing"}]))
+        monkeypatch.setenv("HEALER_NOTIFY_WEBHOOK_URL", f"http://127.0.0.1:{notify_port}/hook")
+        assert handle(message(fired_alert())) == "escalated"
+        [esc] = records("escalated")
+        assert "HTTP 404" in esc["reason"] and esc["details"]["notification"].startswith("failed")
+        arm.deploy(RG, APP, "staging", build_id="v44")
+        assert handle(message(fired_alert())) == "skipped" and "escalated" in records("skipped")[0]["reason"]
+        assert healer_swaps(arm) == 1
+        out = shell.rearm(Settings(), SHOP, by="oncall", reason="looked", now=dt.datetime.now(dt.timezone.utc))
+        assert out["before"]["escalated"]
+    finally:
+        health.stop()
+
+
+def test_rearm_then_new_incident_can_roll_back_again(incident, arm, healer_env):
+    assert handle(message(fired_alert())) == "acted"
+    shell.rearm(Settings(), SHOP, by="oncall", reason="fixed forward", now=dt.datetime.now(dt.timezone.utc))
+    # Next release: v45 to staging, swapped in by the pipeline, and it is bad too.
+    from standins.stack import pipeline_swap
+    arm.deploy(RG, APP, "staging", build_id="v45")
+    pipeline_swap(healer_env["HEALER_ARM_ENDPOINT"], RG, APP, "staging")
+    assert handle(message(fired_alert())) == "acted"
+    assert build_of(arm, RG, APP) == "v41" and arm.counters()["swaps_accepted"] == 4
+
+
+def test_queue_function_end_to_end_and_retry_reenqueues(incident, arm, storage_env):
+    """Through the registered queue callable: a lease conflict re-enqueues with a delay instead of failing."""
+    import function_app
+    from healers.rollback import api
+    from shared.state import acquire_lease
+    body = json.dumps(message(fired_alert())).encode()
+    held = acquire_lease(Store(Settings(), "ops"), "rollback", safe_key(SHOP.lower()), "other", 300,
+                         dt.datetime.now(dt.timezone.utc))
+    assert held is not None
+    assert api.process(QueueMessage(id="1", body=body, dequeue_count=1)) == "retry"
+    from azure.storage.queue import QueueClient
+    q = QueueClient.from_connection_string(storage_env["AzureWebJobsStorage"], "healer-rollback")
+    assert q.get_queue_properties().approximate_message_count == 1
+    assert function_app.rollback_worker is not None

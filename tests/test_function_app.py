@@ -1,0 +1,125 @@
+"""What function_app.py registers, exercised through the registered callables with real azure.functions objects."""
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+
+import azure.functions as func
+from azure.functions.queue import QueueMessage
+import pytest
+
+from tests.conftest import alert_payload
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def functions():
+    import function_app
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def trigger(fn) -> dict:
+    """The trigger binding as the host reads it (the function.json the worker reports)."""
+    return next(b for b in json.loads(fn.get_function_json())["bindings"] if b["type"].endswith("Trigger"))
+
+
+def call(functions, name, *args):
+    return functions[name].get_user_function()(*args)
+
+
+def http(method: str, route: str, body=None, params=None, route_params=None, headers=None) -> func.HttpRequest:
+    raw = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
+    return func.HttpRequest(method=method, url=f"http://localhost/api/{route}", headers=headers or {},
+                            params=params or {}, route_params=route_params or {}, body=raw)
+
+
+def test_importing_function_app_pulls_no_heavy_sdk():
+    code = ("import sys, function_app; heavy=[m for m in sys.modules if m.startswith(('azure.mgmt', 'openai', "
+            "'githubkit', 'github'))]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_binding_json(functions):
+    expected_http = {
+        "rollback_alert": ("alerts/rollback", ["POST"]),
+        "rollback_rearm": ("rollback/rearm", ["POST"]),
+        "audit_list": ("audit", ["GET"]),
+        "approvals_list": ("approvals/{healer}", ["GET"]),
+        "approvals_decide": ("approvals/{healer}/{id}", ["POST"]),
+        "controls_get": ("controls", ["GET"]),
+        "controls_set": ("controls", ["POST"]),
+    }
+    for name, (route, methods) in expected_http.items():
+        t = trigger(functions[name])
+        assert t["type"] == "httpTrigger" and t["route"] == route and t["authLevel"].upper() == "FUNCTION"
+        assert [m.upper() for m in t["methods"]] == methods
+    queues = {name: trigger(f)["queueName"] for name, f in functions.items() if trigger(f)["type"] == "queueTrigger"}
+    assert queues["rollback_worker"] == "healer-rollback"
+    assert queues["rollback_dead_letter"] == "healer-rollback-poison"
+    assert all(trigger(f).get("connection") == "AzureWebJobsStorage" for f in functions.values()
+               if trigger(f)["type"] == "queueTrigger")
+
+
+def queued(storage_env, name="healer-rollback") -> list[dict]:
+    from azure.storage.queue import QueueClient
+    q = QueueClient.from_connection_string(storage_env["AzureWebJobsStorage"], name)
+    return [json.loads(base64.b64decode(m.content)) for m in q.peek_messages(max_messages=32)]
+
+
+def test_alert_webhook_validates_and_enqueues_with_202(functions, storage_env):
+    resp = call(functions, "rollback_alert", http("POST", "alerts/rollback", alert_payload("metric_fired.json")))
+    assert resp.status_code == 202
+    body = json.loads(resp.get_body())
+    assert body["alertId"] == "12345678-1234-1234-1234-1234567890ab" and body["condition"] == "Fired"
+    [msg] = queued(storage_env)
+    assert msg["kind"] == "alert" and msg["alert"]["alert_id"] == body["alertId"]
+
+
+@pytest.mark.parametrize("body,status,fragment", [
+    (b"not json", 400, "not valid JSON"),
+    (b"", 400, "empty body"),
+    ({"schemaId": "Microsoft.Insights/activityLogs"}, 400, "unsupported schemaId"),
+    (b"{" + b" " * 300_000 + b"}", 413, "larger than"),
+])
+def test_alert_webhook_rejects_bad_input_with_a_reason(functions, storage_env, body, status, fragment):
+    resp = call(functions, "rollback_alert", http("POST", "alerts/rollback", body))
+    assert resp.status_code == status
+    assert fragment in json.loads(resp.get_body())["error"]
+    assert queued(storage_env) == []
+
+
+def test_entra_mode_refuses_a_webhook_without_a_token(functions, storage_env, monkeypatch):
+    monkeypatch.setenv("HEALER_AUTH_MODE", "entra")
+    monkeypatch.setenv("HEALER_ENTRA_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
+    monkeypatch.setenv("HEALER_ENTRA_AUDIENCE", "api://healer")
+    resp = call(functions, "rollback_alert", http("POST", "alerts/rollback", alert_payload("metric_fired.json")))
+    assert resp.status_code == 401 and queued(storage_env) == []
+
+
+def test_controls_roundtrip_and_audit_listing(functions, storage_env):
+    resp = call(functions, "controls_set", http("POST", "controls", {"kill": True, "by": "oncall", "reason": "drill"}))
+    assert resp.status_code == 200
+    state = json.loads(call(functions, "controls_get", http("GET", "controls")).get_body())
+    assert state["killed"] is True and "global control" in state["reason"]
+    missing_by = call(functions, "controls_set", http("POST", "controls", {"kill": False}))
+    assert missing_by.status_code == 400
+    listing = json.loads(call(functions, "audit_list", http("GET", "audit", params={"healer": "controls"})).get_body())
+    assert listing["count"] == 1 and "kill=True" in listing["records"][0]["reason"]
+
+
+def test_poison_message_becomes_an_audited_dead_letter(functions, storage_env):
+    msg = QueueMessage(id="m1", body=b"{\"alert\": {\"alert_id\": \"x\"}}", dequeue_count=5)
+    call(functions, "rollback_dead_letter", msg)
+    listing = json.loads(call(functions, "audit_list", http("GET", "audit", params={"outcome": "dead-letter"}))
+                         .get_body())
+    assert listing["count"] == 1 and listing["records"][0]["subject"] == "x"
+
+
+def test_malformed_work_message_is_dead_lettered_not_retried(functions, storage_env):
+    call(functions, "rollback_worker", QueueMessage(id="m2", body=b"\xff\xfe garbage", dequeue_count=1))
+    [dead] = queued(storage_env, "healer-rollback-poison")
+    assert "malformed message" in dead["deadLetterReason"]
