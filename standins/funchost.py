@@ -54,7 +54,7 @@ def load_functions():
     import function_app
     http, queues, timers = [], [], []
     for f in function_app.app.get_functions():
-        bindings = f.get_bindings_dict()["bindings"]
+        bindings = json.loads(f.get_function_json())["bindings"]
         trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
         fn = f.get_user_function()
         if trigger["type"] == "httpTrigger":

@@ -142,7 +142,7 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
     ops = Store(settings, "ops")
     lease = acquire_lease(ops, HEALER, safe_key(target.key), owner, settings.lease_seconds, t)
     if lease is None:
-        raise RetryLater(5 + random.random() * 10, f"another worker holds the operation lease on {target.resource_id}")
+        raise RetryLater(3 + random.random() * 5, f"another worker holds the operation lease on {target.resource_id}")
     try:
         return _decide_and_act(settings, alert, target, slot, ops, lease, approval_id, now, step)
     finally:

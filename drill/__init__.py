@@ -1,0 +1,1 @@
+"""The local drill: every healer's scenario against local stand-ins, with a readable timeline."""

@@ -1,0 +1,35 @@
+"""Run Healer's function app in the local Functions host stand-in, as `func start` would."""
+from __future__ import annotations
+
+import secrets
+import sys
+from dataclasses import dataclass
+
+import httpx
+
+from standins.harness import Server, free_port, start_process
+from standins.stack import LocalAzure
+
+
+@dataclass
+class HealerHost:
+    server: Server
+    key: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.ports['http']}/api"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"x-functions-key": self.key}, timeout=30)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_healer(stack: LocalAzure, settings: dict[str, str], name: str = "healer") -> HealerHost:
+    port, key = free_port(), secrets.token_urlsafe(16)
+    env = {**stack.env(), **settings}
+    server = start_process(name, [sys.executable, "-m", "standins.funchost", "--port", str(port), "--key", key],
+                           {"http": port}, stack.workdir, env=env)
+    return HealerHost(server, key)
