@@ -80,3 +80,12 @@ def controls_get(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="controls", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def controls_set(req: func.HttpRequest) -> func.HttpResponse:
     return shared_api.guarded("approver", shared_api.put_controls, req)
+
+
+# ---------------------------------------------------------------------------------------------- downshift (issue 3)
+
+
+# ---------------------------------------------------------------------------------------------- replication (issue 4)
+
+
+# ---------------------------------------------------------------------------------------------- errors (issue 5)

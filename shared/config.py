@@ -68,6 +68,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_ROLLBACK_RULE_MAP", "JSON object: alert rule name or id -> {resourceId, slot}, used when a "
             "rule has no healer.* customProperties."),
     Setting("HEALER_LEASE_SECONDS", "How long one worker holds an app's operation lease.", "300"),
+    # Model downshift healer (issue 3)
+
+    # Replication healer (issue 4)
+
+    # Error-clustering healer (issue 5)
+
     # Telemetry
     Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", "Enables OpenTelemetry export to Application Insights.",
             secret=True),
