@@ -17,6 +17,7 @@ import argparse
 import base64
 import json
 import re
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +70,11 @@ def load_functions():
 def make_handler(http: list[HttpFunction], timers: dict[str, Any], key: str):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        wbufsize = 64 * 1024  # one write per response, as a real server does
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -189,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, fn, trigger in queues:
         pump = QueuePump(conn, trigger["queueName"], fn, host, stop)
         threading.Thread(target=pump.run, name=f"queue-{name}", daemon=True).start()
+    ThreadingHTTPServer.request_queue_size = 256  # accept bursts of concurrent deliveries like the real host
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(http, {n: f for n, f, _ in timers}, args.key))
     server.daemon_threads = True
     server.serve_forever()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +29,11 @@ def route(method: str, pattern: str):
 class JsonHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "HealerStandin/1.0"
+    wbufsize = 64 * 1024  # headers and body leave in one write (flushed per request), no Nagle/delayed-ACK stall
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     routes: list[Route] = []
     lock = threading.RLock()  # one lock per stand-in class; subclasses may replace it
 
@@ -120,6 +126,7 @@ def serve(handler_cls: type[JsonHandler], argv: list[str] | None = None,
     args = parser.parse_args(argv)
     if configure:
         configure(args)
+    ThreadingHTTPServer.request_queue_size = 256
     httpd = ThreadingHTTPServer(("127.0.0.1", args.port), handler_cls)
     httpd.daemon_threads = True
     if args.cert:

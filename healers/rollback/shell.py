@@ -101,9 +101,29 @@ def _claim(settings: Settings, alert: Alert, suffix: str, now: dt.datetime) -> R
         return store.get(rec.partition, rec.row)
 
 
+def _decided(settings: Settings, alert: Alert) -> Record | None:
+    rec = Store(settings, "dedupe").get(HEALER, safe_key(alert.alert_id))
+    return rec if rec is not None and rec.data.get("status") == "decided" else None
+
+
 def _mark_decided(settings: Settings, alert: Alert, outcome: str, reason: str, now: dt.datetime) -> None:
-    Store(settings, "dedupe").upsert(Record(HEALER, safe_key(alert.alert_id), {
-        "status": "decided", "outcome": outcome, "reason": reason[:500], "at": now.isoformat(), "rule": alert.rule}))
+    """Record the alert's decision once; the first final decision stands (ETag-guarded)."""
+    store = Store(settings, "dedupe")
+    rec = store.get(HEALER, safe_key(alert.alert_id)) or Record(HEALER, safe_key(alert.alert_id), {})
+    if rec.data.get("status") == "decided":
+        return
+    rec.data = {"status": "decided", "outcome": outcome, "reason": reason[:500], "at": now.isoformat(),
+                "rule": alert.rule}
+    try:
+        store.replace(rec)
+    except Conflict:
+        pass  # another worker recorded its decision first; it stands
+
+
+def _duplicate(settings: Settings, alert: Alert, target: RollbackTarget, seen: Record, t: dt.datetime) -> str:
+    _audit(settings, "duplicate", f"duplicate delivery of alert already decided "
+           f"({seen.data.get('outcome')}: {seen.data.get('reason', '')[:200]})", target.resource_id, alert, t)
+    return "duplicate"
 
 
 def _app_state(lease: Lease) -> AppState:
@@ -136,14 +156,16 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
     if not approval_id:
         seen = _claim(settings, alert, "", t)
         if seen is not None and seen.data.get("status") == "decided":
-            _audit(settings, "duplicate", f"duplicate delivery of alert already decided "
-                   f"({seen.data.get('outcome')}: {seen.data.get('reason', '')[:200]})", target.resource_id, alert, t)
-            return "duplicate"
+            return _duplicate(settings, alert, target, seen, t)
     ops = Store(settings, "ops")
     lease = acquire_lease(ops, HEALER, safe_key(target.key), owner, settings.lease_seconds, t)
     if lease is None:
-        raise RetryLater(3 + random.random() * 5, f"another worker holds the operation lease on {target.resource_id}")
+        raise RetryLater(2 + random.random() * 4, f"another worker holds the operation lease on {target.resource_id}")
     try:
+        # Double-check under the lease: a concurrent delivery of this alert may have decided meanwhile.
+        seen = None if approval_id else _decided(settings, alert)
+        if seen is not None and not lease.record.data.get("op"):
+            return _duplicate(settings, alert, target, seen, t)
         return _decide_and_act(settings, alert, target, slot, ops, lease, approval_id, now, step)
     finally:
         release_lease(ops, lease)
