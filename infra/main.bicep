@@ -1,0 +1,551 @@
+// Healer: an audited self-healing service on Azure Functions (Flex Consumption), deployed with `azd up`.
+//
+// Layout: one resource group for Healer (identity, storage, monitoring, Key Vault, Function App, outcome topic,
+// action groups, workbook); role assignments on the resources Healer heals are made in *their* resource groups,
+// each scoped to the one resource (never a subscription- or resource-group-wide role).
+//
+// Two passes: `azd up` creates everything and deploys the code; then `azd env set HEALER_WIRE_TRIGGERS true`
+// and `azd provision` wires what needs the running functions (action groups read the function key; Event Grid
+// validates the function endpoint). See docs/deploy.md.
+targetScope = 'subscription'
+
+// ------------------------------------------------------------------------------------------------ deployment
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; also seeds the unique suffix of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region of Healer\'s resources (must offer Flex Consumption).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Resource group for Healer. Empty: rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Python version of the Functions runtime; the version the project is tested on.')
+param pythonVersion string = '3.11'
+
+@description('Upper bound of Flex Consumption instances.')
+param maximumInstanceCount int = 40
+
+// ------------------------------------------------------------------------------------------------ behaviour
+
+@description('HEALER_KILL_SWITCH: true stops every action (decisions are still recorded).')
+param killSwitch bool = false
+
+@description('HEALER_DRY_RUN: true decides and records but never acts. Deployed on by default: turn off once the audit looks right.')
+param dryRun bool = true
+
+@description('HEALER_POLICY: allow/ask/deny rules per action and resource pattern. The default denies everything.')
+param policy object = {
+  version: 1
+  default: 'deny'
+  rules: []
+}
+
+@description('HEALER_ROLLBACK_TARGETS: App Service apps the rollback healer may swap ({resourceId, slot, buildMarker, healthUrl, ...}). Healer gets its custom role on each.')
+param rollbackTargets array = []
+
+@description('HEALER_ROLLBACK_RULE_MAP: alert rule name or id -> {resourceId, slot}, for rules without healer.* customProperties.')
+param rollbackRuleMap object = {}
+
+@description('HEALER_LEASE_SECONDS: how long one worker holds an app\'s operation lease.')
+param leaseSeconds int = 300
+
+@description('HEALER_ARM_POLL_SECONDS: fallback polling interval of ARM long-running operations.')
+param armPollSeconds int = 10
+
+@description('HEALER_TABLE_PREFIX: prefix of Healer\'s table names (letters and digits).')
+param tablePrefix string = 'healer'
+
+@description('HEALER_MAX_BODY_BYTES: largest request body accepted.')
+param maxBodyBytes int = 262144
+
+@secure()
+@description('HEALER_NOTIFY_WEBHOOK_URL (stored in Key Vault): where ask/escalation notifications are POSTed. Empty: none.')
+param notifyWebhookUrl string = ''
+
+// ------------------------------------------------------------------------------------------------ inbound auth
+
+@allowed([
+  'function-key'
+  'entra'
+])
+@description('HEALER_AUTH_MODE: function-key, or entra (also require an Entra ID token: secure webhook, approvers).')
+param authMode string = 'function-key'
+
+@description('HEALER_ENTRA_TENANT_ID. Empty: the deployment tenant.')
+param entraTenantId string = ''
+
+@description('HEALER_ENTRA_AUDIENCE: application ID URI or client id of Healer\'s app registration. Empty: secureWebhookIdentifierUri.')
+param entraAudience string = ''
+
+@description('HEALER_ENTRA_JWKS_URL. Empty: the tenant\'s v2.0 discovery keys.')
+param entraJwksUrl string = ''
+
+@description('HEALER_ENTRA_ISSUERS: comma-separated. Empty: the tenant\'s v1 and v2 issuers.')
+param entraIssuers string = ''
+
+@description('HEALER_ENTRA_WEBHOOK_ROLE: app role the action group\'s token must carry.')
+param entraWebhookRole string = 'ActionGroupsSecureWebhook'
+
+@description('HEALER_ENTRA_MONITOR_APP_ID: application id of Azure Monitor\'s secure-webhook caller.')
+param entraMonitorAppId string = '461e8683-5575-4561-ac7f-899cc907d62a'
+
+@description('HEALER_ENTRA_APPROVER_ROLE: app role a human needs to approve actions or change controls.')
+param entraApproverRole string = 'Healer.Approver'
+
+@description('HEALER_ARM_ENDPOINT / HEALER_ARM_AUDIENCE. Empty: this cloud\'s Resource Manager.')
+param armEndpoint string = ''
+
+// ------------------------------------------------------------------------------------------------ what Healer may touch
+
+@description('App Service apps whose app settings the downshift healer may write (in addition to rollbackTargets).')
+param downshiftAppIds array = []
+
+@description('App Configuration store the downshift healer writes (App Configuration Data Owner). Empty: none.')
+param appConfigurationStoreId string = ''
+
+@description('Container registries the replication healer watches: system topic + Event Grid subscription + AcrPull on each.')
+param watchedRegistryIds array = []
+
+@description('Log Analytics workspaces Healer queries (spend, 429s, exceptions): Log Analytics Reader on each.')
+param logAnalyticsWorkspaceIds array = []
+
+@description('Classic Application Insights components Healer queries: Monitoring Reader on each.')
+param appInsightsComponentIds array = []
+
+@description('Azure OpenAI account the error-clustering healer drafts with (Cognitive Services OpenAI User). Empty: none.')
+param openAiAccountId string = ''
+
+@secure()
+@description('GitHub token of the error-clustering healer, stored in Key Vault as healer-github-token. Empty: set the secret later.')
+param githubToken string = ''
+
+// ------------------------------------------------------------------------------------------------ error-clustering healer
+
+@description('HEALER_ERRORS_SCHEDULE: NCRONTAB of the daily run.')
+param errorsSchedule string = '0 0 6 * * *'
+
+@allowed([
+  'workspace'
+  'classic'
+])
+@description('HEALER_ERRORS_SCHEMA: workspace (AppExceptions) or classic (exceptions).')
+param errorsSchema string = 'workspace'
+
+@description('HEALER_ERRORS_WORKSPACE_ID: the Workspace ID (GUID) of the app\'s Log Analytics workspace (also list its resource id in logAnalyticsWorkspaceIds).')
+param errorsWorkspaceId string = ''
+
+@description('HEALER_ERRORS_RESOURCE_ID: classic Application Insights resource id (also list it in appInsightsComponentIds).')
+param errorsAppInsightsId string = ''
+
+@description('HEALER_ERRORS_LOGS_ENDPOINT: Log Analytics query endpoint.')
+param errorsLogsEndpoint string = 'https://api.loganalytics.io'
+
+@description('HEALER_ERRORS_INCLUDE_TRACES: also cluster error-level traces.')
+param errorsIncludeTraces bool = false
+
+@description('HEALER_ERRORS_WINDOW_HOURS: hours the timer run looks back.')
+param errorsWindowHours int = 24
+
+@description('HEALER_ERRORS_MAX_ROWS: most aggregated rows one query returns.')
+param errorsMaxRows int = 5000
+
+@description('HEALER_ERRORS_TOP_N: groups that get a draft pull request per run.')
+param errorsTopN int = 5
+
+@description('HEALER_ERRORS_BASELINE_DAYS: days of per-fingerprint history for new/regressed.')
+param errorsBaselineDays int = 7
+
+@description('HEALER_ERRORS_IN_APP_PREFIXES: comma-separated prefixes of in-app frames.')
+param errorsInAppPrefixes string = ''
+
+@description('HEALER_ERRORS_GITHUB_API_URL: https://<host>/api/v3 for GitHub Enterprise Server.')
+param errorsGithubApiUrl string = 'https://api.github.com'
+
+@description('HEALER_ERRORS_GITHUB_REPOSITORY: owner/name that gets the draft pull requests. Empty: no PRs; the token reference is set only when this is.')
+param errorsGithubRepository string = ''
+
+@description('HEALER_ERRORS_BASE_BRANCH. Empty: the repository\'s default branch.')
+param errorsBaseBranch string = ''
+
+@description('HEALER_ERRORS_SOURCE_REF: ref of the deployed code. Empty: the base branch.')
+param errorsSourceRef string = ''
+
+@description('HEALER_ERRORS_SOURCE_PREFIX: path prefix of the files named by stacks, e.g. src/.')
+param errorsSourcePrefix string = ''
+
+@allowed([
+  'none'
+  'azure'
+  'openai'
+])
+@description('HEALER_ERRORS_LLM_PROVIDER: none, azure (Azure OpenAI with Healer\'s identity; list the account in openAiAccountId) or openai.')
+param errorsLlmProvider string = 'none'
+
+@description('HEALER_ERRORS_LLM_ENDPOINT: Azure OpenAI endpoint or OpenAI-compatible base URL.')
+param errorsLlmEndpoint string = ''
+
+@description('HEALER_ERRORS_LLM_MODEL: deployment (Azure) or model name.')
+param errorsLlmModel string = ''
+
+@description('HEALER_ERRORS_LLM_API_VERSION: Azure OpenAI API version.')
+param errorsLlmApiVersion string = '2024-10-21'
+
+@secure()
+@description('Key of an OpenAI-compatible endpoint (provider openai only), stored in Key Vault as healer-llm-api-key.')
+param errorsLlmApiKey string = ''
+
+@description('HEALER_ERRORS_LLM_AUDIENCE: token scope for Azure OpenAI.')
+param errorsLlmAudience string = 'https://cognitiveservices.azure.com/.default'
+
+@description('HEALER_ERRORS_LLM_TOKEN_BUDGET: most model tokens one run may spend.')
+param errorsLlmTokenBudget int = 60000
+
+@description('HEALER_ERRORS_LLM_TIMEOUT_SECONDS: timeout of one model request.')
+param errorsLlmTimeoutSeconds int = 60
+
+@description('HEALER_ERRORS_LLM_MAX_RETRIES: retries of a throttled or failed model request.')
+param errorsLlmMaxRetries int = 2
+
+// ------------------------------------------------------------------------------------------------ triggers and alerts
+
+@description('Second pass, after the code is deployed: create action groups, alert rules, budget and Event Grid subscriptions.')
+param wireTriggers bool = false
+
+@description('Name of the replication healer\'s Event Grid trigger function.')
+param replicationFunctionName string = 'replication_events'
+
+@description('Route (under /api) of each alert endpoint.')
+param alertRoutes object = {
+  rollback: 'alerts/rollback'
+  downshift: 'alerts/downshift'
+  budget: 'alerts/budget'
+}
+
+@description('Host function key the action groups send.')
+param functionKeyName string = 'default'
+
+@description('Secure webhook: object id of Healer\'s Entra app registration. Empty: function key only.')
+param secureWebhookObjectId string = ''
+
+@description('Secure webhook: application ID URI of Healer\'s Entra app registration.')
+param secureWebhookIdentifierUri string = ''
+
+@description('Example Http5xx metric alert on a target app (customProperties healer.target / healer.slot).')
+param enableHttp5xxAlert bool = false
+param http5xxTargetAppId string = ''
+param http5xxSlot string = 'staging'
+param http5xxThreshold int = 10
+
+@description('Example 429-ratio log search alert split by tenant.')
+param enableThrottleAlert bool = false
+@description('Workspace with the target app\'s telemetry. Empty: Healer\'s own workspace.')
+param throttleWorkspaceId string = ''
+param throttleTargetAppId string = ''
+param throttleRatioThreshold string = '0.2'
+
+@description('Example monthly budget on a resource group (its alerts go to the downshift healer). 0: no budget.')
+param budgetAmount int = 0
+param budgetResourceGroupId string = ''
+param budgetStartDate string = utcNow('yyyy-MM-01')
+param budgetContactEmails array = []
+
+// ------------------------------------------------------------------------------------------------ names
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+  app: 'healer'
+}
+var names = {
+  resourceGroup: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  identity: 'id-healer-${resourceToken}'
+  storage: 'sthealer${resourceToken}'
+  deploymentContainer: 'app-package-healer'
+  logAnalytics: 'log-healer-${resourceToken}'
+  applicationInsights: 'appi-healer-${resourceToken}'
+  keyVault: 'kv-healer-${resourceToken}'
+  plan: 'plan-healer-${resourceToken}'
+  functionApp: 'func-healer-${resourceToken}'
+  outcomeTopic: 'evgt-healer-${resourceToken}'
+  siteOperatorRole: 'Healer site operator (${environmentName})'
+}
+var resourceManager = empty(armEndpoint) ? environment().resourceManager : armEndpoint
+var armUrl = endsWith(resourceManager, '/') ? substring(resourceManager, 0, length(resourceManager) - 1) : resourceManager
+
+// ------------------------------------------------------------------------------------------------ app settings
+
+// Every setting Healer's code reads (shared/config.py SETTINGS), one line each: adding a setting to SETTINGS
+// means adding its line here (tests/infra/test_bicep.py checks both directions). Secrets only as Key Vault
+// references: '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=<secret>)'.
+// Ready for settings of healers still landing: the outcome topic endpoint (outcomeTopic.outputs.endpoint),
+// the App Configuration store (appConfigurationStoreId), Healer's workspace (monitoring.outputs.workspaceId).
+var healerSettings = {
+  AzureWebJobsStorage__accountName: storage.outputs.name
+  AzureWebJobsStorage__clientId: identity.outputs.clientId
+  HEALER_TABLE_PREFIX: tablePrefix
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  HEALER_ARM_ENDPOINT: armUrl
+  HEALER_ARM_AUDIENCE: armUrl
+  HEALER_ARM_POLL_SECONDS: string(armPollSeconds)
+  HEALER_AUTH_MODE: authMode
+  HEALER_ENTRA_TENANT_ID: empty(entraTenantId) ? tenant().tenantId : entraTenantId
+  HEALER_ENTRA_AUDIENCE: empty(entraAudience) ? secureWebhookIdentifierUri : entraAudience
+  HEALER_ENTRA_JWKS_URL: entraJwksUrl
+  HEALER_ENTRA_ISSUERS: entraIssuers
+  HEALER_ENTRA_WEBHOOK_ROLE: entraWebhookRole
+  HEALER_ENTRA_MONITOR_APP_ID: entraMonitorAppId
+  HEALER_ENTRA_APPROVER_ROLE: entraApproverRole
+  HEALER_MAX_BODY_BYTES: string(maxBodyBytes)
+  HEALER_KILL_SWITCH: killSwitch ? 'true' : 'false'
+  HEALER_DRY_RUN: dryRun ? 'true' : 'false'
+  HEALER_POLICY: string(policy)
+  HEALER_NOTIFY_WEBHOOK_URL: empty(notifyWebhookUrl) ? '' : '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-notify-webhook-url)'
+  HEALER_ROLLBACK_TARGETS: string(rollbackTargets)
+  HEALER_ROLLBACK_RULE_MAP: string(rollbackRuleMap)
+  HEALER_LEASE_SECONDS: string(leaseSeconds)
+  HEALER_ERRORS_SCHEDULE: errorsSchedule
+  HEALER_ERRORS_SCHEMA: errorsSchema
+  HEALER_ERRORS_WORKSPACE_ID: errorsWorkspaceId
+  HEALER_ERRORS_RESOURCE_ID: errorsAppInsightsId
+  HEALER_ERRORS_LOGS_ENDPOINT: errorsLogsEndpoint
+  HEALER_ERRORS_INCLUDE_TRACES: errorsIncludeTraces ? 'true' : 'false'
+  HEALER_ERRORS_WINDOW_HOURS: string(errorsWindowHours)
+  HEALER_ERRORS_MAX_ROWS: string(errorsMaxRows)
+  HEALER_ERRORS_TOP_N: string(errorsTopN)
+  HEALER_ERRORS_BASELINE_DAYS: string(errorsBaselineDays)
+  HEALER_ERRORS_IN_APP_PREFIXES: errorsInAppPrefixes
+  HEALER_ERRORS_GITHUB_API_URL: errorsGithubApiUrl
+  HEALER_ERRORS_GITHUB_REPOSITORY: errorsGithubRepository
+  HEALER_ERRORS_GITHUB_TOKEN: empty(errorsGithubRepository) ? '' : '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-github-token)'
+  HEALER_ERRORS_BASE_BRANCH: errorsBaseBranch
+  HEALER_ERRORS_SOURCE_REF: errorsSourceRef
+  HEALER_ERRORS_SOURCE_PREFIX: errorsSourcePrefix
+  HEALER_ERRORS_LLM_PROVIDER: errorsLlmProvider
+  HEALER_ERRORS_LLM_ENDPOINT: errorsLlmEndpoint
+  HEALER_ERRORS_LLM_MODEL: errorsLlmModel
+  HEALER_ERRORS_LLM_API_VERSION: errorsLlmApiVersion
+  HEALER_ERRORS_LLM_API_KEY: (errorsLlmProvider == 'openai') ? '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-llm-api-key)' : ''
+  HEALER_ERRORS_LLM_AUDIENCE: errorsLlmAudience
+  HEALER_ERRORS_LLM_TOKEN_BUDGET: string(errorsLlmTokenBudget)
+  HEALER_ERRORS_LLM_TIMEOUT_SECONDS: string(errorsLlmTimeoutSeconds)
+  HEALER_ERRORS_LLM_MAX_RETRIES: string(errorsLlmMaxRetries)
+  APPLICATIONINSIGHTS_CONNECTION_STRING: '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=appinsights-connection-string)'
+}
+
+// Read by the Functions host and the Azure SDKs, not by Healer's code.
+var platformSettings = {
+  AzureWebJobsStorage__credential: 'managedidentity'
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+}
+
+// ------------------------------------------------------------------------------------------------ scopes Healer gets roles on
+
+var targetAppIds = union(map(rollbackTargets, t => string(t.resourceId)), downshiftAppIds)
+var targetAppScopes = union(map(targetAppIds, id => join(take(split(id, '/'), 5), '/')), [])
+var roleTargets = concat(
+  map(targetAppIds, id => { kind: 'site', id: id }),
+  map(watchedRegistryIds, id => { kind: 'registry', id: id }),
+  map(logAnalyticsWorkspaceIds, id => { kind: 'workspace', id: id }),
+  map(appInsightsComponentIds, id => { kind: 'appInsights', id: id }),
+  empty(appConfigurationStoreId) ? [] : [ { kind: 'appConfiguration', id: appConfigurationStoreId } ],
+  empty(openAiAccountId) ? [] : [ { kind: 'openAi', id: openAiAccountId } ]
+)
+
+// ------------------------------------------------------------------------------------------------ resources
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: names.resourceGroup
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'healer-identity'
+  scope: rg
+  params: {
+    name: names.identity
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'healer-storage'
+  scope: rg
+  params: {
+    name: names.storage
+    location: location
+    tags: tags
+    deploymentContainerName: names.deploymentContainer
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'healer-monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: names.logAnalytics
+    applicationInsightsName: names.applicationInsights
+    location: location
+    tags: tags
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'healer-keyvault'
+  scope: rg
+  params: {
+    name: names.keyVault
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    notifyWebhookUrl: notifyWebhookUrl
+    githubToken: githubToken
+    llmApiKey: errorsLlmApiKey
+  }
+}
+
+module outcomeTopic 'modules/eventgrid.bicep' = {
+  name: 'healer-outcome-topic'
+  scope: rg
+  params: {
+    name: names.outcomeTopic
+    location: location
+    tags: tags
+  }
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'healer-rbac'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
+    outcomeTopicName: outcomeTopic.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'healer-functionapp'
+  scope: rg
+  dependsOn: [
+    rbac
+  ]
+  params: {
+    name: names.functionApp
+    planName: names.plan
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: names.deploymentContainer
+    appSettings: union(platformSettings, healerSettings)
+    pythonVersion: pythonVersion
+    maximumInstanceCount: maximumInstanceCount
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'healer-workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module siteOperatorRole 'modules/rbac-role.bicep' = if (!empty(targetAppIds)) {
+  name: 'healer-site-operator-role'
+  params: {
+    roleName: names.siteOperatorRole
+    assignableScopes: targetAppScopes
+  }
+}
+
+module roleOnTarget 'modules/rbac-target.bicep' = [for (t, i) in roleTargets: {
+  name: 'healer-role-${t.kind}-${i}'
+  scope: resourceGroup(split(t.id, '/')[2], split(t.id, '/')[4])
+  params: {
+    kind: t.kind
+    resourceName: last(split(t.id, '/'))
+    principalId: identity.outputs.principalId
+    siteOperatorRoleId: (t.kind == 'site') ? siteOperatorRole.outputs.id : ''
+  }
+}]
+
+module registryEvents 'modules/eventgrid-registry.bicep' = [for (id, i) in watchedRegistryIds: {
+  name: 'healer-registry-events-${i}'
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    registryName: last(split(id, '/'))
+    functionAppId: functionApp.outputs.id
+    functionName: replicationFunctionName
+    subscribe: wireTriggers
+    tags: tags
+  }
+}]
+
+module alerts 'modules/alerts.bicep' = if (wireTriggers) {
+  name: 'healer-alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    functionAppName: functionApp.outputs.name
+    functionHostName: functionApp.outputs.defaultHostName
+    routes: alertRoutes
+    functionKeyName: functionKeyName
+    secureWebhookObjectId: (authMode == 'entra') ? secureWebhookObjectId : ''
+    secureWebhookIdentifierUri: secureWebhookIdentifierUri
+    enableHttp5xxAlert: enableHttp5xxAlert
+    http5xxTargetAppId: http5xxTargetAppId
+    http5xxSlot: http5xxSlot
+    http5xxThreshold: http5xxThreshold
+    enableThrottleAlert: enableThrottleAlert
+    throttleWorkspaceId: empty(throttleWorkspaceId) ? monitoring.outputs.workspaceId : throttleWorkspaceId
+    throttleTargetAppId: throttleTargetAppId
+    throttleRatioThreshold: throttleRatioThreshold
+  }
+}
+
+module budget 'modules/budget.bicep' = if (wireTriggers && budgetAmount > 0 && !empty(budgetResourceGroupId)) {
+  name: 'healer-budget'
+  scope: resourceGroup(split(budgetResourceGroupId, '/')[2], split(budgetResourceGroupId, '/')[4])
+  params: {
+    amount: budgetAmount
+    startDate: budgetStartDate
+    actionGroupId: alerts.outputs.budgetActionGroupId
+    contactEmails: budgetContactEmails
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ outputs
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output HEALER_API_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
+output HEALER_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output HEALER_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output HEALER_OUTCOME_TOPIC_ID string = outcomeTopic.outputs.id
+output HEALER_OUTCOME_TOPIC_ENDPOINT string = outcomeTopic.outputs.endpoint
+output HEALER_KEY_VAULT_NAME string = keyVault.outputs.name
+output HEALER_WORKSPACE_ID string = monitoring.outputs.workspaceId
+output HEALER_WORKBOOK_ID string = workbook.outputs.id
+output HEALER_SITE_OPERATOR_ROLE_ID string = empty(targetAppIds) ? '' : siteOperatorRole.outputs.id
+output HEALER_ROLLBACK_ACTION_GROUP_ID string = wireTriggers ? alerts.outputs.rollbackActionGroupId : ''
+output HEALER_DOWNSHIFT_ACTION_GROUP_ID string = wireTriggers ? alerts.outputs.downshiftActionGroupId : ''
+output HEALER_BUDGET_ACTION_GROUP_ID string = wireTriggers ? alerts.outputs.budgetActionGroupId : ''

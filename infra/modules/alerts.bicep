@@ -1,0 +1,162 @@
+// Azure Monitor → Healer: one action group per Healer endpoint (common alert schema; function key, plus an Entra
+// token when the secure webhook is on) and example alert rules, each off unless its parameter turns it on.
+// Needs Healer's code deployed first: the function key is read from the running app (listKeys).
+param location string
+param tags object = {}
+param functionAppName string
+param functionHostName string
+@description('Route (under /api) of each Healer alert endpoint.')
+param routes object
+@description('Name of the host function key the action groups send (create one per caller to rotate separately).')
+param functionKeyName string = 'default'
+@description('Secure webhook: Entra application object id of Healer\'s app registration. Empty: key only.')
+param secureWebhookObjectId string = ''
+@description('Secure webhook: application ID URI of Healer\'s app registration.')
+param secureWebhookIdentifierUri string = ''
+param tenantId string = tenant().tenantId
+
+@description('Example Http5xx metric alert on a target app, delivered to the rollback healer.')
+param enableHttp5xxAlert bool = false
+param http5xxTargetAppId string = ''
+param http5xxSlot string = 'staging'
+param http5xxThreshold int = 10
+
+@description('Example 429-ratio log search alert split by tenant, delivered to the downshift healer.')
+param enableThrottleAlert bool = false
+@description('Workspace holding the target app\'s telemetry (workspace-based Application Insights).')
+param throttleWorkspaceId string = ''
+param throttleTargetAppId string = ''
+@description('Ratio of throttled calls (0-1) above which a tenant is downshifted.')
+param throttleRatioThreshold string = '0.2'
+
+var functionKey = listKeys('${resourceId('Microsoft.Web/sites', functionAppName)}/host/default', '2024-04-01').functionKeys[functionKeyName]
+var secure = !empty(secureWebhookObjectId)
+var receivers = [
+  {
+    key: 'rollback'
+    shortName: 'healer-rb'
+  }
+  {
+    key: 'downshift'
+    shortName: 'healer-ds'
+  }
+  {
+    key: 'budget'
+    shortName: 'healer-bdg'
+  }
+]
+
+resource groups 'Microsoft.Insights/actionGroups@2023-01-01' = [for r in receivers: {
+  name: 'ag-healer-${r.key}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: r.shortName
+    enabled: true
+    webhookReceivers: [
+      {
+        name: 'healer-${r.key}'
+        serviceUri: 'https://${functionHostName}/api/${routes[r.key]}?code=${functionKey}'
+        useCommonAlertSchema: true
+        useAadAuth: secure
+        objectId: secure ? secureWebhookObjectId : null
+        identifierUri: secure ? secureWebhookIdentifierUri : null
+        tenantId: secure ? tenantId : null
+      }
+    ]
+  }
+}]
+
+resource http5xx 'Microsoft.Insights/metricAlerts@2018-03-01' = if (enableHttp5xxAlert && !empty(http5xxTargetAppId)) {
+  name: 'healer-http5xx-${last(split(http5xxTargetAppId, '/'))}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Server errors on the production slot: the rollback healer swaps the previous build back.'
+    severity: 1
+    enabled: true
+    scopes: [
+      http5xxTargetAppId
+    ]
+    evaluationFrequency: 'PT1M'
+    windowSize: 'PT5M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'Http5xx'
+          metricNamespace: 'Microsoft.Web/sites'
+          metricName: 'Http5xx'
+          operator: 'GreaterThan'
+          threshold: http5xxThreshold
+          timeAggregation: 'Total'
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: [
+      {
+        actionGroupId: groups[0].id
+        webHookProperties: {
+          'healer.target': http5xxTargetAppId
+          'healer.slot': http5xxSlot
+        }
+      }
+    ]
+  }
+}
+
+resource throttle 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (enableThrottleAlert && !empty(throttleWorkspaceId)) {
+  name: 'healer-429-ratio-by-tenant'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Healer: 429 ratio by tenant'
+    description: 'Sustained throttling of model calls per tenant: the downshift healer moves the tenant one rung down.'
+    severity: 2
+    enabled: true
+    scopes: [
+      throttleWorkspaceId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../kql/ratio-429-by-tenant.kql')
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'ratio'
+          dimensions: [
+            {
+              name: 'tenant'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: json(throttleRatioThreshold)
+          failingPeriods: {
+            numberOfEvaluationPeriods: 3
+            minFailingPeriodsToAlert: 2
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        groups[1].id
+      ]
+      customProperties: {
+        'healer.target': throttleTargetAppId
+      }
+    }
+  }
+}
+
+output rollbackActionGroupId string = groups[0].id
+output downshiftActionGroupId string = groups[1].id
+output budgetActionGroupId string = groups[2].id

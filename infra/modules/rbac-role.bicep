@@ -1,0 +1,44 @@
+// The custom role Healer holds on each target App Service app: read the app and its slots, read and write
+// configuration (app settings for the downshift healer, slot-sticky setting names), swap slots and poll the swap.
+// Nothing else: no delete, no restart, no publishing credentials, no site write.
+targetScope = 'subscription'
+
+param roleName string
+@description('Where the role may be assigned: the resource groups of the target apps.')
+param assignableScopes array
+
+resource siteOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, roleName)
+  properties: {
+    roleName: roleName
+    description: 'Healer: read an App Service app and its slots, read/write its configuration, swap slots.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Web/sites/read'
+          'Microsoft.Web/sites/slots/read'
+          'Microsoft.Web/sites/config/read'
+          'Microsoft.Web/sites/config/list/action'
+          'Microsoft.Web/sites/config/write'
+          'Microsoft.Web/sites/slots/config/read'
+          'Microsoft.Web/sites/slots/config/list/action'
+          'Microsoft.Web/sites/slots/config/write'
+          'Microsoft.Web/sites/deployments/read'
+          'Microsoft.Web/sites/slots/deployments/read'
+          'Microsoft.Web/sites/slotsswap/action'
+          'Microsoft.Web/sites/slots/slotsswap/action'
+          'Microsoft.Web/sites/operationresults/read'
+          'Microsoft.Web/sites/slots/operationresults/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: assignableScopes
+  }
+}
+
+output id string = siteOperator.id
+output name string = siteOperator.name
