@@ -1,0 +1,396 @@
+"""Pure decision core of the replication-consistency healer.
+
+Nothing here does I/O or reads the clock: every function takes `now` (epoch seconds) and returns a new value.
+
+A *wait* is one (registry, repository, digest) being watched until every required region serves it (push) or
+answers 404 for it (delete). The shell stores the `WaitRecord` (see `to_entity` / `from_entity` for a flat
+Table-storage form), runs the probes that `regions_to_probe` names, and asks `decide` what to do next.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from typing import Any, Literal, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .events import DIGEST_RE, REGION_RE, REGISTRY_NAME_RE, REPOSITORY_RE, AcrImageEvent
+
+Action = Literal["push", "delete"]
+WaitStatus = Literal["pending", "ready", "timed_out", "tag_race"]
+ManifestState = Literal["present", "absent", "unauthorized", "error"]
+NextAction = Literal["publish_ready", "publish_timed_out", "publish_tag_race", "recheck", "done"]
+
+# Namespace for deterministic outcome-event ids (uuid5); fixed forever.
+OUTCOME_NAMESPACE = uuid.UUID("5b0f6d2e-4a59-4c1e-9a3e-6c1f0b7e2d41")
+
+
+# ---------------------------------------------------------------------------------------------- policy
+
+class BackoffPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    base_seconds: float = Field(2.0, gt=0)
+    factor: float = Field(1.6, ge=1.0)
+    max_seconds: float = Field(30.0, gt=0)
+    min_seconds: float = Field(0.5, gt=0)
+    jitter: float = Field(0.25, ge=0.0, lt=1.0)   # fraction taken off the nominal delay, at most
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "BackoffPolicy":
+        if self.min_seconds > self.base_seconds or self.base_seconds > self.max_seconds:
+            raise ValueError("backoff needs min_seconds <= base_seconds <= max_seconds")
+        # With jitter <= 1 - 1/factor the jittered delays never shrink while the nominal delay grows.
+        if self.factor > 1.0 and self.jitter > 1.0 - 1.0 / self.factor + 1e-9:
+            raise ValueError("backoff jitter must be <= 1 - 1/factor so that delays keep growing")
+        return self
+
+
+class ReplicationPolicy(BaseModel):
+    """What the core needs from configuration."""
+    model_config = ConfigDict(frozen=True)
+
+    required_regions: dict[str, tuple[str, ...]]       # registry short name -> regions that must serve it
+    deadline_seconds: float = Field(1800.0, gt=0)
+    backoff: BackoffPolicy = BackoffPolicy()
+    tag_race_grace_seconds: float = Field(0.0, ge=0)   # how long a conflicting tag may persist before reporting
+    max_tags_per_wait: int = Field(20, ge=1)
+    max_evidence: int = Field(50, ge=1)
+
+    @field_validator("required_regions")
+    @classmethod
+    def _regions(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        out = {}
+        for registry, regions in value.items():
+            if not REGISTRY_NAME_RE.fullmatch(registry):
+                raise ValueError(f"bad registry name {registry!r}")
+            if not regions or any(not REGION_RE.fullmatch(r) for r in regions):
+                raise ValueError(f"registry {registry!r} needs a non-empty list of region names")
+            out[registry] = tuple(dict.fromkeys(regions))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+class WaitRecord(BaseModel):
+    """Everything known about one wait. JSON-serialisable; times are epoch seconds (float)."""
+
+    registry: str
+    repository: str
+    digest: str
+    action: Action
+    generation: int = 0                      # bumped when a new wait replaces a finished/superseded one
+    tags: list[str] = []                     # tags to verify on every replica (push only)
+    media_type: str | None = None
+    required_regions: list[str]
+    created_at: float                        # when the healer opened the wait
+    event_time: float                        # earliest event time of the action that opened it (lag origin)
+    deadline_at: float
+    attempts: int = 0                        # checks decided so far
+    status: WaitStatus = "pending"
+    first_seen: dict[str, float] = {}        # region -> first observation satisfying it
+    tag_conflicts: dict[str, str] = {}       # "region:tag" -> other digest the tag resolved to
+    tag_conflict_since: dict[str, float] = {}  # "region:tag" -> first time that conflict was seen
+    last_errors: dict[str, str] = {}         # region -> last probe problem (unauthorized / error detail)
+    event_ids: list[str] = []                # deliveries merged into this wait (bounded)
+    request_ids: list[str] = []
+    reported_locations: list[str] = []       # regions whose ACR events arrived (evidence only)
+    completed_at: float | None = None
+    next_check_at: float | None = None
+
+    @property
+    def wait_id(self) -> str:
+        return f"{self.registry}/{self.repository}@{self.digest}#{self.generation}:{self.action}"
+
+    @property
+    def outcome_event_id(self) -> str:
+        """One id per wait, whatever its outcome: subscribers dedupe on it."""
+        return str(uuid.uuid5(OUTCOME_NAMESPACE, self.wait_id))
+
+    def missing_regions(self) -> list[str]:
+        return [r for r in self.required_regions if r not in self.first_seen]
+
+
+class RegionObservation(BaseModel):
+    """One region's probe result, as the registry client reports it."""
+    model_config = ConfigDict(frozen=True)
+
+    region: str
+    manifest: ManifestState
+    tags: dict[str, str | None] = {}         # tag -> digest it resolves to; None = tag not found; absent = not probed
+    detail: str | None = None
+    observed_at: float
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    action: NextAction
+    reason: str
+    record: WaitRecord
+    delay_seconds: float | None = None       # for "recheck": the queue visibility timeout
+    probe_regions: list[str] = []            # for "recheck": what the next check should probe
+
+
+class Intake(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    record: WaitRecord | None                # None: nothing to store (unknown registry)
+    reason: Literal["new-wait", "superseded", "restarted", "duplicate-delivery", "evidence-added",
+                    "tag-added", "stale-event", "already-complete", "unknown-registry"]
+    enqueue_check: bool                      # True: send a first check message now (visibility 0)
+
+
+# ---------------------------------------------------------------------------------------------- intake
+
+def _bounded_add(items: list[str], value: str | None, limit: int) -> list[str]:
+    if not value or value in items:
+        return items
+    return (items + [value])[-limit:]
+
+
+def _new_record(event: AcrImageEvent, regions: Sequence[str], policy: ReplicationPolicy, now: float,
+                generation: int) -> WaitRecord:
+    return WaitRecord(
+        registry=event.registry, repository=event.repository, digest=event.digest, action=event.action,
+        generation=generation, tags=[event.tag] if event.tag and event.action == "push" else [],
+        media_type=event.media_type, required_regions=list(regions), created_at=now,
+        event_time=min(event.event_time.timestamp(), now), deadline_at=now + policy.deadline_seconds,
+        event_ids=[event.event_id], request_ids=[event.request_id] if event.request_id else [],
+        reported_locations=[event.location] if event.location else [], next_check_at=now,
+    )
+
+
+def intake(existing: WaitRecord | None, event: AcrImageEvent, policy: ReplicationPolicy, now: float) -> Intake:
+    """Fold one delivery into the wait for its (registry, repository, digest). Dedupes at-least-once deliveries."""
+    regions = policy.required_regions.get(event.registry)
+    if regions is None:
+        return Intake(record=None, reason="unknown-registry", enqueue_check=False)
+    if existing is None:
+        return Intake(record=_new_record(event, regions, policy, now, 0), reason="new-wait", enqueue_check=True)
+
+    if event.event_id in existing.event_ids:
+        return Intake(record=existing, reason="duplicate-delivery", enqueue_check=False)
+
+    rec = existing.model_copy(deep=True)
+    rec.event_ids = _bounded_add(rec.event_ids, event.event_id, policy.max_evidence)
+    rec.request_ids = _bounded_add(rec.request_ids, event.request_id, policy.max_evidence)
+    rec.reported_locations = _bounded_add(rec.reported_locations, event.location, policy.max_evidence)
+    event_ts = event.event_time.timestamp()
+
+    if event.action != existing.action:
+        if event_ts < existing.event_time:
+            # A reordered, older delivery (e.g. the push arriving after the delete that followed it).
+            return Intake(record=rec, reason="stale-event", enqueue_check=False)
+        new = _new_record(event, regions, policy, now, existing.generation + 1)
+        new.event_ids = rec.event_ids
+        return Intake(record=new, reason="superseded", enqueue_check=True)
+
+    rec.event_time = min(rec.event_time, event_ts)
+    new_tag = event.action == "push" and event.tag is not None and event.tag not in rec.tags
+    if not new_tag:
+        return Intake(record=rec, reason="already-complete" if rec.status != "pending" else "evidence-added",
+                      enqueue_check=False)
+    if rec.status != "pending":
+        # Same digest pushed again under a new tag after the wait finished: a fresh wait for that tag.
+        new = _new_record(event, regions, policy, now, existing.generation + 1)
+        return Intake(record=new, reason="restarted", enqueue_check=True)
+    if len(rec.tags) >= policy.max_tags_per_wait:
+        return Intake(record=rec, reason="evidence-added", enqueue_check=False)
+    rec.tags = rec.tags + [event.tag]
+    rec.first_seen = {}  # every replica must now also be checked for the new tag
+    return Intake(record=rec, reason="tag-added", enqueue_check=False)
+
+
+# ---------------------------------------------------------------------------------------------- backoff
+
+def _unit(seed: str, attempt: int) -> float:
+    h = hashlib.sha256(f"{seed}:{attempt}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2.0**64
+
+
+def nominal_delay(attempt: int, backoff: BackoffPolicy) -> float:
+    """The un-jittered delay before check number `attempt + 1` (attempt >= 0)."""
+    exponent = min(max(attempt, 0), 1000)
+    try:
+        raw = backoff.base_seconds * backoff.factor ** exponent
+    except OverflowError:
+        raw = math.inf
+    return min(raw, backoff.max_seconds)
+
+
+def backoff_delay(attempt: int, backoff: BackoffPolicy, seed: str) -> float:
+    """Nominal delay minus up to `jitter` of it, deterministically from (seed, attempt)."""
+    nominal = nominal_delay(attempt, backoff)
+    return max(backoff.min_seconds, nominal * (1.0 - backoff.jitter * _unit(seed, attempt)))
+
+
+# ---------------------------------------------------------------------------------------------- decisions
+
+def regions_to_probe(record: WaitRecord) -> list[str]:
+    """Regions whose state is still unknown or unsatisfied; satisfied regions are not probed again."""
+    return record.missing_regions() if record.status == "pending" else []
+
+
+def _apply(rec: WaitRecord, obs: RegionObservation) -> None:
+    region = obs.region
+    if obs.manifest in ("unauthorized", "error"):
+        rec.last_errors[region] = f"{obs.manifest}: {(obs.detail or '')[:200]}".rstrip(": ")
+    else:
+        rec.last_errors.pop(region, None)
+    if rec.action == "delete":
+        if obs.manifest == "absent":
+            rec.first_seen.setdefault(region, obs.observed_at)
+        return
+    if obs.manifest != "present":
+        return
+    satisfied = True
+    for tag in rec.tags:
+        key = f"{region}:{tag}"
+        resolved = obs.tags.get(tag)
+        if resolved == rec.digest:
+            rec.tag_conflicts.pop(key, None)
+            rec.tag_conflict_since.pop(key, None)
+            continue
+        satisfied = False
+        if resolved:  # the tag exists on this replica and names another digest
+            rec.tag_conflicts[key] = resolved
+            rec.tag_conflict_since[key] = min(rec.tag_conflict_since.get(key, obs.observed_at), obs.observed_at)
+    if satisfied:
+        rec.first_seen.setdefault(region, obs.observed_at)
+
+
+def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy: ReplicationPolicy,
+           now: float) -> Decision:
+    """Fold the latest probe results into the wait and say what to do next. Never waits itself."""
+    if record.status != "pending":
+        return Decision(action="done", reason=f"wait already {record.status}", record=record)
+
+    rec = record.model_copy(deep=True)
+    rec.attempts += 1
+    required = set(rec.required_regions)
+    for obs in observations:
+        if obs.region in required:
+            _apply(rec, obs)
+
+    races = {k: v for k, v in rec.tag_conflicts.items()
+             if now - rec.tag_conflict_since.get(k, now) >= policy.tag_race_grace_seconds}
+    missing = rec.missing_regions()
+    if races:
+        rec.status, rec.completed_at, rec.next_check_at = "tag_race", now, None
+        detail = ", ".join(f"{k} -> {v}" for k, v in sorted(races.items()))
+        return Decision(action="publish_tag_race", reason=f"tag resolves to another digest: {detail}", record=rec)
+    if not missing:
+        rec.status, rec.completed_at, rec.next_check_at = "ready", now, None
+        what = "serve the digest" if rec.action == "push" else "answer 404"
+        return Decision(action="publish_ready", reason=f"all {len(rec.required_regions)} regions {what}",
+                        record=rec)
+    if now >= rec.deadline_at:
+        rec.status, rec.completed_at, rec.next_check_at = "timed_out", now, None
+        return Decision(action="publish_timed_out", reason=f"deadline passed; missing: {', '.join(missing)}",
+                        record=rec)
+
+    delay = backoff_delay(rec.attempts - 1, policy.backoff, rec.wait_id)
+    delay = min(delay, max(rec.deadline_at - now, policy.backoff.min_seconds))
+    rec.next_check_at = now + delay
+    return Decision(action="recheck", reason=f"waiting for {', '.join(missing)}", record=rec,
+                    delay_seconds=delay, probe_regions=missing)
+
+
+# ---------------------------------------------------------------------------------------------- views
+
+def outcome_payload(record: WaitRecord) -> dict[str, Any]:
+    """The data of the outcome event (and the status endpoint's body for a finished wait)."""
+    first_seen = {r: record.first_seen[r] for r in record.required_regions if r in record.first_seen}
+    lags = {r: round(max(0.0, t - record.event_time), 3) for r, t in first_seen.items()}
+    data: dict[str, Any] = {
+        "registry": record.registry, "repository": record.repository, "digest": record.digest,
+        "action": record.action, "tags": list(record.tags), "generation": record.generation,
+        "status": record.status.replace("_", "-"), "eventTime": _iso(record.event_time),
+        "requiredRegions": list(record.required_regions),
+        "regions": {r: {"firstSeen": _iso(first_seen[r]) if r in first_seen else None,
+                        "lagSeconds": lags.get(r), "lastError": record.last_errors.get(r)}
+                    for r in record.required_regions},
+        "missingRegions": record.missing_regions(),
+        "attempts": record.attempts,
+    }
+    if lags and not data["missingRegions"]:
+        data["totalLagSeconds"] = max(lags.values())
+    if record.tag_conflicts:
+        data["tagConflicts"] = [{"region": k.split(":", 1)[0], "tag": k.split(":", 1)[1], "resolvedDigest": v}
+                                for k, v in sorted(record.tag_conflicts.items())]
+    return data
+
+
+def status_view(record: WaitRecord | None) -> dict[str, Any]:
+    """Body for the CI/CD status endpoint: pending / ready / timed-out / tag-race with per-region detail."""
+    if record is None:
+        return {"status": "unknown"}
+    view = outcome_payload(record)
+    view["deadline"] = _iso(record.deadline_at)
+    view["nextCheck"] = _iso(record.next_check_at) if record.next_check_at else None
+    return view
+
+
+def _iso(ts: float) -> str:
+    import datetime as dt
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------------------------------------- queue + storage
+
+class CheckRef(BaseModel):
+    """The body of a check queue message; the shell drops it when `generation` is stale."""
+    model_config = ConfigDict(frozen=True)
+
+    registry: str
+    repository: str
+    digest: str
+    generation: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _valid(self) -> "CheckRef":
+        if not (REGISTRY_NAME_RE.fullmatch(self.registry) and REPOSITORY_RE.fullmatch(self.repository)
+                and DIGEST_RE.fullmatch(self.digest)):
+            raise ValueError("malformed registry, repository or digest in check message")
+        return self
+
+
+def check_message(record: WaitRecord) -> str:
+    return json.dumps({"registry": record.registry, "repository": record.repository, "digest": record.digest,
+                       "generation": record.generation}, separators=(",", ":"))
+
+
+def parse_check_message(text: str | bytes) -> CheckRef:
+    """Raises ValueError (pydantic ValidationError) on a poison message."""
+    if len(text) > 4096:
+        raise ValueError("check message too large")
+    return CheckRef.model_validate_json(text)
+
+
+_JSON_FIELDS = ("tags", "required_regions", "first_seen", "tag_conflicts", "tag_conflict_since", "last_errors",
+                "event_ids", "request_ids", "reported_locations")
+
+
+def wait_keys(registry: str, repository: str, digest: str) -> tuple[str, str]:
+    """(PartitionKey, RowKey) for Table storage: keys may not contain / \\ # ?."""
+    return registry, f"{repository.replace('/', '|')}@{digest}"
+
+
+def to_entity(record: WaitRecord) -> dict[str, Any]:
+    """Flat form for Azure Table storage: scalars as-is, lists/maps as JSON strings (bounded by the policy)."""
+    data = record.model_dump()
+    for name in _JSON_FIELDS:
+        data[name] = json.dumps(data[name], separators=(",", ":"))
+    pk, rk = wait_keys(record.registry, record.repository, record.digest)
+    return {"PartitionKey": pk, "RowKey": rk, **{k: v for k, v in data.items() if v is not None}}
+
+
+def from_entity(entity: Mapping[str, Any]) -> WaitRecord:
+    data = {k: v for k, v in entity.items() if k in WaitRecord.model_fields}
+    for name in _JSON_FIELDS:
+        if isinstance(data.get(name), str):
+            data[name] = json.loads(data[name])
+    return WaitRecord.model_validate(data)

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from healers.replication.core import (
+    BackoffPolicy, RegionObservation, ReplicationPolicy, backoff_delay, check_message, decide,
+    from_entity, intake, nominal_delay, parse_check_message, regions_to_probe, status_view, to_entity,
+)
+from healers.replication.events import AcrImageEvent
+
+REGIONS = ("eastus", "westus", "northeurope")
+D1 = "sha256:" + "a" * 64
+D2 = "sha256:" + "b" * 64
+T0 = 1_700_000_000.0
+POLICY = ReplicationPolicy(required_regions={"myreg": REGIONS}, deadline_seconds=600,
+                           backoff=BackoffPolicy(base_seconds=2, factor=1.5, max_seconds=30, jitter=0.3))
+
+
+def event(action="push", digest=D1, tag="v1", event_id="e1", at=T0, location=None, registry="myreg"):
+    return AcrImageEvent(event_id=event_id, event_type=f"Microsoft.ContainerRegistry.Image{'Pushed' if action == 'push' else 'Deleted'}",
+                         action=action, schema_name="eventgrid", registry=registry, login_server=f"{registry}.azurecr.io",
+                         repository="team/app", tag=tag if action == "push" else None, digest=digest,
+                         media_type=None, location=location, request_id="r-" + event_id,
+                         event_time=dt.datetime.fromtimestamp(at, dt.timezone.utc))
+
+
+def new_wait(**kw):
+    return intake(None, event(**kw), POLICY, T0 + 1).record
+
+
+def obs(region, manifest="present", tags=None, at=T0 + 5):
+    return RegionObservation(region=region, manifest=manifest, tags=tags if tags is not None else {}, observed_at=at)
+
+
+# ---------------------------------------------------------------------------------------------- intake
+
+def test_intake_new_duplicate_evidence_unknown():
+    first = intake(None, event(), POLICY, T0 + 1)
+    assert first.reason == "new-wait" and first.enqueue_check
+    rec = first.record
+    assert rec.required_regions == list(REGIONS) and rec.tags == ["v1"] and rec.deadline_at == T0 + 601
+    dup = intake(rec, event(), POLICY, T0 + 2)
+    assert dup.reason == "duplicate-delivery" and not dup.enqueue_check and dup.record == rec
+    more = intake(rec, event(event_id="e2", location="westus", at=T0 - 1), POLICY, T0 + 3)
+    assert more.reason == "evidence-added" and not more.enqueue_check
+    assert more.record.event_ids == ["e1", "e2"] and more.record.reported_locations == ["westus"]
+    assert more.record.event_time == T0 - 1
+    assert intake(None, event(registry="other"), POLICY, T0).reason == "unknown-registry"
+
+
+def test_intake_new_tag_pending_and_after_completion():
+    rec = new_wait()
+    d = decide(rec, [obs(r, tags={"v1": D1}) for r in REGIONS], POLICY, T0 + 5)
+    assert d.action == "publish_ready"
+    again = intake(d.record, event(event_id="e9", tag="v2"), POLICY, T0 + 10)
+    assert again.reason == "restarted" and again.enqueue_check and again.record.generation == 1
+    assert again.record.tags == ["v2"]
+    pending = intake(rec, event(event_id="e3", tag="v2"), POLICY, T0 + 2)
+    assert pending.reason == "tag-added" and pending.record.tags == ["v1", "v2"]
+
+
+def test_intake_delete_supersedes_push_but_reordered_old_push_does_not():
+    rec = new_wait()
+    deleted = intake(rec, event(action="delete", event_id="d1", at=T0 + 50), POLICY, T0 + 51)
+    assert deleted.reason == "superseded" and deleted.enqueue_check
+    assert deleted.record.action == "delete" and deleted.record.generation == 1
+    late_push = intake(deleted.record, event(event_id="e-late", at=T0), POLICY, T0 + 52)
+    assert late_push.reason == "stale-event" and not late_push.enqueue_check
+    assert late_push.record.action == "delete"
+
+
+# ---------------------------------------------------------------------------------------------- decide
+
+def test_ready_only_when_every_region_serves_it_and_payload():
+    rec = new_wait()
+    d1 = decide(rec, [obs("eastus", tags={"v1": D1}, at=T0 + 2), obs("westus", "absent")], POLICY, T0 + 3)
+    assert d1.action == "recheck" and d1.probe_regions == ["westus", "northeurope"]
+    assert regions_to_probe(d1.record) == ["westus", "northeurope"]
+    d2 = decide(d1.record, [obs("westus", tags={"v1": D1}, at=T0 + 6), obs("northeurope", tags={"v1": D1}, at=T0 + 9)],
+                POLICY, T0 + 10)
+    assert d2.action == "publish_ready"
+    view = status_view(d2.record)
+    assert view["status"] == "ready" and view["missingRegions"] == []
+    assert view["regions"]["northeurope"]["lagSeconds"] == 9.0 and view["totalLagSeconds"] == 9.0
+    assert decide(d2.record, [], POLICY, T0 + 11).action == "done"
+
+
+def test_tag_missing_keeps_waiting_tag_other_digest_is_race():
+    rec = new_wait()
+    d = decide(rec, [obs(r, tags={"v1": None}) for r in REGIONS], POLICY, T0 + 5)
+    assert d.action == "recheck"
+    d = decide(rec, [obs("eastus", tags={"v1": D1}), obs("westus", tags={"v1": D2}), obs("northeurope", "absent")],
+               POLICY, T0 + 5)
+    assert d.action == "publish_tag_race" and "westus:v1 -> " + D2 in d.reason
+    assert d.record.status == "tag_race"
+    assert status_view(d.record)["tagConflicts"] == [{"region": "westus", "tag": "v1", "resolvedDigest": D2}]
+
+
+def test_tag_race_grace():
+    policy = POLICY.model_copy(update={"tag_race_grace_seconds": 10})
+    rec = new_wait()
+    d = decide(rec, [obs("westus", tags={"v1": D2}, at=T0 + 5)], policy, T0 + 5)
+    assert d.action == "recheck"
+    d = decide(d.record, [obs("westus", tags={"v1": D2}, at=T0 + 16)], policy, T0 + 16)
+    assert d.action == "publish_tag_race"
+
+
+def test_tag_conflict_in_region_without_manifest_is_just_lag():
+    rec = new_wait()
+    d = decide(rec, [obs("westus", "absent", tags={"v1": D2})], POLICY, T0 + 5)
+    assert d.action == "recheck"
+
+
+def test_delete_waits_for_404_everywhere():
+    rec = new_wait(action="delete")
+    d = decide(rec, [obs("eastus", "absent"), obs("westus", "present"), obs("northeurope", "error")], POLICY, T0 + 5)
+    assert d.action == "recheck" and d.probe_regions == ["westus", "northeurope"]
+    assert d.record.last_errors["northeurope"].startswith("error")
+    d = decide(d.record, [obs("westus", "absent"), obs("northeurope", "absent")], POLICY, T0 + 9)
+    assert d.action == "publish_ready" and d.record.last_errors == {}
+
+
+def test_timeout_names_missing_regions():
+    rec = new_wait()
+    d = decide(rec, [obs("eastus", tags={"v1": D1}), obs("westus", "unauthorized")], POLICY, rec.deadline_at)
+    assert d.action == "publish_timed_out" and "westus" in d.reason and "northeurope" in d.reason
+    view = status_view(d.record)
+    assert view["status"] == "timed-out" and view["missingRegions"] == ["westus", "northeurope"]
+    assert view["regions"]["westus"]["lastError"] == "unauthorized"
+
+
+def test_check_message_and_entity_roundtrip():
+    rec = decide(new_wait(), [obs("eastus", tags={"v1": D2})], POLICY.model_copy(update={"tag_race_grace_seconds": 99}),
+                 T0 + 5).record
+    ref = parse_check_message(check_message(rec))
+    assert (ref.registry, ref.repository, ref.digest, ref.generation) == ("myreg", "team/app", D1, 0)
+    entity = to_entity(rec)
+    assert entity["PartitionKey"] == "myreg" and "/" not in entity["RowKey"]
+    assert all(isinstance(v, (str, int, float, bool)) for v in entity.values())
+    assert from_entity(json.loads(json.dumps(entity))) == rec
+    for poison in ['{"registry": "myreg"}', "not json", '{"registry":"myreg","repository":"A","digest":"x","generation":0}']:
+        with pytest.raises(ValueError):
+            parse_check_message(poison)
+
+
+def test_outcome_event_id_is_per_wait():
+    a, b = new_wait(), new_wait()
+    assert a.outcome_event_id == b.outcome_event_id
+    assert new_wait(digest=D2).outcome_event_id != a.outcome_event_id
+
+
+def test_backoff_policy_rejects_shrinking_jitter():
+    with pytest.raises(ValueError):
+        BackoffPolicy(base_seconds=1, factor=1.2, max_seconds=10, jitter=0.5)
+
+
+# ---------------------------------------------------------------------------------------------- properties
+
+backoffs = st.builds(
+    lambda base, factor, span, jit: BackoffPolicy(base_seconds=base, factor=factor, max_seconds=base * span,
+                                                  min_seconds=min(0.5, base), jitter=jit * (1 - 1 / factor)),
+    st.floats(0.1, 10), st.floats(1.0, 3.0), st.floats(1.0, 100.0), st.floats(0.0, 1.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(backoffs, st.integers(0, 60), st.text(min_size=1, max_size=20))
+def test_backoff_bounded_and_growing(backoff, attempt, seed):
+    d = backoff_delay(attempt, backoff, seed)
+    assert backoff.min_seconds <= d <= backoff.max_seconds + 1e-9
+    assert d >= nominal_delay(attempt, backoff) * (1 - backoff.jitter) - 1e-9
+    assert backoff_delay(attempt, backoff, seed) == d           # deterministic
+    if nominal_delay(attempt, backoff) * backoff.factor <= backoff.max_seconds:   # not yet capped
+        assert backoff_delay(attempt + 1, backoff, seed) >= d - 1e-9
+    assert nominal_delay(attempt + 1, backoff) >= nominal_delay(attempt, backoff)
+
+
+region_obs = st.builds(
+    lambda region, manifest, tag, at: RegionObservation(region=region, manifest=manifest, tags=tag, observed_at=at),
+    st.sampled_from(REGIONS + ("elsewhere",)),
+    st.sampled_from(["present", "absent", "unauthorized", "error"]),
+    st.one_of(st.just({}), st.fixed_dictionaries({"v1": st.sampled_from([D1, D2, None])})),
+    st.floats(T0, T0 + 700))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["push", "delete"]), st.lists(st.lists(region_obs, max_size=5), min_size=1, max_size=12),
+       st.lists(st.floats(0, 80), min_size=12, max_size=12), st.floats(0, 30))
+def test_decision_invariants(action, rounds, steps, grace):
+    policy = POLICY.model_copy(update={"tag_race_grace_seconds": grace})
+    rec = new_wait(action=action)
+    now = T0 + 1
+    seen_ok: dict[str, bool] = {}
+    for batch, step in zip(rounds, steps):
+        d = decide(rec, batch, policy, now)
+        for o in batch:
+            if o.region in REGIONS:
+                good = (o.manifest == "absent") if action == "delete" else (
+                    o.manifest == "present" and o.tags.get("v1") == D1)
+                seen_ok[o.region] = seen_ok.get(o.region, False) or good
+        if d.action == "publish_ready":
+            # never ready while a required region has not been observed satisfying the wait
+            assert all(seen_ok.get(r) for r in REGIONS)
+        if d.action == "recheck":
+            assert now < rec.deadline_at                             # deadline respected
+            assert 0 < d.delay_seconds <= policy.backoff.max_seconds
+            assert now + d.delay_seconds <= max(rec.deadline_at, now + policy.backoff.min_seconds) + 1e-6
+            assert set(d.probe_regions) == {r for r in REGIONS if not seen_ok.get(r)}
+        if d.action == "publish_tag_race":
+            assert action == "push"
+            assert any(o.manifest == "present" and o.tags.get("v1") == D2 for b in rounds for o in b)
+        if d.action == "publish_timed_out":
+            assert now >= rec.deadline_at and not all(seen_ok.get(r) for r in REGIONS)
+        if action == "delete":
+            assert d.action != "publish_tag_race"
+        if d.action != "recheck":
+            assert d.record.status != "pending"
+            assert decide(d.record, batch, policy, now + 1).action == "done"
+            break
+        rec, now = d.record, now + step
