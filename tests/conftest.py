@@ -18,6 +18,13 @@ def alert_payload(name: str) -> dict:
 
 
 @pytest.fixture(scope="session")
+def registered_functions():
+    """Everything function_app.py registers, by function name. `get_functions()` may run once per process."""
+    import function_app
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+@pytest.fixture(scope="session")
 def workdir():
     return scratch_dir("healer-tests-")
 

@@ -16,9 +16,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def functions():
-    import function_app
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+def functions(registered_functions):
+    return registered_functions
 
 
 def trigger(fn) -> dict:
@@ -62,6 +61,20 @@ def test_binding_json(functions):
     assert queues["rollback_dead_letter"] == "healer-rollback-poison"
     assert all(trigger(f).get("connection") == "AzureWebJobsStorage" for f in functions.values()
                if trigger(f)["type"] == "queueTrigger")
+
+
+def test_errors_binding_json(functions):
+    """Issue 5: the daily timer reads its NCRONTAB from an app setting; run requests go through a queue."""
+    timer = trigger(functions["errors_daily"])
+    assert timer["type"] == "timerTrigger" and timer["schedule"] == "%HEALER_ERRORS_SCHEDULE%"
+    assert timer["runOnStartup"] is False and timer["useMonitor"] is True
+    run = trigger(functions["errors_run"])
+    assert run["type"] == "httpTrigger" and run["route"] == "errors/run" and run["methods"] == ["POST"]
+    assert run["authLevel"].upper() == "FUNCTION"
+    for name, queue_name in (("errors_worker", "healer-errors"), ("errors_dead_letter", "healer-errors-poison")):
+        t = trigger(functions[name])
+        assert t["type"] == "queueTrigger" and t["queueName"] == queue_name
+        assert t["connection"] == "AzureWebJobsStorage"
 
 
 def queued(storage_env, name="healer-rollback") -> list[dict]:
