@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import statistics
 import sys
 import threading
 import time

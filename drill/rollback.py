@@ -63,7 +63,7 @@ def run(stack: LocalAzure) -> Timeline:
     healer = start_healer(stack, settings)
     try:
         seeded = seed_bad_release(ctl, stack.arm_url, RG, APP, good="v41", bad="v42")
-        tl.add("pipeline", f"deployed v42 to staging and swapped it into production (production was v41)",
+        tl.add("pipeline", "deployed v42 to staging and swapped it into production (production was v41)",
                seeded["swappedAt"])
         fired = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
         a_id, b_id = str(uuid.uuid4()), str(uuid.uuid4())

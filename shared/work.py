@@ -73,3 +73,26 @@ def run_queue_message(settings: Settings, queue_name: str, body: bytes, dequeue_
     except RetryLater as exc:
         return "retry" if retry(settings, queue_name, message, exc.delay_seconds, exc.reason, max_attempts) \
             else "dead-letter"
+
+
+def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_count: int | None,
+                       subject_of: Callable[[dict[str, Any]], str] = lambda m: "") -> str:
+    """The poison-queue handler every healer uses: audit the message loudly and tell a human. Never lost."""
+    from shared import audit
+    from shared.notify import notify
+    try:
+        message: Any = json.loads(body)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        message = {"raw": body[:2000].decode("utf-8", "replace")}
+    reason = str(message.get("deadLetterReason") or f"failed {dequeue_count or '?'} times in the Functions host")
+    try:
+        subject = str(subject_of(message))[:300]
+    except Exception:  # a malformed message must still be recorded
+        subject = ""
+    sent = notify(settings, kind="dead-letter", title=f"Healer could not process a {healer} message",
+                  text=reason, facts={"subject": subject})
+    audit.record(settings, healer=healer, outcome="dead-letter", reason=reason, subject=subject,
+                 details={"message": message, "notification": sent})
+    return "dead-letter"

@@ -4,19 +4,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from typing import Any
 
 import azure.functions as func
 
 from healers.rollback import shell
-from shared import audit
 from shared.alerts import PayloadError, parse_alert
 from shared.api import caller_name
 from shared.auth import Principal
 from shared.config import Settings
 from shared.http import BadRequest, problem, read_json, respond
-from shared.notify import notify
-from shared.work import RetryLater, enqueue, run_queue_message
+from shared.work import RetryLater, enqueue, record_dead_letter, run_queue_message
 
 log = logging.getLogger("healer.rollback")
 
@@ -63,19 +60,6 @@ def process(msg: func.QueueMessage) -> str:
 
 
 def dead_letter(msg: func.QueueMessage) -> str:
-    """A message the rollback healer could not process: audit it loudly and tell a human. Never lost."""
-    settings = Settings()
-    import json
-    try:
-        message: Any = json.loads(msg.get_body())
-    except ValueError:
-        message = {"raw": msg.get_body()[:2000].decode("utf-8", "replace")}
-    reason = (message.get("deadLetterReason") if isinstance(message, dict) else None) or \
-        f"failed {msg.dequeue_count or '?'} times in the Functions host"
-    alert = message.get("alert", {}) if isinstance(message, dict) else {}
-    subject = str(alert.get("alert_id", "")) if isinstance(alert, dict) else ""
-    sent = notify(settings, kind="dead-letter", title="Healer could not process a rollback message",
-                  text=reason, facts={"alertId": subject})
-    audit.record(settings, healer=shell.HEALER, outcome="dead-letter", reason=reason, subject=subject,
-                 details={"message": message, "notification": sent})
-    return "dead-letter"
+    """A message the rollback healer could not process: audited, notified, never lost."""
+    return record_dead_letter(Settings(), shell.HEALER, msg.get_body(), msg.dequeue_count,
+                              lambda m: m.get("alert", {}).get("alert_id", ""))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from healers.rollback import arm
@@ -130,10 +131,6 @@ def _app_state(lease: Lease) -> AppState:
     return AppState.model_validate({k: v for k, v in lease.record.data.items() if k in AppState.model_fields})
 
 
-def _store_app_state(lease: Lease, app: AppState) -> None:
-    lease.record.data.update(app.model_dump(mode="json"))
-
-
 # ---------------------------------------------------------------------------------------------- handler
 
 def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Callable[[], dt.datetime] = utcnow,
@@ -166,184 +163,192 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
         seen = None if approval_id else _decided(settings, alert)
         if seen is not None and not lease.record.data.get("op"):
             return _duplicate(settings, alert, target, seen, t)
-        return _decide_and_act(settings, alert, target, slot, ops, lease, approval_id, now, step)
+        return Run(settings, alert, target, slot, ops, lease, now, step).decide_and_act(approval_id)
     finally:
         release_lease(ops, lease)
 
 
-def _decide_and_act(settings: Settings, alert: Alert, target: RollbackTarget, slot: str, ops: Store, lease: Lease,
-                    approval_id: str | None, now: Callable[[], dt.datetime], step: Step) -> str:
-    site = parse_site_id(target.resource_id)
-    op = lease.record.data.get("op")
-    if op:
-        resumed = _resume(settings, alert, target, site, slot, ops, lease, now, step)
-        if op.get("incident") == alert.alert_id and resumed is not None:
-            _mark_decided(settings, alert, resumed, "resumed an interrupted rollback", now())
-            return resumed
-    app = _app_state(lease)
-    t = now()
-    approved = False
-    if approval_id:
-        rec = approvals.get(settings, HEALER, approval_id)
-        if rec is None or rec.data.get("subject") != alert.alert_id:
-            _audit(settings, "refused", f"approval {approval_id} is not an approval of this alert",
-                   target.resource_id, alert, t)
+@dataclass
+class Run:
+    """One worker's handling of one alert for one leased app: the context every step shares."""
+    settings: Settings
+    alert: Alert
+    target: RollbackTarget
+    slot: str
+    ops: Store
+    lease: Lease
+    now: Callable[[], dt.datetime]
+    step: Step
+
+    @property
+    def site(self) -> SiteId:
+        return parse_site_id(self.target.resource_id)
+
+    def audit(self, outcome: str, reason: str, **details: Any) -> None:
+        _audit(self.settings, outcome, reason, self.target.resource_id, self.alert, self.now(), **details)
+
+    def observe(self):
+        return arm.observe(self.settings, self.site, self.slot, self.target.build_marker)
+
+    def save_op(self, op: dict[str, Any] | None) -> None:
+        self.lease.record.data["op"] = op
+        save_under_lease(self.ops, self.lease)
+
+    def save_app(self, app: AppState, op: dict[str, Any] | None = None) -> None:
+        self.lease.record.data.update(app.model_dump(mode="json"), op=op)
+        save_under_lease(self.ops, self.lease)
+
+    # ------------------------------------------------------------------------------------------ decide
+    def decide_and_act(self, approval_id: str | None) -> str:
+        op = self.lease.record.data.get("op")
+        if op:
+            resumed = self.resume()
+            if op.get("incident") == self.alert.alert_id and resumed is not None:
+                _mark_decided(self.settings, self.alert, resumed, "resumed an interrupted rollback", self.now())
+                return resumed
+        refusal = self.check_approval(approval_id) if approval_id else None
+        if refusal:
+            return refusal
+        app, t = _app_state(self.lease), self.now()
+        obs = self.observe()
+        mode = read_mode(self.settings, self.target.key, self.target.dry_run)
+        policy_doc, why = load_policy(self.settings.policy_document)
+        policy = evaluate(policy_doc, ACTION, self.target.resource_id, why)
+        d = decide(fired_at=self.alert.fired_at, slot_name=self.slot, obs=obs, app=app, mode=mode, policy=policy,
+                   approved=approval_id is not None, max_rollbacks=self.target.max_rollbacks,
+                   window=dt.timedelta(minutes=self.target.window_minutes),
+                   max_build_age=dt.timedelta(minutes=self.target.max_build_age_minutes), now=t)
+        observed = obs.model_dump(mode="json")
+        if d.clear_latch and app.latch:
+            self.audit("recorded", f"latch released: a new deployment was seen (production {obs.production.build})",
+                       previousLatch=app.latch.model_dump(mode="json"))
+            app.latch = None
+            self.save_app(app, self.lease.record.data.get("op"))
+        if d.action == "swap":
+            outcome = self.swap(d.good, d.bad, approval_id, observed)
+        else:
+            outcome = {"skip": "skipped", "refuse": "refused", "ask": "pending", "dry-run": "dry-run",
+                       "killed": "skipped"}[d.action]
+            details: dict[str, Any] = {"observed": observed, "policy": policy.model_dump(),
+                                       "mode": mode.model_dump()}
+            if d.action == "ask":
+                details.update(self.ask(d.reason, t))
+            self.audit(outcome, d.reason, **details)
+        if approval_id:
+            approvals.mark_executed(self.settings, HEALER, approval_id, self.now(), outcome)
+        _mark_decided(self.settings, self.alert, outcome, d.reason, self.now())
+        return outcome
+
+    def check_approval(self, approval_id: str) -> str | None:
+        """None when the approval lets this alert's action run; else the outcome of refusing it (audited)."""
+        rec = approvals.get(self.settings, HEALER, approval_id)
+        if rec is None or rec.data.get("subject") != self.alert.alert_id:
+            self.audit("refused", f"approval {approval_id} is not an approval of this alert")
             return "refused"
         status = rec.data.get("status")
         if status == "executed":
-            _audit(settings, "duplicate", f"approval {approval_id} was already executed ({rec.data.get('outcome')})",
-                   target.resource_id, alert, t)
+            self.audit("duplicate", f"approval {approval_id} was already executed ({rec.data.get('outcome')})")
             return "duplicate"
         if status != "approved":
-            _audit(settings, "refused", f"approval {approval_id} is {status}, not approved", target.resource_id,
-                   alert, t)
+            self.audit("refused", f"approval {approval_id} is {status}, not approved")
             return "refused"
-        approved = True
-    obs = arm.observe(settings, site, slot, target.build_marker)
-    mode = read_mode(settings, target.key, target.dry_run)
-    policy_doc, why = load_policy(settings.policy_document)
-    policy = evaluate(policy_doc, ACTION, target.resource_id, why)
-    d = decide(fired_at=alert.fired_at, slot_name=slot, obs=obs, app=app, mode=mode, policy=policy,
-               approved=approved, max_rollbacks=target.max_rollbacks,
-               window=dt.timedelta(minutes=target.window_minutes),
-               max_build_age=dt.timedelta(minutes=target.max_build_age_minutes), now=t)
-    observed = obs.model_dump(mode="json")
-    if d.clear_latch and app.latch:
-        _audit(settings, "recorded", f"latch released: a new deployment was seen (production {obs.production.build})",
-               target.resource_id, alert, t, previousLatch=app.latch.model_dump(mode="json"))
-        app.latch = None
-        _store_app_state(lease, app)
-        save_under_lease(ops, lease)
+        return None
 
-    if d.action == "swap":
-        outcome = _swap(settings, alert, target, site, slot, ops, lease, d.good, d.bad, approval_id, now, step,
-                        observed)
-    else:
-        outcome = {"skip": "skipped", "refuse": "refused", "ask": "pending", "dry-run": "dry-run",
-                   "killed": "skipped"}[d.action]
-        details: dict[str, Any] = {"observed": observed, "policy": policy.model_dump(), "mode": mode.model_dump()}
-        if d.action == "ask":
-            pending, created = approvals.park(
-                settings, healer=HEALER, subject=alert.alert_id, action=ACTION, resource=target.resource_id,
-                reason=d.reason, message={"v": 1, "kind": "approved", "alert": alert.model_dump(mode="json"),
-                                          "attempt": 0},
-                queue_name=QUEUE, now=t)
-            details["approvalId"] = pending["id"]
-            if created:
-                details["notification"] = notify(
-                    settings, kind="approval-requested", title=f"Healer asks: roll back {site.name}?",
-                    text=d.reason, facts={"approvalId": pending["id"], "resource": target.resource_id,
-                                          "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
-        _audit(settings, outcome, d.reason, target.resource_id, alert, t, **details)
-    if approval_id:
-        approvals.mark_executed(settings, HEALER, approval_id, now(), outcome)
-    _mark_decided(settings, alert, outcome, d.reason, now())
-    return outcome
+    def ask(self, reason: str, t: dt.datetime) -> dict[str, Any]:
+        """Park the action for a human and notify (once per alert). Returns audit details."""
+        pending, created = approvals.park(
+            self.settings, healer=HEALER, subject=self.alert.alert_id, action=ACTION,
+            resource=self.target.resource_id, reason=reason,
+            message={"v": 1, "kind": "approved", "alert": self.alert.model_dump(mode="json"), "attempt": 0},
+            queue_name=QUEUE, now=t)
+        details: dict[str, Any] = {"approvalId": pending["id"]}
+        if created:
+            details["notification"] = notify(
+                self.settings, kind="approval-requested", title=f"Healer asks: roll back {self.site.name}?",
+                text=reason, facts={"approvalId": pending["id"], "resource": self.target.resource_id,
+                                    "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
+        return details
 
+    # ------------------------------------------------------------------------------------------ act
+    def swap(self, good: str, bad: str, approval_id: str | None, observed: dict[str, Any]) -> str:
+        op = {"incident": self.alert.alert_id, "phase": "intent", "good": good, "bad": bad,
+              "startedAt": self.now().isoformat(), "approvalId": approval_id, "token": None, "rule": self.alert.rule}
+        self.save_op(op)
+        self.step("intent")
+        return self.send_and_finish(op, observed)
 
-def _save_op(ops: Store, lease: Lease, op: dict[str, Any] | None) -> None:
-    lease.record.data["op"] = op
-    save_under_lease(ops, lease)
+    def send_and_finish(self, op: dict[str, Any], observed: dict[str, Any] | None = None) -> str:
+        try:
+            poller, token = arm.start_swap(self.settings, self.site, self.slot)
+        except arm.SwapConflict as exc:
+            # Another swap is running (ours from before a crash, or a human's). Keep the intent; look again later.
+            raise RetryLater(20 + random.random() * 20, f"ARM 409, another swap is in progress: {exc}") from None
+        except arm.TransientArmError as exc:
+            op["sendAttempts"] = attempt = int(op.get("sendAttempts", 0)) + 1
+            self.save_op(op)
+            raise RetryLater(min(300, 5 * 2 ** attempt) * (0.5 + random.random() / 2),
+                             f"transient ARM error, swap not accepted: {exc}") from None
+        op.update(phase="swapping", token=token)
+        self.save_op(op)
+        self.step("swap-started")
+        arm.wait(poller)
+        return self.swap_finished(op, observed)
 
+    def swap_finished(self, op: dict[str, Any], observed: dict[str, Any] | None = None) -> str:
+        op["phase"] = "verifying"
+        self.save_op(op)
+        self.step("swap-finished")
+        return self.verify(op, observed)
 
-def _swap(settings: Settings, alert: Alert, target: RollbackTarget, site: SiteId, slot: str, ops: Store,
-          lease: Lease, good: str, bad: str, approval_id: str | None, now: Callable[[], dt.datetime], step: Step,
-          observed: dict[str, Any]) -> str:
-    op = {"incident": alert.alert_id, "phase": "intent", "good": good, "bad": bad, "startedAt": now().isoformat(),
-          "approvalId": approval_id, "token": None, "rule": alert.rule}
-    _save_op(ops, lease, op)
-    step("intent")
-    return _send_and_finish(settings, alert, target, site, slot, ops, lease, op, now, step, observed)
-
-
-def _send_and_finish(settings: Settings, alert: Alert, target: RollbackTarget, site: SiteId, slot: str, ops: Store,
-                     lease: Lease, op: dict[str, Any], now: Callable[[], dt.datetime], step: Step,
-                     observed: dict[str, Any] | None = None) -> str:
-    try:
-        poller, token = arm.start_swap(settings, site, slot)
-    except arm.SwapConflict as exc:
-        # Another swap is running (ours from before a crash, or a human's). Keep the intent; look again later.
-        raise RetryLater(20 + random.random() * 20, f"ARM 409, another swap is in progress: {exc}") from None
-    except arm.TransientArmError as exc:
-        attempt = int(op.get("sendAttempts", 0)) + 1
-        op["sendAttempts"] = attempt
-        _save_op(ops, lease, op)
-        raise RetryLater(min(300, 5 * 2 ** attempt) * (0.5 + random.random() / 2),
-                         f"transient ARM error, swap not accepted: {exc}") from None
-    op.update(phase="swapping", token=token)
-    _save_op(ops, lease, op)
-    step("swap-started")
-    arm.wait(poller)
-    op["phase"] = "verifying"
-    _save_op(ops, lease, op)
-    step("swap-finished")
-    return _verify(settings, alert, target, site, slot, ops, lease, op, now, step, observed)
-
-
-def _verify(settings: Settings, alert: Alert, target: RollbackTarget, site: SiteId, slot: str, ops: Store,
-            lease: Lease, op: dict[str, Any], now: Callable[[], dt.datetime], step: Step,
-            observed: dict[str, Any] | None = None) -> str:
-    after = arm.observe(settings, site, slot, target.build_marker)
-    health = arm.check_health(target.health_url)
-    problem = verify(obs=after, good=op["good"], health=health)
-    t = now()
-    app = _app_state(lease)
-    app.rollbacks = [r for r in app.rollbacks if t - r < dt.timedelta(days=7)] + [t]
-    app.latch = Latch(good=op["good"], bad=op["bad"], at=t, incident=op["incident"])
-    details = {"before": {"production": op["bad"], slot: op["good"]},
-               "after": after.model_dump(mode="json"), "health": health, "startedAt": op["startedAt"],
-               "observedBefore": observed, "approvalId": op.get("approvalId")}
-    if problem:
+    def verify(self, op: dict[str, Any], observed: dict[str, Any] | None = None) -> str:
+        after = self.observe()
+        health = arm.check_health(self.target.health_url)
+        problem = verify(obs=after, good=op["good"], health=health)
+        t = self.now()
+        app = _app_state(self.lease)
+        app.rollbacks = [r for r in app.rollbacks if t - r < dt.timedelta(days=7)] + [t]
+        app.latch = Latch(good=op["good"], bad=op["bad"], at=t, incident=op["incident"])
         app.escalated = problem
-        _store_app_state(lease, app)
-        lease.record.data["op"] = None
-        save_under_lease(ops, lease)
-        details["notification"] = notify(
-            settings, kind="escalation", title=f"Healer rollback of {site.name} did not verify",
-            text=f"{problem}. Healer will not swap again; a human must look.",
-            facts={"resource": target.resource_id, "incident": op["incident"]})
-        _audit(settings, "escalated", f"swap done but verification failed: {problem}; no further swaps",
-               target.resource_id, alert, t, **details)
-        step("verified")
-        return "escalated"
-    _store_app_state(lease, app)
-    lease.record.data["op"] = None
-    save_under_lease(ops, lease)
-    _audit(settings, "acted", f"rolled back: production now runs {op['good']} (was {op['bad']}); latched",
-           target.resource_id, alert, t, **details)
-    step("verified")
-    return "acted"
+        self.save_app(app, op=None)
+        details = {"before": {"production": op["bad"], self.slot: op["good"]},
+                   "after": after.model_dump(mode="json"), "health": health, "startedAt": op["startedAt"],
+                   "observedBefore": observed, "approvalId": op.get("approvalId")}
+        if problem:
+            details["notification"] = notify(
+                self.settings, kind="escalation", title=f"Healer rollback of {self.site.name} did not verify",
+                text=f"{problem}. Healer will not swap again; a human must look.",
+                facts={"resource": self.target.resource_id, "incident": op["incident"]})
+            self.audit("escalated", f"swap done but verification failed: {problem}; no further swaps", **details)
+            outcome = "escalated"
+        else:
+            self.audit("acted", f"rolled back: production now runs {op['good']} (was {op['bad']}); latched",
+                       **details)
+            outcome = "acted"
+        self.step("verified")
+        return outcome
 
+    def resume(self) -> str | None:
+        """Finish an operation a previous (crashed or recycled) worker started. Never sends a second swap blindly.
 
-def _resume(settings: Settings, alert: Alert, target: RollbackTarget, site: SiteId, slot: str, ops: Store,
-            lease: Lease, now: Callable[[], dt.datetime], step: Step) -> str | None:
-    """Finish an operation a previous (crashed or recycled) worker started. Never sends a second swap blindly.
-
-    Returns the operation's outcome, or None when it was abandoned because the app changed meanwhile."""
-    op = dict(lease.record.data["op"])
-    phase = op.get("phase")
-    log.info("resuming %s operation on %s for incident %s", phase, site.name, op.get("incident"))
-    if phase == "swapping" and op.get("token"):
-        arm.wait(arm.resume_swap(settings, site, slot, op["token"]))
-        op["phase"] = "verifying"
-        _save_op(ops, lease, op)
-        step("swap-finished")
-        phase = "verifying"
-    if phase == "verifying":
-        return _verify(settings, alert, target, site, slot, ops, lease, op, now, step)
-    # phase "intent": the swap may never have been sent, may be running, or may have finished.
-    obs = arm.observe(settings, site, slot, target.build_marker)
-    if obs.production.build == op["good"]:
-        op["phase"] = "verifying"
-        _save_op(ops, lease, op)
-        return _verify(settings, alert, target, site, slot, ops, lease, op, now, step)
-    if obs.production.build == op["bad"] and obs.slot.build == op["good"]:
-        return _send_and_finish(settings, alert, target, site, slot, ops, lease, op, now, step)
-    else:
-        _save_op(ops, lease, None)
-        _audit(settings, "skipped", f"abandoned an interrupted swap: the app changed meanwhile (production "
-               f"{obs.production.build}, {slot} {obs.slot.build}; intended {op['good']} for {op['bad']})",
-               target.resource_id, alert, now(), observed=obs.model_dump(mode="json"))
+        Returns the operation's outcome, or None when it was abandoned because the app changed meanwhile."""
+        op = dict(self.lease.record.data["op"])
+        phase = op.get("phase")
+        log.info("resuming %s operation on %s for incident %s", phase, self.site.name, op.get("incident"))
+        if phase == "swapping" and op.get("token"):
+            arm.wait(arm.resume_swap(self.settings, self.site, self.slot, op["token"]))
+            return self.swap_finished(op)
+        if phase == "verifying":
+            return self.verify(op)
+        # phase "intent": the swap may never have been sent, may be running, or may have finished.
+        obs = self.observe()
+        if obs.production.build == op["good"]:
+            return self.swap_finished(op)
+        if obs.production.build == op["bad"] and obs.slot.build == op["good"]:
+            return self.send_and_finish(op)
+        self.save_op(None)
+        self.audit("skipped", f"abandoned an interrupted swap: the app changed meanwhile (production "
+                   f"{obs.production.build}, {self.slot} {obs.slot.build}; intended {op['good']} for {op['bad']})",
+                   observed=obs.model_dump(mode="json"))
         return None
 
 
