@@ -282,3 +282,56 @@ def test_queue_function_end_to_end_and_retry_reenqueues(incident, arm, storage_e
     q = QueueClient.from_connection_string(storage_env["AzureWebJobsStorage"], "healer-rollback")
     assert q.get_queue_properties().approximate_message_count == 1
     assert function_app.rollback_worker is not None
+
+
+def _http(method: str, route: str, body=None, params=None, route_params=None):
+    import azure.functions as func
+    return func.HttpRequest(method=method, url=f"http://localhost/api/{route}", headers={}, params=params or {},
+                            route_params=route_params or {}, body=json.dumps(body).encode() if body else b"")
+
+
+def _drain(storage_env, worker) -> list[str]:
+    """Run the registered queue function over every visible message, as the host would."""
+    from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient
+    q = QueueClient.from_connection_string(storage_env["AzureWebJobsStorage"], "healer-rollback",
+                                           message_decode_policy=BinaryBase64DecodePolicy())
+    seen = []
+    for m in q.receive_messages(max_messages=32, visibility_timeout=60):
+        worker(QueueMessage(id=m.id, body=m.content, dequeue_count=m.dequeue_count))
+        q.delete_message(m)
+        seen.append(m.id)
+    return seen
+
+
+def test_registered_functions_webhook_to_approval_to_rollback_to_rearm(incident, arm, storage_env, monkeypatch,
+                                                                         registered_functions):
+    """Every rollback-facing function through its registered callable: webhook → worker → ask → approvals list →
+    approve → worker → rolled back → audit → re-arm."""
+    fn = {name: f.get_user_function() for name, f in registered_functions.items()}
+    monkeypatch.setenv("HEALER_POLICY", json.dumps({"version": 1, "rules": [
+        {"action": "rollback.swap", "resource": "*", "effect": "ask"}]}))
+    resp = fn["rollback_alert"](_http("POST", "alerts/rollback", fired_alert()))
+    assert resp.status_code == 202
+    assert len(_drain(storage_env, fn["rollback_worker"])) == 1
+    pending = json.loads(fn["approvals_list"](_http("GET", "approvals/rollback",
+                                                    route_params={"healer": "rollback"})).get_body())["pending"]
+    assert len(pending) == 1 and healer_swaps(arm) == 0
+    bad = fn["approvals_decide"](_http("POST", "approvals/rollback/x", {"decision": "maybe"},
+                                       route_params={"healer": "rollback", "id": pending[0]["id"]}))
+    assert bad.status_code == 400
+    ok = fn["approvals_decide"](_http("POST", "approvals/rollback/x", {"decision": "approve", "by": "oncall"},
+                                      route_params={"healer": "rollback", "id": pending[0]["id"]}))
+    assert ok.status_code == 200 and json.loads(ok.get_body())["status"] == "approved"
+    again = fn["approvals_decide"](_http("POST", "approvals/rollback/x", {"decision": "reject", "by": "oncall"},
+                                         route_params={"healer": "rollback", "id": pending[0]["id"]}))
+    assert again.status_code == 409
+    assert len(_drain(storage_env, fn["rollback_worker"])) == 1
+    assert healer_swaps(arm) == 1 and build_of(arm, RG, APP) == "v41"
+    listing = json.loads(fn["audit_list"](_http("GET", "audit", params={"healer": "rollback"})).get_body())
+    assert [r["outcome"] for r in listing["records"]].count("acted") == 1
+    rearm = fn["rollback_rearm"](_http("POST", "rollback/rearm", {"resourceId": SHOP, "by": "oncall",
+                                                                  "reason": "fixed"}))
+    assert rearm.status_code == 200 and json.loads(rearm.get_body())["before"]["latch"]["good"] == "v41"
+    unknown = fn["rollback_rearm"](_http("POST", "rollback/rearm", {"resourceId": SHOP.replace("shop-web", "nope"),
+                                                                    "by": "oncall"}))
+    assert unknown.status_code == 404
