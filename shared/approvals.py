@@ -44,8 +44,12 @@ def get(settings: Settings, healer: str, aid: str) -> Record | None:
     return Store(settings, "approvals").get(healer, aid)
 
 
-def list_pending(settings: Settings, healer: str, limit: int = 100) -> list[dict[str, Any]]:
-    return [r.data for r in Store(settings, "approvals").query(healer, limit=limit, filters={"status": "pending"})]
+def list_pending(settings: Settings, healer: str, now: dt.datetime | None = None,
+                 limit: int = 100) -> list[dict[str, Any]]:
+    """Pending approvals that have not expired (an expired one can no longer be approved)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return [r.data for r in Store(settings, "approvals").query(healer, limit=limit, filters={"status": "pending"})
+            if dt.datetime.fromisoformat(r.data["expiresAt"]) >= now]
 
 
 def decide(settings: Settings, *, healer: str, aid: str, approve: bool, by: str, note: str,
