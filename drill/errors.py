@@ -1,0 +1,168 @@
+"""Drill: two days of realistic exceptions → draft pull requests, then next-day updates.
+
+Healer runs in the local Functions host stand-in; it reads the Log Analytics stand-in with LogsQueryClient (HTTPS,
+managed-identity token), writes to the GitHub stand-in (real bare git repository) with githubkit, and asks the
+chat-completions stand-in as Azure OpenAI with an Entra token. The seeded day has several root causes across
+roles and languages, noisy ids, sampling, one prompt-injection message and one secret in a message.
+Day 1 is run through POST /api/errors/run (queue → worker), day 2 by firing the daily timer.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import random
+import secrets
+import time
+import uuid
+
+from drill.host import start_healer
+from drill.timeline import Timeline
+from standins.github import start_github
+from standins.log_analytics import start_log_analytics
+from standins.openai_api import start_openai
+from standins.stack import LocalAzure
+from tests.errors import synth
+
+OWNER, REPO = "contoso", "shop"
+WORKSPACE = "11111111-2222-3333-4444-555555555555"
+
+
+def _seed_day(la, start: dt.datetime, seed: int, build_line: int, *, extras: bool) -> int:
+    rows = synth.day_of_rows("workspace", start, 3000, seed, build_line=build_line)
+    if extras:
+        rng = random.Random(seed + 1)
+        rows.append(synth.exception_row("workspace", start + dt.timedelta(hours=3), synth.CAUSES[1], rng,
+                                        message=synth.INJECTION, item_count=300))
+        rows.append(synth.exception_row("workspace", start + dt.timedelta(hours=4), synth.CAUSES[4], rng,
+                                        message=f"Cannot open database: {synth.SECRET_CONN}", item_count=2000))
+    la.seed("AppExceptions", rows)
+    return len(rows)
+
+
+def _github_text(gh) -> str:
+    parts = []
+    for r in gh.requests():
+        parts.append(r["path"] + "\n" + r["body"])
+        try:
+            body = json.loads(r["body"]) if r["body"] else {}
+        except ValueError:
+            continue
+        if isinstance(body, dict) and isinstance(body.get("content"), str):
+            parts.append(base64.b64decode(body["content"]).decode("utf-8", "replace"))
+    return "\n".join(parts)
+
+
+def _wait_for(predicate, deadline_s: float) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def run(stack: LocalAzure) -> Timeline:
+    tl = Timeline("errors: a day of exceptions → draft PRs, next day updates")
+    servers = []
+    try:
+        la = start_log_analytics(stack.workdir, stack.ca, stack.secret)
+        servers.append(la)
+        gh = start_github(stack.workdir, "ghs_" + secrets.token_hex(18))
+        servers.append(gh)
+        ai = start_openai(stack.workdir, token_secret=stack.secret)
+        servers.append(ai)
+        gh.create_repo(OWNER, REPO, dict(synth.SOURCES))
+        base_before = gh.files(OWNER, REPO, "main")
+        settings = {
+            "HEALER_TABLE_PREFIX": "drille" + uuid.uuid4().hex[:6],
+            "HEALER_POLICY": json.dumps({"version": 1, "default": "deny", "rules": [
+                {"action": "errors.draft-pr", "resource": f"github:{OWNER}/{REPO}", "effect": "allow"}]}),
+            "HEALER_ERRORS_SCHEDULE": "0 0 6 * * *",
+            "HEALER_ERRORS_SCHEMA": "workspace", "HEALER_ERRORS_WORKSPACE_ID": WORKSPACE,
+            "HEALER_ERRORS_LOGS_ENDPOINT": la.endpoint,
+            "HEALER_ERRORS_GITHUB_API_URL": gh.url, "HEALER_ERRORS_GITHUB_REPOSITORY": f"{OWNER}/{REPO}",
+            "HEALER_ERRORS_GITHUB_TOKEN": gh.token,
+            "HEALER_ERRORS_LLM_PROVIDER": "azure", "HEALER_ERRORS_LLM_ENDPOINT": ai.url,
+            "HEALER_ERRORS_LLM_MODEL": "gpt-4o-healer",
+        }
+        now_hour = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+        day1 = (now_hour - dt.timedelta(hours=48), now_hour - dt.timedelta(hours=24))
+        n1 = _seed_day(la, day1[0], 21, 88, extras=True)
+        tl.add("telemetry", f"day 1: {n1} exception rows (6 root causes, 4 languages, 6 roles, noisy ids, 30% sampled, "
+                            f"one prompt injection, one connection string with an account key)")
+        healer = start_healer(stack, settings, name="healer-errors")
+        try:
+            with healer.client() as client:
+                resp = client.post("/errors/run", json={"start": day1[0].isoformat(), "end": day1[1].isoformat(),
+                                                        "by": "drill"})
+                tl.add("operator", f"POST /api/errors/run for day 1 → HTTP {resp.status_code}")
+                tl.check(resp.status_code == 202, "run request accepted (202) and queued")
+                drafted = _wait_for(lambda: len(gh.pulls()) >= 5, 90)
+                pulls = gh.pulls()
+                tl.add("github", f"{len(pulls)} pull request(s): " + "; ".join(
+                    f"#{p['number']} {p['title'][:70]}" for p in sorted(pulls, key=lambda p: p["number"])))
+                tl.check(drafted and len(pulls) == 5, "five draft PRs opened for the top five root causes")
+                tl.check(all(p["draft"] and p["state"] == "open" and p["head"]["ref"].startswith("healer/errors/")
+                             for p in pulls), "every PR is a draft on healer/errors/<short-fingerprint>")
+                tl.check(len({p["head"]["ref"] for p in pulls}) == len(pulls), "one PR per fingerprint")
+                triage_ok = all(any(path.startswith(".healer/errors/") and "## Counts per hour" in text
+                                    for path, text in gh.files(OWNER, REPO, p["head"]["ref"]).items()) for p in pulls)
+                tl.check(triage_ok, "each branch holds a triage file with counts per hour, stack and KQL")
+                tl.check(all("## Diagnosis" in p["body"] and "Drafted by a language model" in p["body"]
+                             for p in pulls), "each PR carries a model diagnosis (Azure OpenAI, Entra token)")
+
+                writes_before = len(gh.requests())
+                client.post("/errors/run", json={"start": day1[0].isoformat(), "end": day1[1].isoformat(),
+                                                 "by": "drill"})
+                rerun_done = _wait_for(lambda: _audited_runs(client) >= 2, 60)
+                new_writes = [r for r in gh.requests()[writes_before:] if r["method"] != "GET"]
+                tl.add("operator", f"re-ran the day-1 window → {len(new_writes)} GitHub write(s)")
+                tl.check(rerun_done and not new_writes, "re-running the same window changes nothing")
+
+                n2 = _seed_day(la, day1[1], 22, 97, extras=False)
+                tl.add("telemetry", f"day 2: {n2} rows from a new build (line numbers and instance paths moved)")
+                import httpx
+                fired = httpx.post(f"http://127.0.0.1:{healer.server.ports['http']}/admin/functions/errors_daily",
+                                   headers={"x-functions-key": healer.key}, timeout=300)
+                tl.add("host", f"timer errors_daily fired → HTTP {fired.status_code}")
+                pulls2 = gh.pulls()
+                updated = [p for p in pulls2 if p["comments"]]
+                open_per_branch: dict[str, int] = {}
+                for p in pulls2:
+                    if p["state"] == "open":
+                        open_per_branch[p["head"]["ref"]] = open_per_branch.get(p["head"]["ref"], 0) + 1
+                tl.add("github", f"after day 2: {len(pulls2)} PR(s), {len(updated)} updated with a comment")
+                tl.check(len(updated) >= 4 and all("Healer update for" in p["comments"][-1]["body"] for p in updated),
+                         "next day: existing PRs got an updated triage file and a comment")
+                tl.check(all(v == 1 for v in open_per_branch.values()), "still one open PR per fingerprint")
+
+            wire = _github_text(gh)
+            branch_text = "\n".join(text for p in gh.pulls() for text in
+                                    gh.files(OWNER, REPO, p["head"]["ref"]).values())
+            model_text = json.dumps(ai.requests())
+            key = synth.SECRET_CONN.split("AccountKey=")[1].split(";")[0]
+            tl.check(all(key not in t and key[:16] not in t for t in (wire, branch_text, model_text)),
+                     "the account key appears nowhere outside Healer (GitHub requests, branches, model prompts)")
+            tl.check("AccountKey=<redacted>" in wire, "the secret's message reached GitHub redacted")
+            injected = [r for r in ai.requests() if synth.INJECTION[:40] in json.dumps(r["body"])]
+            tl.check(bool(injected) and all(synth.INJECTION[:40] not in r["body"]["messages"][0]["content"]
+                                            for r in injected),
+                     "the prompt injection reached the model only as evidence, never as instructions")
+            tl.check(not any(path.startswith(".github/") for p in gh.pulls()
+                             for path in gh.files(OWNER, REPO, p["head"]["ref"])),
+                     "no branch touches .github/ (the model has no tools; its output only lands in drafts)")
+            tl.check(gh.files(OWNER, REPO, "main") == base_before, "the base branch is untouched: Healer never merges")
+        finally:
+            healer.stop()
+    except Exception as exc:  # a crash is a failed drill, reported on the timeline
+        tl.check(False, f"scenario crashed: {type(exc).__name__}: {str(exc)[:300]}")
+    finally:
+        for s in reversed(servers):
+            s.stop()
+    return tl
+
+
+def _audited_runs(client) -> int:
+    records = client.get("/audit", params={"healer": "errors", "outcome": "recorded", "limit": 500}).json()["records"]
+    return sum(1 for r in records if "manual run over" in r["reason"])

@@ -1,0 +1,81 @@
+"""Entry points of the error-clustering healer (wired in function_app.py): timer, HTTP run request, queue worker."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+
+from healers.errors import shell
+from shared import audit
+from shared.api import caller_name
+from shared.auth import Principal
+from shared.config import Settings
+from shared.http import BadRequest, read_json, respond
+from shared.work import enqueue, run_queue_message
+
+log = logging.getLogger("healer.errors")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def timer(timer_request: func.TimerRequest) -> str:
+    """The daily run over the last HEALER_ERRORS_WINDOW_HOURS hours, ending at the last whole hour."""
+    settings = Settings()
+    cfg = shell.load_config(settings)
+    window = shell.default_window(_now(), cfg.window_hours)
+    try:
+        report = shell.run(settings, window, trigger="timer")
+    except shell.CollectError as exc:
+        audit.record(settings, healer=shell.HEALER, outcome="failed", reason=exc.reason, subject=window.key)
+        return "failed"
+    return report.outcome
+
+
+def request_run(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    """POST /errors/run {"start": ISO, "end": ISO, "by": ...} or {"hours": N, "by": ...} → 202, run on the queue."""
+    body: Any = read_json(req, settings.max_body_bytes) if req.get_body() else {}
+    if not isinstance(body, dict):
+        raise BadRequest(400, "body must be a JSON object")
+    by = caller_name(principal, body)
+    now = _now()
+    try:
+        if body.get("start") or body.get("end"):
+            start = dt.datetime.fromisoformat(str(body.get("start")).replace("Z", "+00:00"))
+            end = dt.datetime.fromisoformat(str(body.get("end")).replace("Z", "+00:00"))
+            window = shell.check_window(start, end, now)
+        else:
+            hours = int(body.get("hours") or shell.load_config(settings).window_hours)
+            if not 1 <= hours <= 168:
+                raise ValueError("hours must be 1..168")
+            window = shell.default_window(now, hours)
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(400, f"bad window: {exc}") from None
+    enqueue(settings, shell.QUEUE, shell.work_message(window, by))
+    audit.record(settings, healer=shell.HEALER, outcome="recorded", reason=f"run over {window.key} requested by {by}",
+                 subject=window.key, now=now)
+    return respond(202, {"accepted": True, "window": {"start": shell.iso(window.start), "end": shell.iso(window.end)},
+                         "queue": shell.QUEUE})
+
+
+def process(msg: func.QueueMessage) -> str:
+    settings = Settings()
+    return run_queue_message(settings, shell.QUEUE, msg.get_body(), msg.dequeue_count or 1,
+                             lambda m: shell.handle(settings, m), shell.MAX_ATTEMPTS)
+
+
+def dead_letter(msg: func.QueueMessage) -> str:
+    settings = Settings()
+    try:
+        message: Any = json.loads(msg.get_body())
+    except ValueError:
+        message = {"raw": msg.get_body()[:2000].decode("utf-8", "replace")}
+    reason = (message.get("deadLetterReason") if isinstance(message, dict) else None) or "failed in the host"
+    audit.record(settings, healer=shell.HEALER, outcome="dead-letter", reason=str(reason)[:500],
+                 details={"message": message})
+    return "dead-letter"
+

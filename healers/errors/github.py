@@ -1,0 +1,123 @@
+"""GitHub through githubkit: the few REST calls the error healer makes. Never merges, never force-pushes a branch
+that has an open pull request, never touches the base branch.
+
+Calls: GET /repos/{o}/{r}, GET /repos/{o}/{r}/git/ref/heads/{b}, POST /repos/{o}/{r}/git/refs,
+PATCH /repos/{o}/{r}/git/refs/heads/{b}, GET/PUT /repos/{o}/{r}/contents/{path}, GET /repos/{o}/{r}/pulls?head=,
+POST /repos/{o}/{r}/pulls (draft), PATCH /repos/{o}/{r}/pulls/{n}, POST /repos/{o}/{r}/issues/{n}/comments.
+"""
+from __future__ import annotations
+
+import base64
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+
+class GitHubError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class PullRef:
+    number: int
+    state: str  # "open" | "closed"
+    merged: bool
+    draft: bool
+    head: str
+    title: str
+    created_at: str
+
+
+class Repo:
+    def __init__(self, api_url: str, token: str, repository: str, *, timeout: float = 30.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from githubkit import GitHub
+        if repository.count("/") != 1:
+            raise GitHubError("repository must be 'owner/name'")
+        self.owner, self.name = repository.split("/")
+        self.gh = GitHub(token, base_url=api_url.rstrip("/") + "/", timeout=timeout, http_cache=False,
+                         user_agent="healer-errors")
+
+    def _call(self, fn, *args, **kwargs) -> Any:
+        from githubkit.exception import RequestFailed
+        try:
+            return fn(self.owner, self.name, *args, **kwargs)
+        except RequestFailed as exc:
+            status = exc.response.status_code
+            if status == 404:
+                return None
+            raise GitHubError(f"GitHub {fn.__name__} answered HTTP {status}") from None
+
+    # ------------------------------------------------------------------------------------------ reads
+    def default_branch(self) -> str:
+        resp = self._call(self.gh.rest.repos.get)
+        if resp is None:
+            raise GitHubError(f"repository {self.owner}/{self.name} not found or not accessible")
+        return str(resp.json()["default_branch"])
+
+    def head_sha(self, branch: str) -> str | None:
+        resp = self._call(self.gh.rest.git.get_ref, f"heads/{branch}")
+        return None if resp is None else str(resp.json()["object"]["sha"])
+
+    def file(self, path: str, ref: str) -> tuple[str, str] | None:
+        """(text, blob sha) of a file at `ref`, or None."""
+        resp = self._call(self.gh.rest.repos.get_content, path, ref=ref)
+        if resp is None:
+            return None
+        body = resp.json()
+        if not isinstance(body, dict) or body.get("type") != "file":
+            return None
+        raw = base64.b64decode(body.get("content") or "")
+        return raw.decode("utf-8", "replace"), str(body["sha"])
+
+    def pulls_for(self, branch: str) -> list[PullRef]:
+        """Every pull request (open and closed) whose head is `branch` in this repository, newest first."""
+        resp = self._call(self.gh.rest.pulls.list, state="all", head=f"{self.owner}:{branch}", per_page=100)
+        out = []
+        for p in (resp.json() if resp is not None else []):
+            out.append(PullRef(int(p["number"]), str(p["state"]), bool(p.get("merged_at")), bool(p.get("draft")),
+                               str(p["head"]["ref"]), str(p.get("title") or ""), str(p.get("created_at") or "")))
+        return sorted(out, key=lambda p: -p.number)
+
+    # ------------------------------------------------------------------------------------------ writes
+    def create_branch(self, branch: str, sha: str) -> None:
+        resp = self._call(self.gh.rest.git.create_ref, data={"ref": f"refs/heads/{branch}", "sha": sha})
+        if resp is None:
+            raise GitHubError("could not create branch")
+
+    def reset_branch(self, branch: str, sha: str) -> None:
+        """Point an existing branch (whose pull request was merged or closed) at `sha` again."""
+        resp = self._call(self.gh.rest.git.update_ref, f"heads/{branch}", data={"sha": sha, "force": True})
+        if resp is None:
+            raise GitHubError("could not reset branch")
+
+    def put_file(self, branch: str, path: str, text: str, message: str) -> bool:
+        """Commit `text` at `path` on `branch` unless it is already there. True when a commit was made."""
+        current = self.file(path, branch)
+        if current is not None and current[0] == text:
+            return False
+        data: dict[str, Any] = {"message": message, "content": base64.b64encode(text.encode()).decode(),
+                                "branch": branch}
+        if current is not None:
+            data["sha"] = current[1]
+        resp = self._call(self.gh.rest.repos.create_or_update_file_contents, path, data=data)
+        if resp is None:
+            raise GitHubError(f"could not write {path}")
+        return True
+
+    def open_draft(self, branch: str, base: str, title: str, body: str) -> int:
+        resp = self._call(self.gh.rest.pulls.create, data={"title": title, "head": branch, "base": base,
+                                                            "body": body, "draft": True,
+                                                            "maintainer_can_modify": True})
+        if resp is None:
+            raise GitHubError("could not open the pull request")
+        return int(resp.json()["number"])
+
+    def update_pull(self, number: int, body: str) -> None:
+        self._call(self.gh.rest.pulls.update, number, data={"body": body})
+
+    def comment(self, number: int, body: str) -> None:
+        resp = self._call(self.gh.rest.issues.create_comment, number, data={"body": body})
+        if resp is None:
+            raise GitHubError("could not comment")

@@ -1,0 +1,265 @@
+"""Stack traces: parse .NET, Python, Java and Node stacks (raw text or App Insights `details`), normalise frames,
+and compute stable fingerprints.
+
+A fingerprint is the exception type plus the top in-app frames, normalised: no line numbers or columns, no
+framework or library frames, no compiler-generated names (async state machines, lambdas, closures, proxies),
+no deploy-specific path prefixes. The same root cause on another day, instance, build or role has the same
+fingerprint.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+TOP_FRAMES = 3
+MAX_STACK_CHARS = 16_000
+MAX_FRAMES = 200
+
+
+@dataclass(frozen=True)
+class Frame:
+    function: str  # normalised qualified function name
+    file: str  # normalised repo-relative-ish path ("" when unknown)
+    line: int | None
+    in_app: bool
+    lang: str
+
+    @property
+    def key(self) -> str:
+        base = self.file.rsplit("/", 1)[-1] if self.file else ""
+        return f"{base}:{self.function}" if base else self.function
+
+
+# ---------------------------------------------------------------------------------------------- normalisation
+
+_DEPLOY_PREFIXES = re.compile(
+    r"^(?:[A-Za-z]:)?(?:/tmp/[0-9a-f]{6,}/|/home/site/wwwroot/|/usr/src/app/|/app/|/srv/app/|/workspace/|"
+    r"/opt/app/|/var/task/|/home/runner/work/[^/]+/[^/]+/|/src/|/code/|/w/|/home/[^/]+/[^/]+/)")
+_HASHED_FILE = re.compile(r"\.[0-9a-f]{6,}(?=\.(?:m?js|cjs)$)")
+_ARITY = re.compile(r"`\d+")
+_GENERIC_ARGS = re.compile(r"\[[^\[\]]*\]|<[A-Z][\w.,\s]*>")
+
+
+def normalise_path(path: str) -> str:
+    path = (path or "").strip().replace("\\", "/")
+    path = re.sub(r"^file://", "", path)
+    path = re.sub(r"\?.*$", "", path)
+    path = re.sub(r"^webpack:///?(?:\./)?", "", path)
+    previous = None
+    while previous != path:
+        previous = path
+        path = _DEPLOY_PREFIXES.sub("", path)
+    path = _HASHED_FILE.sub("", path)
+    return path.lstrip("./")
+
+
+def _dotnet_name(name: str) -> str:
+    name = _ARITY.sub("", name.strip())
+    name = re.sub(r"\(.*\)$", "", name)  # parameters
+    name = re.sub(r"\.<(\w+)>d__\d+\.MoveNext$", r".\1", name)  # async/iterator state machine
+    name = re.sub(r"\.<>c__DisplayClass[\w]+\.<(\w+)>b__\w+$", r".\1.lambda", name)  # closure lambda
+    name = re.sub(r"\.<>c\.<(\w+)>b__\w+$", r".\1.lambda", name)  # static lambda
+    name = re.sub(r"\.<(\w+)>g__(\w+)\|\w+$", r".\1.\2", name)  # local function
+    name = re.sub(r"<(\w+)>b__[\w]+", r"\1.lambda", name)
+    name = re.sub(r"\.<>c(?:__DisplayClass\w+)?", "", name)
+    name = re.sub(r"\.MoveNext$", "", name)
+    return name
+
+
+def _java_name(name: str) -> str:
+    name = re.sub(r"\$\$Lambda\$?[\w/]*(?:/0x[0-9a-f]+)?", "$$Lambda", name)
+    name = re.sub(r"lambda\$(\w+?)\$\d+", r"lambda$\1", name)
+    name = re.sub(r"\$\$(?:EnhancerBy\w+|FastClassBy\w+|SpringCGLIB)\$\$[0-9a-f]+", "", name)
+    name = re.sub(r"\$\d+(?=\.|$)", "$anon", name)
+    name = re.sub(r"\bGeneratedMethodAccessor\d+", "GeneratedMethodAccessor", name)
+    name = re.sub(r"\$HibernateProxy\$\w+", "", name)
+    return name
+
+
+def _node_name(name: str) -> str:
+    name = re.sub(r"^(?:async |new )", "", name.strip())
+    name = re.sub(r"\s*\[as \w+\]$", "", name)
+    return name or "<anonymous>"
+
+
+# ---------------------------------------------------------------------------------------------- framework frames
+
+_DOTNET_FRAMEWORK = re.compile(r"^(?:System|Microsoft|Internal|Newtonsoft|Grpc|Azure\.Core|Polly|Castle|Npgsql|"
+                               r"StackExchange|Dapper|MediatR|AutoMapper|FluentValidation|Serilog)(?:\.|$)")
+_JAVA_FRAMEWORK = re.compile(r"^(?:java|javax|jakarta|sun|com\.sun|jdk|kotlin|kotlinx|scala|org\.springframework|"
+                             r"org\.apache|org\.hibernate|io\.netty|reactor|io\.micrometer|com\.fasterxml|"
+                             r"org\.junit|com\.azure|com\.microsoft|okhttp3|io\.grpc|org\.eclipse|org\.glassfish)\.")
+_PY_FRAMEWORK = re.compile(r"(?:site-packages/|dist-packages/|^/usr/lib/python|^/usr/local/lib/python|"
+                           r"^<frozen |lib/python3\.\d+/|^azure_functions_worker/|/azure_functions_worker/)")
+_NODE_FRAMEWORK = re.compile(r"(?:node_modules/|^node:|^internal/|^<anonymous>$|^native$)")
+
+
+def _in_app(lang: str, function: str, file: str, in_app_prefixes: tuple[str, ...]) -> bool:
+    if in_app_prefixes:
+        if any(function.startswith(p) or file.startswith(p) for p in in_app_prefixes):
+            return True
+    if "GeneratedMethodAccessor" in function or function.endswith("$$Lambda") or "$$" in function \
+            or file == "<generated>":
+        return False  # runtime-generated proxies and accessors
+    if lang == "dotnet":
+        return not _DOTNET_FRAMEWORK.match(function)
+    if lang == "java":
+        return not _JAVA_FRAMEWORK.match(function)
+    if lang == "python":
+        return not _PY_FRAMEWORK.search(file)
+    if lang == "node":
+        return not _NODE_FRAMEWORK.search(file or function)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+_RE_DOTNET = re.compile(r"^\s*at (?P<fn>[^\s(][^(]*\([^)]*\))(?: in (?P<file>.+?):line (?P<line>\d+))?\s*$")
+_RE_PY = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<fn>.+?)\s*$')
+_RE_JAVA = re.compile(r"^\s*at (?P<fn>[\w$.<>/]+)\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)\s*$")
+_RE_NODE_NAMED = re.compile(r"^\s*at (?P<fn>.+?) \((?P<file>.+?)(?::(?P<line>\d+))?(?::\d+)?\)\s*$")
+_RE_NODE_BARE = re.compile(r"^\s*at (?P<file>(?:/|[A-Za-z]:\\|node:|file://|webpack:)[^\s]+?)(?::(?P<line>\d+))?"
+                           r"(?::\d+)?\s*$")
+
+
+def _parse_line(line: str, prefixes: tuple[str, ...]) -> Frame | None:
+    m = _RE_PY.match(line)
+    if m:
+        file = normalise_path(m["file"])
+        fn = m["fn"]
+        module = re.sub(r"\.py$", "", file).replace("/", ".")
+        return Frame(f"{module}.{fn}" if module else fn, file, int(m["line"]), _in_app("python", fn, m["file"]
+                     .replace("\\", "/"), prefixes) and _in_app("python", fn, file, prefixes), "python")
+    m = _RE_JAVA.match(line)
+    if m and ("." in m["fn"]) and (m["file"].endswith((".java", ".kt", ".scala", ".groovy")) or
+                                  m["file"] in ("Native Method", "Unknown Source", "<generated>")):
+        fn = _java_name(re.sub(r"^[\w.\-]+/", "", m["fn"]))  # drop the JPMS module ("java.base/")
+        file = m["file"]
+        if file.endswith((".java", ".kt", ".scala", ".groovy")):
+            package = fn.split("$", 1)[0].rsplit(".", 2)[0]  # com.contoso.billing.Invoice.render -> package
+            file = package.replace(".", "/") + "/" + file if "." in fn.split("$", 1)[0] else file
+        return Frame(fn, file, int(m["line"]) if m["line"] else None, _in_app("java", fn, m["file"], prefixes),
+                     "java")
+    m = _RE_DOTNET.match(line)
+    if m and ("(" in m["fn"]) and not m["fn"].startswith(("/", "file:", "node:")) and " (" not in m["fn"]:
+        fn = _dotnet_name(m["fn"])
+        file = normalise_path(m["file"] or "")
+        return Frame(fn, file, int(m["line"]) if m["line"] else None, _in_app("dotnet", fn, file, prefixes),
+                     "dotnet")
+    m = _RE_NODE_NAMED.match(line)
+    if m:
+        raw_file = m["file"].replace("\\", "/")
+        file = normalise_path(raw_file)
+        fn = _node_name(m["fn"])
+        located = "/" in raw_file or raw_file.endswith((".js", ".ts", ".mjs", ".cjs"))
+        return Frame(fn, file if located else "", int(m["line"]) if m["line"] else None,
+                     located and _in_app("node", fn, raw_file, prefixes), "node")
+    m = _RE_NODE_BARE.match(line)
+    if m:
+        raw_file = m["file"].replace("\\", "/")
+        file = normalise_path(raw_file)
+        return Frame("<anonymous>", file, int(m["line"]) if m["line"] else None,
+                     _in_app("node", "", raw_file, prefixes), "node")
+    return None
+
+
+def parse_text(stack: str, in_app_prefixes: Iterable[str] = ()) -> list[Frame]:
+    """Frames of a raw stack, innermost (throwing) frame first, whatever the language."""
+    prefixes = tuple(p for p in in_app_prefixes if p)
+    lines = (stack or "")[:MAX_STACK_CHARS].splitlines()
+    frames = [f for f in (_parse_line(line, prefixes) for line in lines) if f is not None][:MAX_FRAMES]
+    if frames and frames[0].lang == "python":
+        frames.reverse()  # Python prints the outermost call first
+    return frames
+
+
+def _parsed_stack(items: list[Any], prefixes: tuple[str, ...]) -> list[Frame]:
+    frames = []
+    for item in items[:MAX_FRAMES]:
+        if not isinstance(item, dict):
+            continue
+        raw = str(item.get("method") or "")
+        file = normalise_path(str(item.get("fileName") or ""))
+        lang = "python" if file.endswith(".py") else "java" if file.endswith((".java", ".kt")) else \
+            "node" if file.endswith((".js", ".ts", ".mjs", ".cjs")) else "dotnet"
+        fn = {"dotnet": _dotnet_name, "java": _java_name, "node": _node_name}.get(lang, lambda s: s)(raw)
+        line = item.get("line")
+        frames.append(Frame(fn, file, line if isinstance(line, int) and line > 0 else None,
+                            _in_app(lang, fn, str(item.get("fileName") or "").replace("\\", "/"), prefixes)
+                            and _in_app(lang, fn, file, prefixes), lang))
+    return frames
+
+
+def parse_details(details: Any, in_app_prefixes: Iterable[str] = ()) -> tuple[list[Frame], str]:
+    """Frames and the raw stack text from App Insights `details` (JSON text or list) or a plain stack string.
+
+    The outermost exception's stack is used (`details[0]`): parsedStack when the SDK sent one, else rawStack.
+    """
+    prefixes = tuple(p for p in in_app_prefixes if p)
+    value = details
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "{")):
+            try:
+                value = json.loads(text[:MAX_STACK_CHARS * 4])
+            except ValueError:
+                return parse_text(text, prefixes), text[:MAX_STACK_CHARS]
+        else:
+            return parse_text(text, prefixes), text[:MAX_STACK_CHARS]
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not value or not isinstance(value[0], dict):
+        return [], ""
+    outer = value[0]
+    raw = outer.get("rawStack") or outer.get("stack") or ""
+    if isinstance(outer.get("parsedStack"), list) and outer["parsedStack"]:
+        frames = _parsed_stack(outer["parsedStack"], prefixes)
+        text = raw or "\n".join(f"   at {f.function}" + (f" in {f.file}:line {f.line}" if f.file else "")
+                                for f in frames)
+        return frames, str(text)[:MAX_STACK_CHARS]
+    return parse_text(str(raw), prefixes), str(raw)[:MAX_STACK_CHARS]
+
+
+# ---------------------------------------------------------------------------------------------- fingerprints
+
+def normalise_type(exc_type: str) -> str:
+    t = _ARITY.sub("", (exc_type or "").strip())
+    t = re.sub(r"^builtins\.", "", t)
+    t = re.sub(r"^(?:Uncaught\s+)", "", t)
+    return t[:200] or "Exception"
+
+
+def stack_signature(exc_type: str, frames: list[Frame], top: int = TOP_FRAMES) -> str | None:
+    """The canonical text a stack fingerprint hashes, or None when there are no frames at all."""
+    if not frames:
+        return None
+    app = [f for f in frames if f.in_app]
+    chosen = (app or frames)[:top]
+    kind = "app" if app else "lib"
+    return "stack|" + normalise_type(exc_type) + "|" + kind + "|" + "|".join(f.key for f in chosen)
+
+
+def message_signature(exc_type: str, template: str) -> str:
+    return "message|" + normalise_type(exc_type) + "|" + template
+
+
+def fingerprint(signature: str) -> str:
+    return hashlib.sha256(signature.encode("utf-8")).hexdigest()[:32]
+
+
+def short(fp: str) -> str:
+    return fp[:12]
+
+
+def in_app_files(frames: list[Frame], limit: int = 5) -> list[str]:
+    """Distinct source files named by in-app frames, innermost first."""
+    out: list[str] = []
+    for f in frames:
+        if f.in_app and f.file and f.file not in out and not f.file.startswith("<"):
+            out.append(f.file)
+        if len(out) >= limit:
+            break
+    return out

@@ -1,0 +1,167 @@
+"""Deterministic triage documents: the triage file, PR title and body, the daily update comment. Pure.
+
+Everything here is rendered from redacted evidence only. Untrusted text is fenced (with a fence longer than any
+backtick run inside it) and never placed where GitHub would interpret mentions or references.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from healers.errors.redact import redact
+from healers.errors.rank import Ranked
+
+TRIAGE_DIR = ".healer/errors"
+MAX_BAR = 40
+
+
+@dataclass(frozen=True)
+class Window:
+    start: dt.datetime
+    end: dt.datetime
+
+    @property
+    def key(self) -> str:
+        return f"{iso(self.start)}/{iso(self.end)}"
+
+    @property
+    def day(self) -> dt.date:
+        """The day a window counts for in the baseline: the day its last instant falls on."""
+        return (self.end - dt.timedelta(microseconds=1)).astimezone(dt.timezone.utc).date()
+
+
+def iso(value: dt.datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def branch_name(short: str) -> str:
+    return f"healer/errors/{short}"
+
+
+def triage_path(short: str, directory: str = TRIAGE_DIR) -> str:
+    return f"{directory.strip('/')}/{short}.md"
+
+
+def diagnosis_path(short: str, directory: str = TRIAGE_DIR) -> str:
+    return f"{directory.strip('/')}/{short}.diagnosis.md"
+
+
+def fence(text: str, lang: str = "text") -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
+
+
+def inline(text: str, limit: int = 160) -> str:
+    """Untrusted text for a single line outside a code block: no newlines, no mentions, no references."""
+    text = re.sub(r"\s+", " ", redact(text or "")).strip()[:limit]
+    text = text.replace("@", "(at)").replace("#", "(hash)").replace("`", "'")
+    text = re.sub(r"[<>\[\]]", "", text)
+    return text
+
+
+def pr_title(r: Ranked, regression: bool) -> str:
+    prefix = "Regression: " if regression else ""
+    return f"[healer] {prefix}{inline(r.group.title, 100)} ({r.group.short})"
+
+
+def _hours(hourly: dict[str, int]) -> str:
+    if not hourly:
+        return "_no hourly data_"
+    peak = max(hourly.values()) or 1
+    lines = ["| hour (UTC) | count | |", "| --- | ---: | --- |"]
+    for hour in sorted(hourly):
+        n = hourly[hour]
+        lines.append(f"| {inline(hour, 20)} | {n} | {'#' * max(1, round(MAX_BAR * n / peak)) if n else ''} |")
+    return "\n".join(lines)
+
+
+def triage_file(r: Ranked, window: Window, repro_kql: str, schema: str) -> str:
+    g = r.group
+    listing = lambda values: ", ".join(f"`{inline(v, 120)}`" for v in values) or "-"  # noqa: E731
+    parts = [
+        f"# Healer error triage: {inline(g.title, 140)}",
+        "",
+        "Drafted by Healer from Application Insights telemetry. Evidence is redacted; nothing here acts on anything.",
+        "",
+        f"- Fingerprint: `{g.fingerprint}` ({g.kind} signature)",
+        f"- Window: {iso(window.start)} to {iso(window.end)}",
+        f"- Change: **{r.change}** ({inline(r.reason, 200)})",
+        f"- Occurrences (sampling-weighted, itemCount): **{g.occurrences}** in {g.rows} aggregated row(s)",
+        f"- First seen: {iso(g.first_seen)}; last seen: {iso(g.last_seen)}",
+        f"- Exception type: `{inline(g.type, 200)}`",
+        f"- Roles: {listing(g.roles)}",
+        f"- Operations: {listing(g.operations)}",
+        f"- Problem ids: {listing(g.problem_ids)}",
+        f"- Sources: {', '.join(g.sources)}",
+        "",
+        "## Counts per hour",
+        "",
+        _hours(g.hourly),
+        "",
+        "## Sample message",
+        "",
+        fence(redact(g.sample_message) or "(none)"),
+        "",
+        "## Message variants (most frequent first)",
+        "",
+        fence("\n".join(f"{n:>8}  {redact(m)[:300]}" for m, n in g.top_variants()) or "(none)"),
+        "",
+        "## Sample stack",
+        "",
+        fence(redact(g.sample_stack) or "(no stack: grouped by message template)"),
+    ]
+    if g.kind == "message":
+        parts += ["", "## Message template", "", fence(redact(g.template))]
+    parts += ["", f"## Reproduce in Logs ({schema} schema)", "", fence(repro_kql, "kusto"), ""]
+    return "\n".join(parts)
+
+
+def pr_body(r: Ranked, window: Window, triage: str, regression_of: int | None, diagnosis: str | None,
+            diagnosis_note: str) -> str:
+    g = r.group
+    parts = [
+        f"Healer found **{g.occurrences}** occurrence(s) of this error between {iso(window.start)} and "
+        f"{iso(window.end)} ({r.change}).",
+        "",
+        f"- Triage: `{triage}`",
+        f"- Roles: {len(g.roles)}, operations: {len(g.operations)}, fingerprint `{g.short}`",
+    ]
+    if regression_of:
+        parts.append(f"- This came back after pull request {regression_of} was merged: drafted again as a regression.")
+    parts += ["", "## Diagnosis", ""]
+    parts.append(diagnosis if diagnosis else f"_No model diagnosis: {inline(diagnosis_note, 200)}._")
+    parts += ["", "---", "Draft opened by Healer. Healer never merges: review, edit or close it. The branch holds "
+              "only the triage file and, when a model proposed one that applies cleanly, a suggested change."]
+    return "\n".join(parts)
+
+
+def update_comment(r: Ranked, window: Window, previous_occurrences: int | None) -> str:
+    g = r.group
+    before = f" (previous triage: {previous_occurrences})" if previous_occurrences is not None else ""
+    return (f"Healer update for {iso(window.start)} to {iso(window.end)}: **{g.occurrences}** occurrence(s){before}; "
+            f"{r.change}: {inline(r.reason, 200)}. Last seen {iso(g.last_seen)}; roles {len(g.roles)}, "
+            f"operations {len(g.operations)}. The triage file was updated.")
+
+
+def occurrences_in(triage: str) -> int | None:
+    m = re.search(r"Occurrences \(sampling-weighted, itemCount\): \*\*(\d+)\*\*", triage or "")
+    return int(m.group(1)) if m else None
+
+
+def window_in(triage: str) -> str | None:
+    m = re.search(r"^- Window: (\S+) to (\S+)$", triage or "", re.M)
+    return f"{m.group(1)}/{m.group(2)}" if m else None
+
+
+def diagnosis_markdown(summary: str, cause: str, fix: str, confidence: str, patch_note: str) -> str:
+    """The model's output, as untrusted text: redacted, mentions neutralised, fenced where it is free text."""
+    clean = lambda s: redact(s).replace("@", "@\u200b")  # noqa: E731
+    return "\n".join([
+        "_Drafted by a language model from the redacted evidence and source files. Verify before acting._",
+        "", f"**Confidence:** {inline(confidence, 20)}", "", "**Summary**", "", fence(clean(summary)),
+        "", "**Likely cause**", "", fence(clean(cause)), "", "**Proposed fix**", "", fence(clean(fix)),
+        "", f"**Proposed change:** {inline(patch_note, 300)}"])

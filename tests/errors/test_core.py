@@ -1,0 +1,234 @@
+"""Pure parts: stack fingerprints (stability under noise, merges, non-merges), ranking, redaction, triage, patches,
+model answer validation, and every KQL query validated offline against the App Insights schemas."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from healers.errors import kql, llm, stacks
+from healers.errors.cluster import cluster, matches_template
+from healers.errors.kql import ErrorRow
+from healers.errors.patch import check_and_apply
+from healers.errors.rank import rank, updated_baseline
+from healers.errors.redact import findings, redact
+from healers.errors.triage import Window, fence, inline, triage_file
+from tests.errors import synth
+
+T0 = dt.datetime(2025, 3, 2, 6, tzinfo=dt.timezone.utc)
+
+
+def row(exc_type: str, stack: str = "", message: str = "", role: str = "api", n: int = 1, problem: str = "p",
+        ops=("GET /",), hourly=None) -> ErrorRow:
+    return ErrorRow("exceptions", problem, exc_type, message, role, n, T0, T0 + dt.timedelta(hours=1),
+                    hourly or {"2025-03-02T06:00": n}, list(ops), message, stack)
+
+
+STACKS = {"dotnet": (synth.dotnet_stack, "System.InvalidOperationException"),
+          "python": (synth.python_stack, "ZeroDivisionError"),
+          "java": (synth.java_stack, "java.lang.NullPointerException"),
+          "node": (synth.node_stack, "TypeError")}
+
+
+@pytest.mark.parametrize("lang", sorted(STACKS))
+@settings(max_examples=25, deadline=None)
+@given(line=st.integers(min_value=100, max_value=5000), instance=st.from_regex(r"[0-9a-f]{10}", fullmatch=True))
+def test_fingerprint_is_stable_under_line_numbers_instances_and_generated_names(lang, line, instance):
+    make, exc_type = STACKS[lang]
+    reference = stacks.stack_signature(exc_type, stacks.parse_text(make(88, "0123456789")))
+    assert stacks.stack_signature(exc_type, stacks.parse_text(make(line, instance))) == reference
+
+
+@pytest.mark.parametrize("lang,expected", [
+    ("dotnet", ["OrderService.cs:Shop.Api.Orders.OrderService.PlaceAsync",
+                "OrdersController.cs:Shop.Api.Controllers.OrdersController.Post.lambda"]),
+    ("python", ["pricing.py:app.pricing.compute", "orders.py:app.orders.place_order"]),
+    ("java", ["InvoiceService.java:com.contoso.billing.InvoiceService.lambda$render",
+              "InvoiceController.java:com.contoso.billing.InvoiceController.get"]),
+    ("node", ["users.js:getUser", "users.js:handler"]),
+])
+def test_only_in_app_frames_without_framework_or_generated_names(lang, expected):
+    make, exc_type = STACKS[lang]
+    frames = stacks.parse_text(make(88, "abcdef0123"))
+    assert [f.key for f in frames if f.in_app] == expected
+    sig = stacks.stack_signature(exc_type, frames)
+    assert "System.Linq" not in sig and "flask" not in sig and "springframework" not in sig
+    assert "node_modules" not in sig and "EnhancerBy" not in sig and "d__" not in sig
+
+
+def test_app_insights_parsed_stack_is_used():
+    details = [{"outerId": "0", "type": "System.NullReferenceException", "parsedStack": [
+        {"level": 0, "method": "Shop.Api.Cart.CartService.<AddAsync>d__4.MoveNext", "assembly": "Shop.Api",
+         "fileName": "D:\\a\\1\\s\\src\\Cart\\CartService.cs", "line": 51},
+        {"level": 1, "method": "System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw", "assembly": "x",
+         "line": 0}]}]
+    frames, text = stacks.parse_details(__import__("json").dumps(details))
+    assert [f.function for f in frames if f.in_app] == ["Shop.Api.Cart.CartService.AddAsync"]
+    assert "CartService" in text
+
+
+def test_merges_across_roles_and_problem_ids_but_not_different_types_or_frames():
+    s1 = synth.dotnet_stack(88, "aaaaaaaaaa")
+    s2 = synth.dotnet_stack(120, "bbbbbbbbbb")
+    groups = cluster([
+        row("System.InvalidOperationException", s1, role="shop-api", n=5, problem="p1"),
+        row("System.InvalidOperationException", s2, role="shop-worker", n=7, problem="p2",
+            ops=("ProcessOrderQueue",)),
+        row("System.ArgumentException", s1, role="shop-api", n=2),  # other type → other group
+        row("System.InvalidOperationException", s1.replace("PlaceAsync", "CancelAsync"), n=1),  # other frame
+    ])
+    assert len(groups) == 3
+    merged = max(groups, key=lambda g: g.occurrences)
+    assert merged.occurrences == 12 and merged.roles == ["shop-api", "shop-worker"]
+    assert merged.problem_ids == ["p1", "p2"] and merged.operations == ["GET /", "ProcessOrderQueue"]
+    assert merged.hourly == {"2025-03-02T06:00": 12}
+
+
+def test_messages_without_stack_group_by_template_and_stay_stable_with_known_templates():
+    rng = random.Random(1)
+    msgs = [f"Order {rng.randint(1000, 99999)} for customer {name} failed: timeout after {rng.randint(1, 60)}s"
+            for name in ("alice", "bob", "carol", "dave", "erin", "frank")]
+    rows = [row("TimeoutError", message=m, problem=f"p{i}") for i, m in enumerate(msgs)]
+    rows.append(row("KeyError", message="'user_id'"))
+    groups = cluster(rows)
+    timeouts = [g for g in groups if g.type == "TimeoutError"]
+    assert len(timeouts) == 1 and timeouts[0].occurrences == 6
+    template = timeouts[0].template
+    assert "alice" not in template and matches_template(template, msgs[0])
+    # the next day has one message only: the known template keeps the fingerprint
+    alone = cluster([row("TimeoutError", message="Order 5 for customer zoe failed: timeout after 9s")],
+                    known_templates=[f"TimeoutError|{template}"])
+    assert alone[0].fingerprint == timeouts[0].fingerprint
+    assert cluster([row("OtherError", message=msgs[0])])[0].fingerprint != timeouts[0].fingerprint
+
+
+def test_cluster_is_deterministic_whatever_the_row_order():
+    rows = [row(t, synth.python_stack(60 + i, f"{i:010x}") if i % 2 else "", message=f"boom {i}", role=f"r{i % 3}")
+            for i, t in enumerate(["ZeroDivisionError", "ValueError"] * 6)]
+    a = cluster(rows)
+    b = cluster(list(reversed(rows)))
+    assert [(g.fingerprint, g.occurrences, g.roles) for g in a] == [(g.fingerprint, g.occurrences, g.roles) for g in b]
+
+
+def test_rank_new_regressed_steady_against_the_baseline():
+    steady, spike, fresh = cluster([row("A", message="a fails", n=100), row("B", message="b fails", n=90),
+                                    row("C", message="c fails", n=10)])[:3]
+    day = T0.date()
+    base = {}
+    for g, counts in ((steady, [100, 95, 110]), (spike, [10, 12, 9])):
+        rec = None
+        for i, n in enumerate(counts):
+            g2 = type(g)(**{**g.__dict__, "occurrences": n})
+            rec = updated_baseline(rec, g2, day - dt.timedelta(days=i + 1), 8)
+        base[g.fingerprint] = rec
+    ranked = {r.group.type: r for r in rank([steady, spike, fresh], base, day)}
+    assert ranked["A"].change == "steady" and ranked["B"].change == "regressed" and ranked["C"].change == "new"
+    assert ranked["B"].score > ranked["A"].score  # regression outranks a steady, bigger error
+    # today's own count never counts as baseline (re-runs of the same window rank the same)
+    base[steady.fingerprint] = updated_baseline(base[steady.fingerprint], steady, day, 8)
+    assert rank([steady], base, day)[0].change == "steady"
+    assert updated_baseline(base[steady.fingerprint], steady, day, 8)["days"][day.isoformat()] == 100
+
+
+REDACTION_CORPUS = [
+    ("DefaultEndpointsProtocol=https;AccountName=x;AccountKey=abcDEF123+/abcDEF123+/abcDEF123+/abcDEF1==;", "abcDEF"),
+    ("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey=s3cr3tK3yV4lue+/=", "s3cr3t"),
+    ("https://acct.blob.core.windows.net/c/b?sv=2022-11-02&se=2025&sp=r&sig=AbCdEf%2Bghij%3D", "AbCdEf"),
+    ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.sflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+     "sflKxw"),
+    ("request failed with header Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpw"),
+    ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789 rejected", "ghp_abcdef"),
+    ("api_key=sk-proj-abcdefghijklmnopqrstuv123456 invalid", "abcdefghijklmnop"),
+    ("postgres://admin:Hunter2!@db.internal:5432/shop unreachable", "Hunter2"),
+    ("Server=tcp:sql.database.windows.net;User ID=app;Password=P@ssw0rd!;", "P@ssw0rd"),
+    ('{"password": "correct horse battery", "user": "x"}', "correct horse"),
+    ("user jane.doe+tag@example.co.uk not found", "jane.doe"),
+    ("AWS key AKIAIOSFODNN7EXAMPLE leaked", "AKIAIOSFODNN7"),
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----", "MIIEowIBAAKCAQEA"),
+    ("client_secret=Qx8~abc.def-ghi_jkl", "Qx8~abc"),
+    ("x-functions-key: abcdef0123456789abcdef", "abcdef0123456789"),
+    ("slack xoxb-1234567890-abcdefghij failed", "xoxb-1234567890"),
+]
+
+
+@pytest.mark.parametrize("text,secret", REDACTION_CORPUS)
+def test_redaction_corpus(text, secret):
+    out = redact(text)
+    assert secret not in out and "redacted" in out or "<email>" in out
+    assert findings(text)
+    assert redact(out) == out  # idempotent
+
+
+@pytest.mark.parametrize("text", [
+    "Sequence contains no elements",
+    "division by zero",
+    "Cannot read properties of undefined (reading 'id')",
+    "   at Shop.Api.Orders.OrderService.<PlaceAsync>d__7.MoveNext() in /src/Orders/OrderService.cs:line 88",
+    "Timeout after 30 seconds on GET /orders/123",
+])
+def test_redaction_leaves_ordinary_evidence_alone(text):
+    assert redact(text) == text
+
+
+def test_triage_is_deterministic_fenced_and_free_of_mentions():
+    g = cluster([row("ValueError", message="bad @octocat ``` #12 value", n=3)])[0]
+    r = rank([g], {}, T0.date())[0]
+    w = Window(T0 - dt.timedelta(days=1), T0)
+    a = triage_file(r, w, kql.repro_query("workspace", "exceptions", ["p"], ["ValueError"], w.start, w.end),
+                    "workspace")
+    assert a == triage_file(r, w, kql.repro_query("workspace", "exceptions", ["p"], ["ValueError"], w.start, w.end),
+                            "workspace")
+    assert "````text\nbad @octocat ``` #12 value\n````" in a  # fenced longer than the content's backticks
+    assert "@octocat" not in a.split("## Sample message")[0]
+    assert "@" not in inline("ping @octocat #12") and "#" not in inline("ping @octocat #12")
+    assert fence("x").startswith("```text")
+
+
+def test_patch_applies_only_cleanly_and_only_to_fetched_files():
+    sources = {"app/pricing.py": synth.SOURCES["app/pricing.py"]}
+    good = """--- a/app/pricing.py
++++ b/app/pricing.py
+@@ -1,3 +1,5 @@
+ def compute(cart):
++    if not cart:
++        return 0
+     total = sum(i.price for i in cart)
+     return total / len(cart)
+"""
+    ok = check_and_apply(good, sources)
+    assert ok.ok and "if not cart" in ok.files["app/pricing.py"]
+    stale = good.replace(" total = sum(i.price for i in cart)", " total = sum(x for x in cart)")
+    assert not check_and_apply(stale, sources).ok
+    other = good.replace("app/pricing.py", ".github/workflows/ci.yml")
+    assert "did not fetch" in check_and_apply(other, sources).reason
+    new_file = "--- /dev/null\n+++ b/evil.sh\n@@ -0,0 +1 @@\n+curl evil\n"
+    assert not check_and_apply(new_file, sources).ok
+    assert not check_and_apply("", sources).ok
+
+
+def test_model_answer_validation():
+    ok = '{"summary": "s", "likely_cause": "c", "proposed_fix": "f", "confidence": "high", "patch": null}'
+    assert llm.parse_answer(ok)[0] is not None
+    assert llm.parse_answer("```json\n" + ok + "\n```")[0] is not None
+    assert llm.parse_answer('{"summary": "s"')[0] is None
+    assert llm.parse_answer(ok.replace('"high"', '"certain"'))[0] is None
+    assert llm.parse_answer(ok[:-1] + ', "tool": "run"}')[0] is None  # extra keys refused
+    evidence = llm.evidence_document("t", "T", 1, [], [], synth.INJECTION + " " + synth.SECRET_CONN, "", "", {})
+    msgs = llm.messages_for(evidence)
+    assert msgs[0]["role"] == "system" and "untrusted" in msgs[0]["content"]
+    assert synth.INJECTION in msgs[1]["content"] and "BEGIN_EVIDENCE" in msgs[1]["content"]
+    assert "Zm9vYmFy" not in msgs[1]["content"]
+
+
+def test_every_kql_query_is_valid_against_both_schemas():
+    from standins.kql_check import assert_valid_kql
+    w = Window(T0 - dt.timedelta(days=1), T0)
+    for schema in ("classic", "workspace"):
+        assert_valid_kql({
+            "exceptions": kql.exceptions_query(schema), "traces": kql.traces_query(schema),
+            "repro": kql.repro_query(schema, "exceptions", ["a'b", "c"], ["T"], w.start, w.end),
+            "repro_by_type": kql.repro_query(schema, "exceptions", [], ["System.X"], w.start, w.end),
+            "repro_traces": kql.repro_query(schema, "traces", [], [], w.start, w.end),
+        }, schema)

@@ -1,0 +1,139 @@
+"""The model path over the wire: the openai SDK against the chat-completions stand-in (OpenAI-compatible with a key,
+Azure OpenAI with an Entra token from the identity stand-in). Malformed → repair → fallback, 429, slowness, budget,
+patches that apply or not, and what leaves Healer."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+
+import pytest
+
+from healers.errors import shell
+from healers.errors.triage import Window
+from shared.config import Settings
+from tests.errors import synth
+from tests.errors.conftest import OWNER, REPO, use_model
+
+pytestmark = pytest.mark.integration
+END = dt.datetime(2025, 3, 3, 6, tzinfo=dt.timezone.utc)
+W = Window(END - dt.timedelta(days=1), END)
+GOOD_PATCH = """--- a/app/pricing.py
++++ b/app/pricing.py
+@@ -1,3 +1,5 @@
+ def compute(cart):
+     total = sum(i.price for i in cart)
++    if not cart:
++        return 0
+     return total / len(cart)
+"""
+ANSWER = {"summary": "Empty carts divide by zero.", "likely_cause": "compute() divides by len(cart).",
+          "proposed_fix": "Return 0 for an empty cart.", "confidence": "high", "patch": GOOD_PATCH}
+
+
+def seed_pricing(la, *, leak: bool = True) -> None:
+    rng = random.Random(3)
+    cause = synth.CAUSES[1]
+    rows = [synth.exception_row("workspace", W.start + dt.timedelta(minutes=7 * i), cause, rng) for i in range(40)]
+    if leak:  # a prompt injection and a secret in the same group's sample
+        msg = f"{synth.INJECTION} (conn {synth.SECRET_CONN})"
+        rows = [synth.exception_row("workspace", W.start + dt.timedelta(minutes=1), cause, rng, message=msg)] + rows
+    la.seed("AppExceptions", rows)
+
+
+def run() -> shell.Report:
+    return shell.run(Settings(), W, now=lambda: W.end + dt.timedelta(minutes=5))
+
+
+def only_pr(gh) -> dict:
+    [pr] = gh.pulls()
+    return pr
+
+
+def test_malformed_then_repaired_answer_drafts_diagnosis_and_a_clean_patch(errors_env, monkeypatch):
+    la, gh, ai = errors_env["la"], errors_env["gh"], errors_env["ai"]
+    use_model(monkeypatch, ai)
+    seed_pricing(la)
+    ai.script({"kind": "malformed"}, {"kind": "json", "content": ANSWER})
+    report = run()
+    pr = only_pr(gh)
+    assert pr["draft"] and "Empty carts divide by zero." in pr["body"] and "after one repair" in \
+        report.drafted[0]["detail"]
+    branch = gh.files(OWNER, REPO, pr["head"]["ref"])
+    assert "if not cart:" in branch["app/pricing.py"]  # the change applied cleanly and was committed
+    assert gh.files(OWNER, REPO, "main")["app/pricing.py"] == synth.SOURCES["app/pricing.py"]  # never merged
+    assert any(p.endswith(".diagnosis.md") for p in branch)
+    first, repair = ai.requests()
+    assert len(repair["body"]["messages"]) == 4 and "not valid" in repair["body"]["messages"][-1]["content"]
+    system, user = first["body"]["messages"]
+    assert "untrusted" in system["content"] and synth.INJECTION not in system["content"]
+    assert "BEGIN_EVIDENCE" in user["content"] and "def compute(cart)" in user["content"]  # grounded on source
+    key = synth.SECRET_CONN.split("AccountKey=")[1].split(";")[0]
+    assert all(key not in str(r["body"]) for r in ai.requests())
+    assert report.tokens > 0
+
+
+def test_malformed_twice_falls_back_to_the_deterministic_triage(errors_env, monkeypatch):
+    la, gh, ai = errors_env["la"], errors_env["gh"], errors_env["ai"]
+    use_model(monkeypatch, ai)
+    seed_pricing(la, leak=False)
+    ai.script({"kind": "malformed"}, {"kind": "text", "content": "Sure! Here is the fix: just add a check."})
+    run()
+    pr = only_pr(gh)
+    assert "No model diagnosis: model answer invalid twice" in pr["body"]
+    branch = gh.files(OWNER, REPO, pr["head"]["ref"])
+    assert branch["app/pricing.py"] == synth.SOURCES["app/pricing.py"]
+    assert not any(p.endswith(".diagnosis.md") for p in branch) and len(ai.requests()) == 2
+
+
+def test_a_patch_that_does_not_apply_leaves_the_diagnosis_alone(errors_env, monkeypatch):
+    la, gh, ai = errors_env["la"], errors_env["gh"], errors_env["ai"]
+    use_model(monkeypatch, ai)
+    seed_pricing(la, leak=False)
+    ai.script({"kind": "json", "content": {**ANSWER, "patch": GOOD_PATCH.replace("total = sum", "totl = sum")}})
+    run()
+    pr = only_pr(gh)
+    branch = gh.files(OWNER, REPO, pr["head"]["ref"])
+    assert branch["app/pricing.py"] == synth.SOURCES["app/pricing.py"]
+    diag = next(v for p, v in branch.items() if p.endswith(".diagnosis.md"))
+    assert "not included (does not apply cleanly" in diag and "Empty carts" in diag
+
+
+def test_throttled_model_is_retried_after_retry_after(errors_env, monkeypatch):
+    la, gh, ai = errors_env["la"], errors_env["gh"], errors_env["ai"]
+    use_model(monkeypatch, ai)
+    seed_pricing(la, leak=False)
+    ai.script({"kind": "throttle", "retry_after": 1}, {"kind": "json", "content": ANSWER})
+    started = time.monotonic()
+    run()
+    assert time.monotonic() - started >= 0.9
+    assert "Empty carts divide by zero." in only_pr(gh)["body"] and len(ai.requests()) == 2
+
+
+def test_slow_model_times_out_and_the_pr_still_lands(errors_env, monkeypatch):
+    la, gh, ai = errors_env["la"], errors_env["gh"], errors_env["ai"]
+    use_model(monkeypatch, ai, HEALER_ERRORS_LLM_TIMEOUT_SECONDS="0.5", HEALER_ERRORS_LLM_MAX_RETRIES="0")
+    seed_pricing(la, leak=False)
+    ai.script({"kind": "slow", "delay": 2, "then": {"kind": "json", "content": ANSWER}})
+    run()
+    assert "No model diagnosis: model timed out" in only_pr(gh)["body"]
+
+
+def test_token_budget_stops_model_calls_but_not_drafting(errors_env, monkeypatch):
+    la, gh, ai = errors_env["la"], errors_env["gh"], errors_env["ai"]
+    use_model(monkeypatch, ai, HEALER_ERRORS_LLM_TOKEN_BUDGET="100")
+    seed_pricing(la, leak=False)
+    report = run()
+    assert ai.requests() == [] and "token budget spent" in only_pr(gh)["body"]
+    assert report.tokens == 0
+
+
+def test_azure_openai_with_an_entra_token_and_no_key(errors_env, monkeypatch):
+    la, gh, ai = errors_env["la"], errors_env["gh"], errors_env["ai"]
+    use_model(monkeypatch, ai, provider="azure")
+    seed_pricing(la, leak=False)
+    ai.script({"kind": "json", "content": {**ANSWER, "patch": None}})
+    run()
+    [req] = ai.requests()
+    assert req["azure"] and req["authorised"] and req["path"] == "/openai/deployments/gpt-test/chat/completions"
+    assert "Empty carts divide by zero." in only_pr(gh)["body"]

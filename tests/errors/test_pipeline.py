@@ -1,0 +1,187 @@
+"""The whole pipeline over the wire: LogsQueryClient → Log Analytics stand-in, githubkit → GitHub stand-in (real
+git), Table storage on Azurite. Draft PRs, idempotent re-runs, next-day updates, regressions, safety gates."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from healers.errors import shell
+from healers.errors.triage import Window
+from shared import audit
+from shared.config import Settings
+from tests.errors import synth
+from tests.errors.conftest import OWNER, REPO
+
+pytestmark = pytest.mark.integration
+DAY1 = dt.datetime(2025, 3, 3, 6, tzinfo=dt.timezone.utc)
+W1 = Window(DAY1 - dt.timedelta(days=1), DAY1)
+W2 = Window(DAY1, DAY1 + dt.timedelta(days=1))
+
+
+def seed(la, window: Window, n: int, seed_: int, **kw) -> list[dict]:
+    rows = synth.day_of_rows("workspace", window.start, n, seed_, **kw)
+    la.seed("AppExceptions", rows)
+    return rows
+
+
+def run(window: Window) -> shell.Report:
+    return shell.run(Settings(), window, now=lambda: window.end + dt.timedelta(minutes=5))
+
+
+def writes(gh) -> list[dict]:
+    return [r for r in gh.requests() if r["method"] in ("POST", "PUT", "PATCH", "DELETE")]
+
+
+def test_first_day_drafts_one_pr_per_root_cause_and_rerun_changes_nothing(errors_env):
+    la, gh = errors_env["la"], errors_env["gh"]
+    rows = seed(la, W1, 600, 1)
+    report = run(W1)
+    assert report.outcome == "ok" and report.rows < len(rows) / 3  # aggregated in KQL
+    assert report.groups == len(synth.CAUSES)  # noise and roles merged: one group per root cause
+    created = [d for d in report.drafted if d["result"] == "created"]
+    assert len(created) == 5  # top N
+    pulls = gh.pulls()
+    assert len(pulls) == 5 and all(p["draft"] and p["state"] == "open" for p in pulls)
+    assert all(p["head"]["ref"].startswith("healer/errors/") for p in pulls)
+    assert len({p["head"]["ref"] for p in pulls}) == 5
+    # the branch holds the triage file, committed with real git
+    pr = next(p for p in pulls if "OrderService.PlaceAsync" in p["title"])
+    short = pr["head"]["ref"].rsplit("/", 1)[1]
+    files = gh.files(OWNER, REPO, pr["head"]["ref"])
+    triage = files[f".healer/errors/{short}.md"]
+    assert "## Counts per hour" in triage and "AppExceptions" in triage and "shop-api" in triage
+    assert "shop-worker" in triage  # merged across roles
+    assert files["src/Orders/OrderService.cs"] == synth.SOURCES["src/Orders/OrderService.cs"]  # base untouched
+    assert gh.files(OWNER, REPO, "main").keys() == synth.SOURCES.keys()  # never merges, base untouched
+    expected = sum(r["ItemCount"] for r in rows if r["ExceptionType"] == "System.InvalidOperationException")
+    assert f"**{expected}**" in triage  # itemCount honoured
+
+    before = len(writes(gh))
+    again = run(W1)
+    assert [d["result"] for d in again.drafted] == ["unchanged"] * 5
+    assert len(writes(gh)) == before and len(gh.pulls()) == 5
+    assert all(p["comments"] == [] for p in gh.pulls())
+
+
+def test_next_day_updates_triage_and_comments_then_merged_comes_back_as_regression(errors_env):
+    la, gh = errors_env["la"], errors_env["gh"]
+    seed(la, W1, 400, 2)
+    run(W1)
+    seed(la, W2, 500, 3, build_line=97)  # a new build: line numbers and instance paths moved
+    report = run(W2)
+    assert sorted(d["result"] for d in report.drafted) == ["updated"] * 5
+    pulls = gh.pulls()
+    assert len(pulls) == 5 and all(len(p["comments"]) == 1 for p in pulls)
+    assert all("Healer update for 2025-03-03T06:00:00Z" in p["comments"][0]["body"] for p in pulls)
+    pr = pulls[0]
+    short = pr["head"]["ref"].rsplit("/", 1)[1]
+    assert "- Window: 2025-03-03T06:00:00Z to 2025-03-04T06:00:00Z" in \
+        gh.files(OWNER, REPO, pr["head"]["ref"])[f".healer/errors/{short}.md"]
+
+    # a human merges one; the error comes back the day after → a new draft marked regression
+    gh.merge(OWNER, REPO, pr["number"])
+    w3 = Window(W2.end, W2.end + dt.timedelta(days=1))
+    seed(la, w3, 400, 4)
+    report3 = run(w3)
+    results = {d["fingerprint"][:12]: d["result"] for d in report3.drafted}
+    assert results[short] == "regression"
+    new = [p for p in gh.pulls() if p["head"]["ref"] == pr["head"]["ref"] and p["state"] == "open"]
+    assert len(new) == 1 and new[0]["title"].startswith("[healer] Regression: ") and new[0]["draft"]
+    assert f"after pull request {pr['number']} was merged" in new[0]["body"]
+
+
+def test_closed_without_merge_is_not_drafted_again(errors_env):
+    la, gh = errors_env["la"], errors_env["gh"]
+    seed(la, W1, 300, 5)
+    run(W1)
+    victim = gh.pulls()[0]
+    gh.close(OWNER, REPO, victim["number"])
+    seed(la, W2, 300, 6)
+    report = run(W2)
+    assert {d["fingerprint"][:12]: d["result"] for d in report.drafted}[victim["head"]["ref"].rsplit("/", 1)[1]] \
+        == "dismissed"
+    assert len(gh.pulls()) == 5
+
+
+def test_secret_and_email_never_reach_github(errors_env):
+    la, gh = errors_env["la"], errors_env["gh"]
+    rng = __import__("random").Random(9)
+    cause = synth.CAUSES[4]
+    leak = f"Login failed for user ops@contoso.com; connection {synth.SECRET_CONN}"
+    la.seed("AppExceptions", [synth.exception_row("workspace", W1.start + dt.timedelta(hours=h), cause, rng,
+                                                  message=leak, item_count=50) for h in range(3)])
+    run(W1)
+    wire = github_text(gh)
+    key = synth.SECRET_CONN.split("AccountKey=")[1].split(";")[0]
+    assert key not in wire and key[:12] not in wire and "ops@contoso.com" not in wire
+    assert "AccountKey=<redacted>" in wire and "<email>" in wire
+
+
+def github_text(gh) -> str:
+    """Everything Healer sent to GitHub, with file contents decoded."""
+    import base64
+    parts = []
+    for r in gh.requests():
+        parts.append(r["path"] + "\n" + r["body"])
+        try:
+            body = json.loads(r["body"]) if r["body"] else {}
+        except ValueError:
+            continue
+        if isinstance(body, dict) and isinstance(body.get("content"), str):
+            parts.append(base64.b64decode(body["content"]).decode("utf-8", "replace"))
+    return "\n".join(parts)
+
+
+def test_dry_run_kill_switch_and_policy_deny_draft_nothing(errors_env, monkeypatch):
+    la, gh = errors_env["la"], errors_env["gh"]
+    seed(la, W1, 200, 7)
+    monkeypatch.setenv("HEALER_DRY_RUN", "true")
+    report = run(W1)
+    assert {d["result"] for d in report.drafted} == {"dry-run"} and gh.pulls() == []
+    monkeypatch.setenv("HEALER_DRY_RUN", "false")
+    monkeypatch.setenv("HEALER_POLICY", json.dumps({"version": 1, "default": "deny", "rules": []}))
+    assert {d["result"] for d in run(W1).drafted} == {"refused"} and gh.pulls() == []
+    monkeypatch.setenv("HEALER_KILL_SWITCH", "true")
+    assert run(W1).outcome == "skipped"
+    assert writes(gh) == []
+    outcomes = {r["outcome"] for r in audit.list_records(Settings(), day=(W1.end + dt.timedelta(minutes=5)).date(),
+                                                          healer="errors", limit=100)}
+    assert {"dry-run", "refused", "skipped"} <= outcomes
+
+
+def test_partial_results_are_used_and_reported_and_throttling_retried(errors_env):
+    la, gh = errors_env["la"], errors_env["gh"]
+    seed(la, W1, 200, 8)
+    la.fault("throttle", count=1, retry_after=1)
+    la.fault("partial", message="Query result set has exceeded the internal record count limit.")
+    report = run(W1)
+    assert report.partial and "PartialError" in report.partial[0]
+    assert len(gh.pulls()) == 5
+    assert [q["status"] for q in la.queries()] == [429, 200]
+
+
+def test_failed_query_raises_collect_error_and_queue_retries_later(errors_env):
+    la = errors_env["la"]
+    la.fault("error", status=400, code="BadArgumentError", message="bad")
+    with pytest.raises(shell.CollectError) as info:
+        run(W1)
+    assert info.value.status == 400
+    from shared.work import RetryLater
+    la.fault("error", status=503, code="ServiceUnavailable", message="down", count=4)
+    with pytest.raises(RetryLater):
+        shell.handle(Settings(), shell.work_message(W1, "test"), now=lambda: W1.end)
+
+
+def test_classic_schema_queries_the_app_insights_resource(errors_env, monkeypatch):
+    la, gh = errors_env["la"], errors_env["gh"]
+    resource = ("/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/shop/providers/"
+                "microsoft.insights/components/shop-ai")
+    monkeypatch.setenv("HEALER_ERRORS_SCHEMA", "classic")
+    monkeypatch.setenv("HEALER_ERRORS_RESOURCE_ID", resource)
+    monkeypatch.setenv("HEALER_ERRORS_TOP_N", "2")
+    la.seed("exceptions", synth.day_of_rows("classic", W1.start, 300, 10))
+    report = run(W1)
+    assert report.groups == len(synth.CAUSES) and len(gh.pulls()) == 2
+    assert la.queries()[0]["resource_id"] == resource
