@@ -7,12 +7,19 @@ Routes (all under /api, function-key protected; in HEALER_AUTH_MODE=entra an Ent
   GET  /approvals/{healer}               pending "ask" actions
   POST /approvals/{healer}/{id}          approve or reject one
   GET  /controls, POST /controls         kill switch and dry-run, global or per resource
-Queues: healer-rollback (work), healer-rollback-poison (dead letters).
+  GET  /replication/status             replication wait of a pushed/deleted image (?registry=&repository=&digest=|tag=)
+Event Grid: replication_events (ACR ImagePushed / ImageDeleted, via /runtime/webhooks/eventgrid).
+Queues: healer-rollback (work), healer-rollback-poison (dead letters); healer-replication (checks),
+healer-replication-poison.
+Errors (issue 5): POST /errors/run (a chosen window → queue healer-errors, dead letters healer-errors-poison);
+timer errors_daily on %HEALER_ERRORS_SCHEDULE%.
 """
 from __future__ import annotations
 
 import azure.functions as func
 
+from healers.errors import api as errors_api
+from healers.replication import api as replication_api
 from healers.rollback import api as rollback
 from shared import api as shared_api
 from shared.config import Settings
@@ -88,4 +95,52 @@ def controls_set(req: func.HttpRequest) -> func.HttpResponse:
 # ---------------------------------------------------------------------------------------------- replication (issue 4)
 
 
+@app.function_name("replication_events")
+@app.event_grid_trigger(arg_name="event")
+def replication_events(event: func.EventGridEvent) -> None:
+    replication_api.on_event(event)
+
+
+@app.function_name("replication_worker")
+@app.queue_trigger(arg_name="msg", queue_name="healer-replication", connection=STORAGE)
+def replication_worker(msg: func.QueueMessage) -> None:
+    replication_api.process(msg)
+
+
+@app.function_name("replication_dead_letter")
+@app.queue_trigger(arg_name="msg", queue_name="healer-replication-poison", connection=STORAGE)
+def replication_dead_letter(msg: func.QueueMessage) -> None:
+    replication_api.dead_letter(msg)
+
+
+@app.function_name("replication_status")
+@app.route(route="replication/status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def replication_status(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("approver", replication_api.get_status, req)
+
+
 # ---------------------------------------------------------------------------------------------- errors (issue 5)
+
+
+@app.function_name("errors_daily")
+@app.timer_trigger(schedule="%HEALER_ERRORS_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def errors_daily(timer: func.TimerRequest) -> None:
+    errors_api.timer(timer)
+
+
+@app.function_name("errors_run")
+@app.route(route="errors/run", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def errors_run(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("approver", errors_api.request_run, req)
+
+
+@app.function_name("errors_worker")
+@app.queue_trigger(arg_name="msg", queue_name="healer-errors", connection=STORAGE)
+def errors_worker(msg: func.QueueMessage) -> None:
+    errors_api.process(msg)
+
+
+@app.function_name("errors_dead_letter")
+@app.queue_trigger(arg_name="msg", queue_name="healer-errors-poison", connection=STORAGE)
+def errors_dead_letter(msg: func.QueueMessage) -> None:
+    errors_api.dead_letter(msg)

@@ -13,7 +13,7 @@ import time
 from standins.harness import scratch_dir
 from standins.stack import LocalAzure
 
-SCENARIOS = ["rollback"]
+SCENARIOS = ["rollback", "errors", "replication"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,6 +128,29 @@ param openAiAccountId string = ''
 @description('GitHub token of the error-clustering healer, stored in Key Vault as healer-github-token. Empty: set the secret later.')
 param githubToken string = ''
 
+// ------------------------------------------------------------------------------------------------ replication healer
+
+@description('HEALER_REPLICATION_REGISTRIES: registry short name -> regions that must serve each pushed image, e.g. {"myreg": ["eastus", "westeurope"]}. List the registries in watchedRegistryIds too.')
+param replicationRegistries object = {}
+
+@description('HEALER_REPLICATION_ENDPOINTS: regional registry host -> base URL overrides. Normally empty (https://<registry>.<region>.geo.azurecr.io).')
+param replicationEndpoints object = {}
+
+@description('HEALER_REPLICATION_DEADLINE_SECONDS: how long one wait may take before it is reported timed out.')
+param replicationDeadlineSeconds int = 1800
+
+@description('HEALER_REPLICATION_BACKOFF: re-check backoff {baseSeconds, factor, maxSeconds, minSeconds, jitter}. Empty: 2, 1.6, 30, 0.5, 0.25.')
+param replicationBackoff object = {}
+
+@description('HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: how long a replica\'s tag may name another digest before a race is reported.')
+param replicationTagRaceGraceSeconds int = 0
+
+@description('HEALER_REPLICATION_ACR_TENANT_ID: tenant sent in the ACR token exchange. Empty: the deployment tenant.')
+param replicationAcrTenantId string = ''
+
+@description('HEALER_REPLICATION_TOPIC_ENDPOINT: where outcome events go. Empty: Healer\'s own outcome topic (Entra auth).')
+param replicationTopicEndpoint string = ''
+
 // ------------------------------------------------------------------------------------------------ error-clustering healer
 
 @description('HEALER_ERRORS_SCHEDULE: NCRONTAB of the daily run.')
@@ -312,6 +335,14 @@ var healerSettings = {
   HEALER_ROLLBACK_TARGETS: string(rollbackTargets)
   HEALER_ROLLBACK_RULE_MAP: string(rollbackRuleMap)
   HEALER_LEASE_SECONDS: string(leaseSeconds)
+  HEALER_REPLICATION_REGISTRIES: string(replicationRegistries)
+  HEALER_REPLICATION_ENDPOINTS: string(replicationEndpoints)
+  HEALER_REPLICATION_DEADLINE_SECONDS: string(replicationDeadlineSeconds)
+  HEALER_REPLICATION_BACKOFF: string(replicationBackoff)
+  HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: string(replicationTagRaceGraceSeconds)
+  HEALER_REPLICATION_ACR_TENANT_ID: empty(replicationAcrTenantId) ? tenant().tenantId : replicationAcrTenantId
+  HEALER_REPLICATION_TOPIC_ENDPOINT: empty(replicationTopicEndpoint) ? outcomeTopic.outputs.endpoint : replicationTopicEndpoint
+  HEALER_REPLICATION_TOPIC_KEY: ''
   HEALER_ERRORS_SCHEDULE: errorsSchedule
   HEALER_ERRORS_SCHEMA: errorsSchema
   HEALER_ERRORS_WORKSPACE_ID: errorsWorkspaceId

@@ -69,10 +69,76 @@ SETTINGS: tuple[Setting, ...] = (
             "rule has no healer.* customProperties."),
     Setting("HEALER_LEASE_SECONDS", "How long one worker holds an app's operation lease.", "300"),
     # Model downshift healer (issue 3)
+    Setting("HEALER_DOWNSHIFT_APPS", "JSON list of AI apps the downshift healer manages: resourceId, actuator "
+            "(appConfiguration|appSetting), appConfigEndpoint, key, tenantKeys (label|key), sentinelKey, role, "
+            "costMetric, tenantDimension, policy (ladder, thresholds, dwell, caps, timezone), tenants "
+            "({tenant: {budget, timezone}}), defaultBudget, budgetNames, rules, probeUrl, dryRun."),
+    Setting("HEALER_DOWNSHIFT_SCHEDULE", "NCRONTAB of the spend/drift tick (the timer binding reads it as "
+            "%HEALER_DOWNSHIFT_SCHEDULE%, so it must be set as an app setting).", "0 */10 * * * *"),
+    Setting("HEALER_DOWNSHIFT_SCHEMA", "'workspace' (AppMetrics, query the workspace) or 'classic' (customMetrics, "
+            "query the Application Insights resource).", "workspace"),
+    Setting("HEALER_DOWNSHIFT_WORKSPACE_ID", "Log Analytics workspace id with the apps' cost metric (workspace "
+            "schema)."),
+    Setting("HEALER_DOWNSHIFT_RESOURCE_ID", "Application Insights resource id with the apps' cost metric (classic "
+            "schema)."),
+    Setting("HEALER_DOWNSHIFT_LOGS_ENDPOINT", "Log Analytics query endpoint.", "https://api.loganalytics.io"),
 
     # Replication healer (issue 4)
+    Setting("HEALER_REPLICATION_REGISTRIES", "JSON object: registry short name -> list of regions that must serve "
+            "each pushed image (e.g. {\"myreg\": [\"eastus\", \"westeurope\"]}). Events of other registries are "
+            "refused and audited."),
+    Setting("HEALER_REPLICATION_ENDPOINTS", "JSON object: regional registry host (<registry>.<region>.geo.azurecr.io, "
+            "or a login server) -> base URL to use instead of https://<host> (local stand-ins only; empty in Azure)."),
+    Setting("HEALER_REPLICATION_DEADLINE_SECONDS", "How long one wait may take before it is reported timed out.",
+            "1800"),
+    Setting("HEALER_REPLICATION_BACKOFF", "JSON object of the re-check backoff: baseSeconds, factor, maxSeconds, "
+            "minSeconds, jitter (empty: 2, 1.6, 30, 0.5, 0.25)."),
+    Setting("HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS", "How long a replica's tag may name another digest before a "
+            "tag overwrite race is reported.", "0"),
+    Setting("HEALER_REPLICATION_ACR_TENANT_ID", "Tenant sent in the ACR token exchange (POST /oauth2/exchange)."),
+    Setting("HEALER_REPLICATION_TOPIC_ENDPOINT", "Event Grid topic endpoint for outcome events "
+            "(https://<topic>.<region>-1.eventgrid.azure.net/api/events). Empty: outcomes are only recorded."),
+    Setting("HEALER_REPLICATION_TOPIC_KEY", "Topic access key, for local/test topics only. Empty (Azure): publish "
+            "with Healer's Entra identity (EventGrid Data Sender; the topic has local auth disabled).", secret=True),
 
     # Error-clustering healer (issue 5)
+    Setting("HEALER_ERRORS_SCHEDULE", "NCRONTAB of the daily error-clustering run (the timer binding reads it as "
+            "%HEALER_ERRORS_SCHEDULE%, so it must be set as an app setting).", "0 0 6 * * *"),
+    Setting("HEALER_ERRORS_SCHEMA", "'workspace' (AppExceptions, query the workspace) or 'classic' (exceptions, "
+            "query the Application Insights resource).", "workspace"),
+    Setting("HEALER_ERRORS_WORKSPACE_ID", "Log Analytics workspace id (workspace schema)."),
+    Setting("HEALER_ERRORS_RESOURCE_ID", "Application Insights resource id (classic schema)."),
+    Setting("HEALER_ERRORS_LOGS_ENDPOINT", "Log Analytics query endpoint.", "https://api.loganalytics.io"),
+    Setting("HEALER_ERRORS_INCLUDE_TRACES", "'true' also clusters error-level traces (severity >= 3).", "false"),
+    Setting("HEALER_ERRORS_WINDOW_HOURS", "Hours the timer run looks back (ending at the last whole hour).", "24"),
+    Setting("HEALER_ERRORS_MAX_ROWS", "Most aggregated rows one query returns.", "5000"),
+    Setting("HEALER_ERRORS_TOP_N", "How many groups get a draft pull request per run.", "5"),
+    Setting("HEALER_ERRORS_BASELINE_DAYS", "Days of per-fingerprint history for new/regressed.", "7"),
+    Setting("HEALER_ERRORS_IN_APP_PREFIXES", "Comma-separated namespace/module/path prefixes that are always "
+            "in-app frames (optional; framework frames are recognised without it)."),
+    Setting("HEALER_ERRORS_GITHUB_API_URL", "GitHub REST base URL (https://<host>/api/v3 for GHES).",
+            "https://api.github.com"),
+    Setting("HEALER_ERRORS_GITHUB_REPOSITORY", "owner/name of the repository that gets the draft pull requests."),
+    Setting("HEALER_ERRORS_GITHUB_TOKEN", "GitHub token with contents+pull-requests write on that repository "
+            "(a Key Vault reference in Azure).", secret=True),
+    Setting("HEALER_ERRORS_BASE_BRANCH", "Branch pull requests target (default: the repository's default)."),
+    Setting("HEALER_ERRORS_SOURCE_REF", "Ref (commit/tag/branch) of the deployed code whose files ground the "
+            "model (default: the base branch)."),
+    Setting("HEALER_ERRORS_SOURCE_PREFIX", "Path prefix in the repository of the files named by stacks "
+            "(e.g. 'src/')."),
+    Setting("HEALER_ERRORS_LLM_PROVIDER", "'none' (deterministic triage only), 'azure' (Azure OpenAI, Entra ID "
+            "token from Healer's identity) or 'openai' (any OpenAI-compatible endpoint).", "none"),
+    Setting("HEALER_ERRORS_LLM_ENDPOINT", "Azure OpenAI endpoint, or the base URL of an OpenAI-compatible API."),
+    Setting("HEALER_ERRORS_LLM_MODEL", "Deployment name (Azure) or model name."),
+    Setting("HEALER_ERRORS_LLM_API_VERSION", "Azure OpenAI API version.", "2024-10-21"),
+    Setting("HEALER_ERRORS_LLM_API_KEY", "Key for an OpenAI-compatible endpoint (never used for Azure).",
+            secret=True),
+    Setting("HEALER_ERRORS_LLM_AUDIENCE", "Token scope for Azure OpenAI.",
+            "https://cognitiveservices.azure.com/.default"),
+    Setting("HEALER_ERRORS_LLM_TOKEN_BUDGET", "Most model tokens one run may spend.", "60000"),
+    Setting("HEALER_ERRORS_LLM_TIMEOUT_SECONDS", "Timeout of one model request.", "60"),
+    Setting("HEALER_ERRORS_LLM_MAX_RETRIES", "Retries of a throttled/failed model request (SDK, honours "
+            "Retry-After).", "2"),
 
     # Telemetry
     Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", "Enables OpenTelemetry export to Application Insights.",
@@ -122,6 +188,69 @@ class RuleTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     resource_id: str = Field(alias="resourceId")
     slot: str | None = None
+
+
+_TENANT_RE = r"^(\*|[A-Za-z0-9][A-Za-z0-9._@-]{0,63})$"
+_KEY_RE = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+
+
+class DownshiftTenant(BaseModel):
+    """A tenant's budget for the period and the time zone its period runs in (tenant "*" = the whole app)."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    budget: float | None = Field(None, gt=0, le=1e12)
+    timezone: str | None = Field(None, max_length=64)
+    period: str | None = Field(None, pattern=r"^(month|quarter|year)$")
+
+
+class DownshiftApp(BaseModel):
+    """One AI app the downshift healer manages (HEALER_DOWNSHIFT_APPS). The policy (ladder etc.) is validated by
+    healers.downshift.core.DownshiftPolicy when loaded."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    resource_id: str = Field(alias="resourceId")
+    actuator: str = Field("appConfiguration", pattern=r"^(appConfiguration|appSetting)$")
+    app_config_endpoint: str | None = Field(None, alias="appConfigEndpoint", max_length=300)
+    key: str = Field("ai:model", pattern=_KEY_RE)
+    tenant_keys: str = Field("label", alias="tenantKeys", pattern=r"^(label|key)$")
+    sentinel_key: str = Field("ai:sentinel", alias="sentinelKey", pattern=_KEY_RE)
+    role: str | None = Field(None, max_length=256)
+    cost_metric: str = Field("agent.cost.usd", alias="costMetric", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+    tenant_dimension: str = Field("tenant", alias="tenantDimension", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+    policy: dict[str, Any]
+    tenants: dict[str, DownshiftTenant] = Field(default_factory=dict, max_length=100_000)
+    default_budget: float | None = Field(None, alias="defaultBudget", gt=0, le=1e12)
+    budget_names: list[str] = Field(default_factory=list, alias="budgetNames", max_length=50)
+    rules: list[str] = Field(default_factory=list, max_length=50)
+    probe_url: str | None = Field(None, alias="probeUrl", max_length=2000)
+    dry_run: bool = Field(False, alias="dryRun")
+
+    @field_validator("resource_id")
+    @classmethod
+    def _site_id(cls, v: str) -> str:
+        from shared.resource_ids import parse_site_id
+        if parse_site_id(v).slot:
+            raise ValueError("resourceId must be the app, not a slot")
+        return v.rstrip("/")
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenants(cls, v: dict[str, "DownshiftTenant"]) -> dict[str, "DownshiftTenant"]:
+        import re
+        bad = [t for t in v if not re.match(_TENANT_RE, t)]
+        if bad:
+            raise ValueError(f"invalid tenant names {[b[:40] for b in bad[:3]]}")
+        return v
+
+    @field_validator("app_config_endpoint", "probe_url")
+    @classmethod
+    def _https(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        return v.rstrip("/") if v else v
+
+    @property
+    def key_id(self) -> str:
+        return self.resource_id.lower()
 
 
 class Settings:
@@ -220,6 +349,24 @@ class Settings:
             return {k.lower(): RuleTarget.model_validate(v) for k, v in raw.items()}
         except ValidationError as exc:
             raise ConfigError(f"setting HEALER_ROLLBACK_RULE_MAP is invalid: {exc}") from exc
+
+    # ----------------------------------------------------------------------------- downshift (issue 3)
+    @cached_property
+    def downshift_apps(self) -> dict[str, DownshiftApp]:
+        raw = self._json("HEALER_DOWNSHIFT_APPS") or []
+        if not isinstance(raw, list):
+            raise ConfigError("setting HEALER_DOWNSHIFT_APPS must be a JSON list")
+        try:
+            apps = [DownshiftApp.model_validate(item) for item in raw]
+        except ValidationError as exc:
+            raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS is invalid: {exc}") from exc
+        for app in apps:
+            if app.actuator == "appConfiguration" and not app.app_config_endpoint:
+                raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS: {app.resource_id} needs appConfigEndpoint")
+            if app.actuator == "appSetting" and set(app.tenants) - {"*"}:
+                raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS: {app.resource_id} uses the app-setting actuator, "
+                                  "which is app-wide: only tenant '*' can be configured")
+        return {a.key_id: a for a in apps}
 
 
 def load_settings() -> Settings:

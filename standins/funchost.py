@@ -7,7 +7,13 @@ registers (`get_functions()`), and drives the same user functions the real host 
   function-key checks (`x-functions-key` header or `code` query) for non-anonymous auth levels;
 * queue triggers are polled from the storage account in `AzureWebJobsStorage` (Azurite), base64 messages as in
   host.json, with host.json's batchSize, visibilityTimeout and maxDequeueCount, and poison queues;
-* timer triggers can be fired on demand with `POST /admin/functions/<name>` (as the real host's admin API).
+* timer triggers can be fired on demand with `POST /admin/functions/<name>` (as the real host's admin API);
+* Event Grid triggers are invoked as the real host's Event Grid extension does, through
+  `POST /runtime/webhooks/eventgrid?functionName=<name>&code=<key>`: header `aeg-event-type: SubscriptionValidation`
+  answers 200 `{"validationResponse": <code>}`; `Notification` decodes each array element into the event object the
+  Python worker builds (`func.EventGridEvent`, or `func.CloudEvent` for CloudEvents 1.0) and calls the function once
+  per event, answering 202 when all succeeded and 500 otherwise (so Event Grid retries); `Unsubscribe` → 202;
+  CloudEvents' `OPTIONS` webhook handshake (WebHook-Request-Origin) → 200 with WebHook-Allowed-Origin.
 
 Run: `python -m standins.funchost --port N --key KEY` with the app settings in the environment.
 """
@@ -51,6 +57,9 @@ class HttpFunction:
         self.pattern = re.compile("^" + re.sub(r"\{(\w+)(?::[^}]*)?\}", r"(?P<\1>[^/]+)", route) + "$", re.I)
 
 
+EVENTGRID_FUNCTIONS: dict[str, Any] = {}
+
+
 def load_functions():
     import function_app
     http, queues, timers = [], [], []
@@ -64,10 +73,67 @@ def load_functions():
             queues.append((f.get_function_name(), fn, trigger))
         elif trigger["type"] == "timerTrigger":
             timers.append((f.get_function_name(), fn, trigger))
+        elif trigger["type"] == "eventGridTrigger":
+            EVENTGRID_FUNCTIONS[f.get_function_name()] = fn
     return http, queues, timers
 
 
-def make_handler(http: list[HttpFunction], timers: dict[str, Any], key: str):
+def load_eventgrid_functions() -> dict[str, Any]:
+    """The Event Grid trigger functions `load_functions` found (azure-functions 1.26 lets an app's
+    `get_functions()` run once per process, as the real worker does)."""
+    return dict(EVENTGRID_FUNCTIONS)
+
+
+def decode_eventgrid(item: Any):
+    """One delivered event as the Python worker hands it to the function (azure.functions' own converter)."""
+    from azure.functions.eventgrid import EventGridEventInConverter
+    from azure.functions.meta import Datum
+    return EventGridEventInConverter.decode(Datum(type="json", value=json.dumps(item)), trigger_metadata={})
+
+
+def eventgrid_webhook(functions: dict[str, Any], method: str, params: dict[str, str], headers: Any,
+                      body: bytes) -> tuple[int, bytes, dict[str, str]]:
+    """The Event Grid extension's webhook: (status, body, headers)."""
+    fn = functions.get(params.get("functionName", ""))
+    if fn is None:
+        return 404, b'{"error":"no Event Grid trigger function with that functionName"}', {}
+    if method == "OPTIONS":
+        origin = headers.get("WebHook-Request-Origin")
+        if not origin:
+            return 400, b'{"error":"missing WebHook-Request-Origin"}', {}
+        return 200, b"", {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"}
+    if method != "POST":
+        return 405, b"", {}
+    try:
+        events = json.loads(body or b"null")
+    except ValueError:
+        return 400, b'{"error":"body is not JSON"}', {}
+    events = events if isinstance(events, list) else [events]
+    kind = headers.get("aeg-event-type") or ("Notification" if events and isinstance(events[0], dict)
+                                             and "specversion" in events[0] else "")
+    if kind == "SubscriptionValidation":
+        first = events[0] if events and isinstance(events[0], dict) else {}
+        code = (first.get("data") or {}).get("validationCode") if isinstance(first.get("data"), dict) else None
+        if not code:
+            return 400, b'{"error":"no validationCode"}', {}
+        return 200, json.dumps({"validationResponse": code}).encode(), {}
+    if kind == "Unsubscribe":
+        return 202, b"", {}
+    if kind != "Notification":
+        return 400, b'{"error":"unknown aeg-event-type"}', {}
+    failed = 0
+    for item in events:
+        try:
+            fn(decode_eventgrid(item))
+        except Exception:
+            failed += 1
+    if failed:
+        return 500, json.dumps({"error": f"{failed} of {len(events)} invocations failed"}).encode(), {}
+    return 202, b"", {}
+
+
+def make_handler(http: list[HttpFunction], timers: dict[str, Any], key: str,
+                 eventgrid: dict[str, Any] | None = None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         wbufsize = 64 * 1024  # one write per response, as a real server does
@@ -96,6 +162,11 @@ def make_handler(http: list[HttpFunction], timers: dict[str, Any], key: str):
             params = {k: v[-1] for k, v in parse_qs(url.query).items()}
             if url.path.startswith("/admin/functions/") and self.command == "POST":
                 return self._timer(url.path.rsplit("/", 1)[-1], params)
+            if url.path.lower() == "/runtime/webhooks/eventgrid":
+                if key not in (self.headers.get("x-functions-key"), params.get("code")):
+                    return self._send(401, b"")
+                status, out, headers = eventgrid_webhook(eventgrid or {}, self.command, params, self.headers, body)
+                return self._send(status, out, headers)
             if not url.path.startswith("/api/"):
                 return self._send(404, b'{"error":"not found"}')
             path = url.path[len("/api/"):]
@@ -125,7 +196,7 @@ def make_handler(http: list[HttpFunction], timers: dict[str, Any], key: str):
             fn(TimerRequest(past_due=False))
             self._send(202, b"{}")
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
 
     return Handler
 
@@ -196,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
         pump = QueuePump(conn, trigger["queueName"], fn, host, stop)
         threading.Thread(target=pump.run, name=f"queue-{name}", daemon=True).start()
     ThreadingHTTPServer.request_queue_size = 256  # accept bursts of concurrent deliveries like the real host
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(http, {n: f for n, f, _ in timers}, args.key))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(http, {n: f for n, f, _ in timers}, args.key,
+                                                                       load_eventgrid_functions()))
     server.daemon_threads = True
     server.serve_forever()
 

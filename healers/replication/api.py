@@ -1,0 +1,85 @@
+"""Trigger entry points of the replication healer (wired in function_app.py)."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+
+from healers.replication import shell
+from healers.replication.events import EventParseError, ParsedEvent, parse_event, parse_trigger_event
+from shared import audit
+from shared.auth import Principal
+from shared.config import Settings
+from shared.http import problem, respond
+from shared.notify import notify
+from shared.work import run_queue_message
+
+log = logging.getLogger("healer.replication")
+
+
+def parse_function_event(event: Any) -> ParsedEvent:
+    """What the Event Grid trigger hands over: `func.EventGridEvent` (Event Grid schema) or, since
+    azure-functions 1.2x, `func.CloudEvent` when the subscription delivers CloudEvents 1.0."""
+    if hasattr(event, "specversion"):
+        time = event.time.isoformat() if getattr(event, "time", None) else None
+        obj = {"specversion": event.specversion, "id": event.id, "type": event.type, "source": event.source,
+               "subject": event.subject, "data": event.get_json()}
+        if time:
+            obj["time"] = time
+        return parse_event(obj)
+    return parse_trigger_event(id=event.id, event_type=event.event_type, subject=event.subject, topic=event.topic,
+                               event_time=event.event_time, data=event.get_json())
+
+
+def on_event(event: Any) -> str:
+    """Event Grid trigger. Malformed events are refused and audited (retrying cannot fix them); storage
+    failures raise, so the host fails the invocation and Event Grid retries the delivery."""
+    settings = Settings()
+    try:
+        parsed = parse_function_event(event)
+    except EventParseError as exc:
+        event_id = str(getattr(event, "id", "") or "")[:200]
+        event_type = str(getattr(event, "event_type", None) or getattr(event, "type", "") or "")[:200]
+        audit.record(settings, healer=shell.HEALER, outcome="refused", reason=f"malformed ACR event: {exc}",
+                     subject=event_id, details={"eventType": event_type})
+        return "refused"
+    return shell.accept(settings, parsed)
+
+
+def process(msg: func.QueueMessage) -> str:
+    settings = Settings()
+    return run_queue_message(settings, shell.QUEUE, msg.get_body(), msg.dequeue_count or 1,
+                             lambda m: shell.handle_check(settings, m), shell.MAX_ATTEMPTS)
+
+
+def dead_letter(msg: func.QueueMessage) -> str:
+    """A check the healer could not run: audited and told to a human. The wait's status stays visible."""
+    settings = Settings()
+    try:
+        message: Any = json.loads(msg.get_body())
+    except ValueError:
+        message = {"raw": msg.get_body()[:2000].decode("utf-8", "replace")}
+    if not isinstance(message, dict):
+        message = {"raw": str(message)[:2000]}
+    reason = message.get("deadLetterReason") or f"failed {msg.dequeue_count or '?'} times in the Functions host"
+    registry = str(message.get("registry", ""))[:100]
+    resource = f"{registry}/{str(message.get('repository', ''))[:256]}@{str(message.get('digest', ''))[:200]}" \
+        if registry else ""
+    sent = notify(settings, kind="dead-letter", title="Healer could not process a replication check",
+                  text=str(reason), facts={"wait": resource})
+    audit.record(settings, healer=shell.HEALER, outcome="dead-letter", reason=str(reason), resource=resource,
+                 details={"message": message, "notification": sent})
+    return "dead-letter"
+
+
+def get_status(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    """GET /api/replication/status?registry=&repository=&digest=|tag= → pending / ready / timed-out / tag-race."""
+    p = req.params
+    try:
+        view = shell.status(settings, registry=p.get("registry"), repository=p.get("repository"),
+                            digest=p.get("digest") or None, tag=p.get("tag") or None)
+    except shell.StatusError as exc:
+        return problem(exc.status, exc.reason)
+    return respond(200, view)

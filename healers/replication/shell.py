@@ -1,0 +1,488 @@
+"""The replication healer's imperative shell: intake of ACR events, queue-driven checks, outcomes, status.
+
+State: one Table entity per wait (PartitionKey registry, RowKey `<repo with | for />@<digest>`, the flat form of
+`core.WaitRecord`), written with insert-if-absent / ETag replace, plus a tag index entity per (repository, tag)
+(RowKey `~tag:<repo>:<tag>`) for the status endpoint.
+
+Checks are queue messages (`healer-replication`): {registry, repository, digest, generation, check}. `check` is
+the wait's `attempts` when the message was sent; a message whose generation or check number no longer matches
+the stored wait is a leftover (an older generation, or a second copy after a redelivery) and is dropped, so one
+wait has one live chain of checks. A check never waits: when replicas are pending it sends the next check with
+the decision's delay as the visibility timeout, then saves the wait.
+
+Outcome events are published BEFORE the finished wait is saved, with the wait's deterministic event id: a crash
+or conflict in between re-runs the check, which publishes the same id again (subscribers dedupe on it).
+Kill switch / dry-run (global or scope `registry:<name>`) only stop publishing; waiting is read-only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import threading
+import time
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from healers.replication.core import (
+    BackoffPolicy, Decision, ReplicationPolicy, WaitRecord, check_message, decide, from_entity, intake,
+    parse_check_message, regions_to_probe, status_view, to_entity, wait_keys,
+)
+from healers.replication.events import (
+    DIGEST_RE, REGISTRY_NAME_RE, REPOSITORY_RE, TAG_RE, AcrImageEvent, IgnoredEvent,
+    ParsedEvent, ValidationHandshake,
+)
+from shared import audit
+from shared.config import ConfigError, Settings
+from shared.controls import read_mode
+from shared.state import Conflict, Record, Store
+from shared.work import Discard, RetryLater, enqueue
+
+log = logging.getLogger("healer.replication")
+HEALER = "replication"
+QUEUE = "healer-replication"
+TABLE = "replication"
+MAX_ATTEMPTS = 10            # re-runs of one check after transient failures (publish, storage conflicts)
+STALL_SECONDS = 300.0        # a pending wait not checked for this long past its due time gets a fresh check
+MAX_INTAKE_WRITES = 8
+Clock = Callable[[], float]
+
+_OUTCOME_TYPES = {"publish_ready": "Healer.ImageReplicated", "publish_timed_out": "Healer.ImageReplicationTimedOut",
+                  "publish_tag_race": "Healer.TagRaceDetected"}
+
+
+# ---------------------------------------------------------------------------------------------- configuration
+
+class ReplicationConfig(BaseModel):
+    """The replication settings, parsed and validated (see shared.config SETTINGS, "Replication healer")."""
+    model_config = ConfigDict(frozen=True)
+
+    registries: dict[str, tuple[str, ...]]
+    endpoints: dict[str, str] = {}
+    deadline_seconds: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
+    backoff: BackoffPolicy = BackoffPolicy()
+    tag_race_grace_seconds: float = Field(0.0, ge=0)
+    tenant: str | None = None
+    topic_endpoint: str | None = None
+    topic_key: str | None = Field(None, repr=False)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: dict[str, str]) -> dict[str, str]:
+        for host, url in value.items():
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 300:
+                raise ValueError(f"endpoint for {host!r} must be an http(s) URL")
+        return {k.lower(): v.rstrip("/") for k, v in value.items()}
+
+    def policy(self) -> ReplicationPolicy:
+        return _policy(self.registries_key, self.deadline_seconds, self.backoff, self.tag_race_grace_seconds)
+
+    @property
+    def registries_key(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return tuple(sorted(self.registries.items()))
+
+
+_policies: dict[Any, ReplicationPolicy] = {}
+
+
+def _policy(registries: tuple, deadline: float, backoff: BackoffPolicy, grace: float) -> ReplicationPolicy:
+    key = (registries, deadline, backoff, grace)
+    if key not in _policies:
+        _policies[key] = ReplicationPolicy(required_regions=dict(registries), deadline_seconds=deadline,
+                                           backoff=backoff, tag_race_grace_seconds=grace)
+    return _policies[key]
+
+
+def _json_setting(settings: Settings, name: str, kind: type) -> Any:
+    raw = settings.get(name)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"setting {name} is not valid JSON: {exc.msg} at {exc.pos}") from None
+    if not isinstance(value, kind):
+        raise ConfigError(f"setting {name} must be a JSON {kind.__name__}")
+    return value
+
+
+def _number(settings: Settings, name: str) -> float:
+    try:
+        return float(settings.require(name))
+    except ValueError:
+        raise ConfigError(f"setting {name} must be a number") from None
+
+
+def load_config(settings: Settings) -> ReplicationConfig:
+    """Raises ConfigError naming the setting when anything is malformed."""
+    registries = _json_setting(settings, "HEALER_REPLICATION_REGISTRIES", dict) or {}
+    backoff = _json_setting(settings, "HEALER_REPLICATION_BACKOFF", dict) or {}
+    names = {"baseSeconds": "base_seconds", "factor": "factor", "maxSeconds": "max_seconds",
+             "minSeconds": "min_seconds", "jitter": "jitter"}
+    unknown = set(backoff) - set(names)
+    if unknown:
+        raise ConfigError(f"setting HEALER_REPLICATION_BACKOFF has unknown keys {sorted(unknown)}")
+    try:
+        bp = BackoffPolicy(**{names[k]: v for k, v in backoff.items()})
+        # validate the registry map with the core's own rules
+        ReplicationPolicy(required_regions={k: tuple(v) if isinstance(v, list) else v
+                                            for k, v in registries.items()})
+        return ReplicationConfig(
+            registries={k: tuple(dict.fromkeys(v)) for k, v in registries.items()},
+            endpoints=_json_setting(settings, "HEALER_REPLICATION_ENDPOINTS", dict) or {},
+            deadline_seconds=_number(settings, "HEALER_REPLICATION_DEADLINE_SECONDS"),
+            backoff=bp,
+            tag_race_grace_seconds=_number(settings, "HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS"),
+            tenant=settings.get("HEALER_REPLICATION_ACR_TENANT_ID"),
+            topic_endpoint=settings.get("HEALER_REPLICATION_TOPIC_ENDPOINT"),
+            topic_key=settings.get("HEALER_REPLICATION_TOPIC_KEY"),
+        )
+    except (ValidationError, TypeError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else {"msg": str(exc), "loc": ()}
+        raise ConfigError(f"replication settings are invalid: {'.'.join(map(str, first['loc']))} "
+                          f"{first['msg']}") from None
+
+
+# ---------------------------------------------------------------------------------------------- clients (cached)
+
+_clients_lock = threading.Lock()
+_probers: dict[Any, Any] = {}
+_publishers: dict[Any, Any] = {}
+
+
+def prober_for(config: ReplicationConfig):
+    """One RegistryProber per endpoint map and tenant, with an ACR token provider fed by Healer's identity.
+
+    The Entra token is only requested when a registry answers 401 with a Bearer challenge (anonymous local
+    registries never do)."""
+    key = (tuple(sorted(config.endpoints.items())), config.tenant)
+    with _clients_lock:
+        if key not in _probers:
+            from healers.replication.acr_auth import ACR_AAD_SCOPE, AcrTokenProvider
+            from healers.replication.registry_client import RegistryProber
+
+            def aad_token() -> str:
+                from shared.identity import credential
+                return credential().get_token(ACR_AAD_SCOPE).token
+
+            auth = AcrTokenProvider(aad_token, tenant=config.tenant, endpoint_map=config.endpoints)
+            _probers[key] = RegistryProber(config.endpoints, auth=auth)
+        return _probers[key]
+
+
+def publisher_for(config: ReplicationConfig):
+    """None when no topic is configured. Key credential only when a key is set (local/test topics)."""
+    if not config.topic_endpoint:
+        return None
+    key = (config.topic_endpoint, config.topic_key)
+    with _clients_lock:
+        if key not in _publishers:
+            from healers.replication.events_out import OutcomePublisher
+            if config.topic_key:
+                from azure.core.credentials import AzureKeyCredential
+                credential: Any = AzureKeyCredential(config.topic_key)
+            else:
+                from shared.identity import credential as healer_credential
+                credential = healer_credential()
+            _publishers[key] = OutcomePublisher(config.topic_endpoint, credential)
+        return _publishers[key]
+
+
+_lag_histogram = None
+
+
+def _record_lag(record: WaitRecord) -> None:
+    """healer.replication.lag (seconds, attribute region) for the workbook; never breaks a decision."""
+    global _lag_histogram
+    try:
+        if _lag_histogram is None:
+            from opentelemetry import metrics
+            _lag_histogram = metrics.get_meter("healer").create_histogram(
+                "healer.replication.lag", unit="s", description="Push to first serving, per replica region")
+        for region, seen in record.first_seen.items():
+            _lag_histogram.record(max(0.0, seen - record.event_time),
+                                  {"region": region, "registry": record.registry, "action": record.action})
+    except Exception:
+        log.debug("lag metric failed", exc_info=True)
+
+
+# ---------------------------------------------------------------------------------------------- storage
+
+def _store(settings: Settings) -> Store:
+    return Store(settings, TABLE)
+
+
+def _load(store: Store, registry: str, repository: str, digest: str) -> tuple[WaitRecord | None, Record | None]:
+    pk, rk = wait_keys(registry, repository, digest)
+    found = store.get(pk, rk)
+    if found is None:
+        return None, None
+    return from_entity(found.columns), found
+
+
+def _save(store: Store, record: WaitRecord, etag: str | None) -> None:
+    """Insert-if-absent (etag None) or ETag-guarded replace; raises Conflict."""
+    entity = to_entity(record)
+    pk, rk = entity.pop("PartitionKey"), entity.pop("RowKey")
+    store.replace(Record(pk, rk, {}, etag=etag, columns=entity))
+
+
+def tag_key(repository: str, tag: str) -> str:
+    return f"~tag:{repository.replace('/', '|')}:{tag}"
+
+
+def _index_tag(store: Store, event: AcrImageEvent) -> None:
+    """Point (repository, tag) at the digest of the newest push of it (by event time)."""
+    if event.action != "push" or not event.tag:
+        return
+    ts = event.event_time.timestamp()
+    for _ in range(MAX_INTAKE_WRITES):
+        found = store.get(event.registry, tag_key(event.repository, event.tag))
+        if found is not None and (found.data.get("digest") == event.digest or found.data.get("eventTime", 0) > ts):
+            return
+        rec = Record(event.registry, tag_key(event.repository, event.tag),
+                     {"digest": event.digest, "eventTime": ts}, etag=found.etag if found else None)
+        try:
+            store.replace(rec)
+            return
+        except Conflict:
+            continue
+
+
+def _send_check(settings: Settings, record: WaitRecord, delay: float = 0.0) -> None:
+    message = {**json.loads(check_message(record)), "check": record.attempts}
+    # Storage visibility timeouts are whole seconds: round up so a check never runs before it is due.
+    enqueue(settings, QUEUE, message, math.ceil(max(0.0, delay)))
+
+
+def _subject(registry: str, repository: str, digest: str) -> str:
+    return f"{registry}/{repository}@{digest}"
+
+
+def _audit(settings: Settings, outcome: str, reason: str, *, registry: str, repository: str = "",
+           digest: str = "", subject: str = "", **details: Any) -> None:
+    resource = _subject(registry, repository, digest) if repository else registry
+    audit.record(settings, healer=HEALER, outcome=outcome, reason=reason, resource=resource, subject=subject,
+                 details=details)
+
+
+# ---------------------------------------------------------------------------------------------- intake
+
+_INTAKE_OUTCOME = {"new-wait": "recorded", "superseded": "recorded", "restarted": "recorded",
+                   "tag-added": "recorded", "evidence-added": "duplicate", "duplicate-delivery": "duplicate",
+                   "already-complete": "duplicate", "stale-event": "skipped"}
+
+
+def accept(settings: Settings, parsed: ParsedEvent, *, now: Clock = time.time) -> str:
+    """Fold one parsed delivery into its wait. Returns the audit outcome. Storage errors propagate (the
+    Functions host then fails the invocation and Event Grid retries the delivery)."""
+    if isinstance(parsed, ValidationHandshake):
+        _audit(settings, "ignored", "subscription validation event reached the function (the host answers "
+               "handshakes); nothing to do", registry="", subject=parsed.event_id)
+        return "ignored"
+    if isinstance(parsed, IgnoredEvent):
+        _audit(settings, "ignored", f"event type {parsed.event_type[:200]} is not handled ({parsed.reason})",
+               registry="", subject=parsed.event_id, eventType=parsed.event_type[:200])
+        return "ignored"
+    event = parsed
+    config = load_config(settings)
+    policy = config.policy()
+    t = now()
+    if event.registry not in policy.required_regions:
+        _audit(settings, "refused", f"registry {event.registry!r} is not configured in HEALER_REPLICATION_REGISTRIES; "
+               f"{event.action} of {event.repository}@{event.digest} not watched", registry=event.registry,
+               repository=event.repository, digest=event.digest, subject=event.event_id, **_evidence(event))
+        return "refused"
+    store = _store(settings)
+    for _ in range(MAX_INTAKE_WRITES):
+        existing, found = _load(store, event.registry, event.repository, event.digest)
+        result = intake(existing, event, policy, t)
+        record = result.record
+        assert record is not None
+        if record != existing:
+            try:
+                _save(store, record, found.etag if found else None)
+            except Conflict:
+                continue  # another delivery of this wait wrote first: merge into what it wrote
+        break
+    else:
+        raise RuntimeError(f"wait {event.wait_key} kept changing under {MAX_INTAKE_WRITES} merges; retry")
+
+    kick = (not result.enqueue_check and record.status == "pending" and record.next_check_at is not None
+            and t - record.next_check_at > STALL_SECONDS)
+    if result.enqueue_check or kick:
+        _send_check(settings, record)
+    if result.reason not in ("duplicate-delivery", "stale-event"):
+        _index_tag(store, event)
+    outcome = _INTAKE_OUTCOME[result.reason]
+    _audit(settings, outcome, _intake_reason(result.reason, record, event, kick), registry=event.registry,
+           repository=event.repository, digest=event.digest, subject=event.event_id, intake=result.reason,
+           generation=record.generation, **_evidence(event))
+    return outcome
+
+
+def _evidence(event: AcrImageEvent) -> dict[str, Any]:
+    return {"eventType": event.event_type, "tag": event.tag, "location": event.location,
+            "requestId": event.request_id, "schema": event.schema_name, "mediaType": event.media_type,
+            "eventTime": event.event_time.isoformat()}
+
+
+def _intake_reason(reason: str, record: WaitRecord, event: AcrImageEvent, kick: bool) -> str:
+    what = f"{event.action} of {event.repository}@{event.digest}" + (f" (tag {event.tag})" if event.tag else "")
+    regions = ", ".join(record.required_regions)
+    text = {
+        "new-wait": f"waiting for {what} in {regions}",
+        "superseded": f"{what} supersedes the earlier {'push' if event.action == 'delete' else 'delete'}; "
+                      f"new wait (generation {record.generation}) in {regions}",
+        "restarted": f"{what} after the previous wait finished; new wait (generation {record.generation})",
+        "tag-added": f"tag {event.tag} added to the pending wait; every replica is checked for it",
+        "evidence-added": f"later delivery of {what} (location {event.location or '?'}) merged as evidence",
+        "duplicate-delivery": f"duplicate delivery of event {event.event_id[:100]}",
+        "already-complete": f"delivery of {what} after its wait finished ({record.status})",
+        "stale-event": f"older {event.action} delivered after a newer action on {event.digest}; kept as evidence",
+    }[reason]
+    return text + ("; the wait had stalled, a new check was queued" if kick else "")
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+def control_scope(registry: str) -> str:
+    return f"registry:{registry}"
+
+
+def handle_check(settings: Settings, message: dict[str, Any], *, prober: Any = None, publisher: Any = None,
+                 now: Clock = time.time) -> str:
+    """One check of one wait. Returns what happened; raises RetryLater / Discard for shared.work."""
+    try:
+        ref = parse_check_message(json.dumps({k: message.get(k) for k in
+                                              ("registry", "repository", "digest", "generation")}))
+    except ValueError as exc:
+        detail = str(exc).splitlines()[0][:200]
+        raise Discard(f"malformed replication check message: {detail}") from None
+    seq = message.get("check")
+    config = load_config(settings)
+    policy = config.policy()
+    store = _store(settings)
+    record, found = _load(store, ref.registry, ref.repository, ref.digest)
+    if record is None or found is None:
+        _audit(settings, "skipped", "check for a wait that does not exist (deleted?); dropped",
+               registry=ref.registry, repository=ref.repository, digest=ref.digest)
+        return "missing"
+    if record.generation != ref.generation:
+        return "stale-generation"
+    if record.status != "pending":
+        return "done"
+    if isinstance(seq, int) and seq != record.attempts:
+        return "stale-check"   # a second copy of this wait's chain (redelivery); the live one carries on
+    if record.registry not in policy.required_regions:
+        _audit(settings, "refused", f"registry {record.registry!r} was removed from HEALER_REPLICATION_REGISTRIES; "
+               f"the wait is abandoned", registry=record.registry, repository=record.repository,
+               digest=record.digest)
+        return "refused"
+
+    prober = prober if prober is not None else prober_for(config)
+    observations = prober.observe_all(record, regions_to_probe(record))
+    decision = decide(record, observations, policy, now())
+    if decision.action == "recheck":
+        return _recheck(settings, store, record, found, decision)
+    if decision.action == "done":
+        return "done"
+    publisher = publisher if publisher is not None else publisher_for(config)
+    return _finish(settings, store, found, decision, publisher, message)
+
+
+def _recheck(settings: Settings, store: Store, before: WaitRecord, found: Record, decision: Decision) -> str:
+    record = decision.record
+    # Send the next check first, then save: a crash in between leaves the old message to be redelivered
+    # (it still matches the stored wait); a conflict leaves an orphan the check number makes harmless.
+    _send_check(settings, record, decision.delay_seconds or 0.0)
+    try:
+        _save(store, record, found.etag)
+    except Conflict:
+        raise RetryLater(0.5 + random.random(), "the wait changed while it was checked (a new delivery merged)") \
+            from None
+    new_errors = {r: e for r, e in record.last_errors.items() if before.last_errors.get(r) != e}
+    if new_errors:
+        _audit(settings, "pending", "replica probe problems, still waiting: "
+               + "; ".join(f"{r}: {e}" for r, e in sorted(new_errors.items())),
+               registry=record.registry, repository=record.repository, digest=record.digest,
+               subject=record.outcome_event_id, errors=new_errors, missing=record.missing_regions())
+    return "recheck"
+
+
+def _finish(settings: Settings, store: Store, found: Record, decision: Decision, publisher: Any,
+            message: dict[str, Any]) -> str:
+    from healers.replication.core import outcome_payload
+    from healers.replication.events_out import publish_outcome
+
+    record = decision.record
+    event_type = _OUTCOME_TYPES[decision.action]
+    mode = read_mode(settings, control_scope(record.registry))
+    if mode.killed:
+        outcome, reason = "skipped", f"{mode.reason}: {event_type} not published; {decision.reason}"
+    elif mode.dry_run:
+        outcome, reason = "dry-run", f"{mode.reason}: would publish {event_type}; {decision.reason}"
+    elif publisher is None:
+        outcome, reason = "recorded", f"{event_type} not published (HEALER_REPLICATION_TOPIC_ENDPOINT is not set); " \
+                                      f"{decision.reason}"
+    else:
+        try:
+            publish_outcome(publisher, decision)
+        except Exception as exc:  # HttpResponseError, network, auth: retried, finally dead-lettered and audited
+            attempt = int(message.get("attempt", 0)) + 1
+            raise RetryLater(min(60.0, 2.0 ** attempt) * (0.5 + random.random() / 2),
+                             f"publishing {event_type} failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+        outcome, reason = "acted", f"published {event_type}: {decision.reason}"
+    try:
+        _save(store, record, found.etag)
+    except Conflict:
+        # A delivery merged meanwhile. Re-run the check: it re-publishes the same event id (deduped downstream).
+        raise RetryLater(0.5 + random.random(), "the wait changed while its outcome was published") from None
+    if record.status == "ready" and record.action == "push":
+        _record_lag(record)
+    _audit(settings, outcome, reason, registry=record.registry, repository=record.repository, digest=record.digest,
+           subject=record.outcome_event_id, eventType=event_type, outcomeEventId=record.outcome_event_id,
+           mode=mode.model_dump(), payload=outcome_payload(record))
+    return {"acted": "published", "dry-run": "dry-run", "skipped": "killed", "recorded": "recorded"}[outcome]
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+class StatusError(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def status(settings: Settings, *, registry: str | None, repository: str | None, digest: str | None = None,
+           tag: str | None = None) -> dict[str, Any]:
+    """The wait for (registry, repository, digest), or for the newest push of `tag`. Raises StatusError."""
+    registry, repository = (registry or "").strip().lower(), (repository or "").strip()
+    if not REGISTRY_NAME_RE.fullmatch(registry) or len(repository) > 256 or not REPOSITORY_RE.fullmatch(repository):
+        raise StatusError(400, "registry and repository are required and must be valid names")
+    if bool(digest) == bool(tag):
+        raise StatusError(400, "give exactly one of digest or tag")
+    if digest and not DIGEST_RE.fullmatch(digest):
+        raise StatusError(400, "digest must be sha256:<64 hex> or sha512:<128 hex>")
+    if tag and not TAG_RE.fullmatch(tag):
+        raise StatusError(400, "malformed tag")
+    config = load_config(settings)
+    if registry not in config.registries:
+        raise StatusError(404, f"registry {registry!r} is not watched (HEALER_REPLICATION_REGISTRIES)")
+    store = _store(settings)
+    if tag:
+        index = store.get(registry, tag_key(repository, tag))
+        if index is None:
+            raise StatusError(404, f"no push of {repository}:{tag} seen")
+        digest = str(index.data["digest"])
+    record, _ = _load(store, registry, repository, str(digest))
+    if record is None:
+        raise StatusError(404, f"no wait for {repository}@{digest}")
+    view = status_view(record)
+    view["outcomeEventId"] = record.outcome_event_id
+    if tag:
+        view["requestedTag"] = tag
+    return view
