@@ -76,7 +76,8 @@ def run_queue_message(settings: Settings, queue_name: str, body: bytes, dequeue_
 
 
 def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_count: int | None,
-                       subject_of: Callable[[dict[str, Any]], str] = lambda m: "") -> str:
+                       subject_of: Callable[[dict[str, Any]], str] = lambda m: "",
+                       resource_of: Callable[[dict[str, Any]], str] = lambda m: "") -> str:
     """The poison-queue handler every healer uses: audit the message loudly and tell a human. Never lost."""
     from shared import audit
     from shared.notify import notify
@@ -87,12 +88,14 @@ def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_cou
     if not isinstance(message, dict):
         message = {"raw": body[:2000].decode("utf-8", "replace")}
     reason = str(message.get("deadLetterReason") or f"failed {dequeue_count or '?'} times in the Functions host")
-    try:
-        subject = str(subject_of(message))[:300]
-    except Exception:  # a malformed message must still be recorded
-        subject = ""
+    def field(of: Callable[[dict[str, Any]], str], limit: int) -> str:
+        try:
+            return str(of(message) or "")[:limit]
+        except Exception:  # a malformed message must still be recorded
+            return ""
+    subject, resource = field(subject_of, 300), field(resource_of, 600)
     sent = notify(settings, kind="dead-letter", title=f"Healer could not process a {healer} message",
-                  text=reason, facts={"subject": subject})
-    audit.record(settings, healer=healer, outcome="dead-letter", reason=reason, subject=subject,
+                  text=reason, facts={"subject": subject, "resource": resource})
+    audit.record(settings, healer=healer, outcome="dead-letter", reason=reason, subject=subject, resource=resource,
                  details={"message": message, "notification": sent})
     return "dead-letter"

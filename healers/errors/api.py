@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from typing import Any
 
@@ -14,7 +13,7 @@ from shared.api import caller_name
 from shared.auth import Principal
 from shared.config import Settings
 from shared.http import BadRequest, read_json, respond
-from shared.work import enqueue, run_queue_message
+from shared.work import enqueue, record_dead_letter, run_queue_message
 
 log = logging.getLogger("healer.errors")
 
@@ -69,13 +68,7 @@ def process(msg: func.QueueMessage) -> str:
 
 
 def dead_letter(msg: func.QueueMessage) -> str:
-    settings = Settings()
-    try:
-        message: Any = json.loads(msg.get_body())
-    except ValueError:
-        message = {"raw": msg.get_body()[:2000].decode("utf-8", "replace")}
-    reason = (message.get("deadLetterReason") if isinstance(message, dict) else None) or "failed in the host"
-    audit.record(settings, healer=shell.HEALER, outcome="dead-letter", reason=str(reason)[:500],
-                 details={"message": message})
-    return "dead-letter"
+    """A run the healer could not finish: audited, notified, never lost."""
+    return record_dead_letter(Settings(), shell.HEALER, msg.get_body(), msg.dequeue_count,
+                              lambda m: f"{m.get('start', '')}/{m.get('end', '')}")
 

@@ -1,7 +1,6 @@
 """Trigger entry points of the replication healer (wired in function_app.py)."""
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -13,8 +12,7 @@ from shared import audit
 from shared.auth import Principal
 from shared.config import Settings
 from shared.http import problem, respond
-from shared.notify import notify
-from shared.work import run_queue_message
+from shared.work import record_dead_letter, run_queue_message
 
 log = logging.getLogger("healer.replication")
 
@@ -56,22 +54,10 @@ def process(msg: func.QueueMessage) -> str:
 
 def dead_letter(msg: func.QueueMessage) -> str:
     """A check the healer could not run: audited and told to a human. The wait's status stays visible."""
-    settings = Settings()
-    try:
-        message: Any = json.loads(msg.get_body())
-    except ValueError:
-        message = {"raw": msg.get_body()[:2000].decode("utf-8", "replace")}
-    if not isinstance(message, dict):
-        message = {"raw": str(message)[:2000]}
-    reason = message.get("deadLetterReason") or f"failed {msg.dequeue_count or '?'} times in the Functions host"
-    registry = str(message.get("registry", ""))[:100]
-    resource = f"{registry}/{str(message.get('repository', ''))[:256]}@{str(message.get('digest', ''))[:200]}" \
-        if registry else ""
-    sent = notify(settings, kind="dead-letter", title="Healer could not process a replication check",
-                  text=str(reason), facts={"wait": resource})
-    audit.record(settings, healer=shell.HEALER, outcome="dead-letter", reason=str(reason), resource=resource,
-                 details={"message": message, "notification": sent})
-    return "dead-letter"
+    def wait_of(m: dict[str, Any]) -> str:
+        registry = str(m.get("registry", ""))[:100]
+        return f"{registry}/{str(m.get('repository', ''))[:256]}@{str(m.get('digest', ''))[:200]}" if registry else ""
+    return record_dead_letter(Settings(), shell.HEALER, msg.get_body(), msg.dequeue_count, resource_of=wait_of)
 
 
 def get_status(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
