@@ -47,22 +47,7 @@ class AcrTokenHandler(JsonHandler):
     stats: dict = {}
     http: httpx.Client | None = None
 
-    def _fresh_dispatch(self) -> None:
-        # One handler serves every request of a keep-alive connection: start each request without a cached
-        # body, refuse oversized ones, and drain a body the route did not read so it never becomes the next
-        # request line.
-        self.__dict__.pop("_body", None)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > 64 * 1024:
-            self.close_connection = True
-            return self.send_json(413, {"error": {"code": "RequestEntityTooLarge", "message": "body too large"}})
-        JsonHandler._dispatch(self)
-        self.body_bytes()
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _fresh_dispatch
+    max_body = 64 * 1024
 
     # ------------------------------------------------------------------ helpers
     def form(self) -> dict[str, str]:

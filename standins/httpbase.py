@@ -96,8 +96,25 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.send_json(404, {"error": {"code": "NotFound", "message": f"No route for {self.command} {self.path_only}"}})
 
     # ------------------------------------------------------------------ dispatch
+    max_body = 1024 * 1024
+
     def _dispatch(self) -> None:
-        self.__dict__.pop("_body", None)  # one handler serves every request of a keep-alive connection
+        # One handler serves every request of a keep-alive connection: start each request without a cached body,
+        # refuse oversized ones, and drain a body the route did not read so it never becomes the next request line.
+        self.__dict__.pop("_body", None)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > self.max_body:
+            self.close_connection = True
+            return self.send_json(413, {"error": {"code": "RequestEntityTooLarge", "message": "body too large"}})
+        try:
+            self._route()
+        finally:
+            self.body_bytes()
+
+    def _route(self) -> None:
         path = self.path_only
         for method, pattern, fn in self.routes:
             if method != self.command:
