@@ -93,9 +93,10 @@ def bench_decisions(stack: LocalAzure, n: int) -> dict[str, float]:
     from shared.controls import Mode
     from shared.identity import credential
     from shared.policy import PolicyDecision
+    from shared.webapps import reset_clients
     os.environ.update({**stack.env(), **healer_settings()})
     credential.cache_clear()
-    arm._client.cache_clear()
+    reset_clients()
     clock = HttpClock()
     ctl = stack.arm_control()
     overheads, totals, cores = [], [], []

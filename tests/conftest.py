@@ -77,6 +77,6 @@ def healer_env(local_azure, storage_env, arm, monkeypatch):
         monkeypatch.setenv(k, v)
     from shared.identity import credential
     credential.cache_clear()
-    from healers.rollback import arm as rollback_arm
-    rollback_arm._client.cache_clear()
+    from shared.webapps import reset_clients
+    reset_clients()
     return env

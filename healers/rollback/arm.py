@@ -6,12 +6,12 @@ operations and error mapping are the SDK's, not ours.
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from healers.rollback.core import Observed, SlotView, SwapStatus
 from shared.config import Settings
 from shared.resource_ids import SiteId
+from shared.webapps import web_client
 
 if TYPE_CHECKING:
     from azure.mgmt.web import WebSiteManagementClient
@@ -23,19 +23,6 @@ class SwapConflict(Exception):
 
 class TransientArmError(Exception):
     """ARM answered with an error worth retrying later (e.g. 400 'allocation changed')."""
-
-
-@lru_cache(maxsize=16)
-def _client(subscription: str, endpoint: str, audience: str, poll: float, client_id: str | None):
-    from azure.mgmt.web import WebSiteManagementClient
-    from shared.identity import credential
-    return WebSiteManagementClient(credential(client_id), subscription, base_url=endpoint,
-                                   credential_scopes=[audience.rstrip("/") + "/.default"], polling_interval=poll)
-
-
-def web_client(settings: Settings, subscription: str) -> "WebSiteManagementClient":
-    return _client(subscription, settings.require("HEALER_ARM_ENDPOINT"), settings.require("HEALER_ARM_AUDIENCE"),
-                   settings.arm_poll_seconds, settings.get("AZURE_CLIENT_ID"))
 
 
 def _when(value: Any) -> dt.datetime | None:

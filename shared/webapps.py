@@ -1,0 +1,32 @@
+"""The one `WebSiteManagementClient` per subscription that every healer touching App Service uses.
+
+Created lazily (azure-mgmt-web is heavy) with Healer's managed identity; ARM endpoint, audience and the
+long-running-operation polling fallback come from settings.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from shared.config import Settings
+
+if TYPE_CHECKING:
+    from azure.mgmt.web import WebSiteManagementClient
+
+
+@lru_cache(maxsize=16)
+def _client(subscription: str, endpoint: str, audience: str, poll: float, client_id: str | None):
+    from azure.mgmt.web import WebSiteManagementClient
+    from shared.identity import credential
+    return WebSiteManagementClient(credential(client_id), subscription, base_url=endpoint,
+                                   credential_scopes=[audience.rstrip("/") + "/.default"], polling_interval=poll)
+
+
+def web_client(settings: Settings, subscription: str) -> "WebSiteManagementClient":
+    return _client(subscription, settings.require("HEALER_ARM_ENDPOINT"), settings.require("HEALER_ARM_AUDIENCE"),
+                   settings.arm_poll_seconds, settings.get("AZURE_CLIENT_ID"))
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests and tools that repoint Healer at other endpoints)."""
+    _client.cache_clear()
