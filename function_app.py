@@ -13,11 +13,15 @@ Queues: healer-rollback (work), healer-rollback-poison (dead letters); healer-re
 healer-replication-poison.
 Errors (issue 5): POST /errors/run (a chosen window → queue healer-errors, dead letters healer-errors-poison);
 timer errors_daily on %HEALER_ERRORS_SCHEDULE%.
+Downshift (issue 3): POST /alerts/downshift (429 / latency alerts), POST /alerts/budget (Cost Management budgets),
+POST /downshift/release (release a HELD app/tenant); timer downshift_tick on %HEALER_DOWNSHIFT_SCHEDULE%;
+queue healer-downshift, dead letters healer-downshift-poison.
 """
 from __future__ import annotations
 
 import azure.functions as func
 
+from healers.downshift import api as downshift_api
 from healers.errors import api as errors_api
 from healers.replication import api as replication_api
 from healers.rollback import api as rollback
@@ -90,6 +94,41 @@ def controls_set(req: func.HttpRequest) -> func.HttpResponse:
 
 
 # ---------------------------------------------------------------------------------------------- downshift (issue 3)
+
+@app.function_name("downshift_alert")
+@app.route(route="alerts/downshift", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def downshift_alert(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("webhook", downshift_api.accept_alert, req)
+
+
+@app.function_name("downshift_budget")
+@app.route(route="alerts/budget", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def downshift_budget(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("webhook", downshift_api.accept_budget, req)
+
+
+@app.function_name("downshift_tick")
+@app.timer_trigger(schedule="%HEALER_DOWNSHIFT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def downshift_tick(timer: func.TimerRequest) -> None:
+    downshift_api.timer(timer)
+
+
+@app.function_name("downshift_worker")
+@app.queue_trigger(arg_name="msg", queue_name="healer-downshift", connection=STORAGE)
+def downshift_worker(msg: func.QueueMessage) -> None:
+    downshift_api.process(msg)
+
+
+@app.function_name("downshift_dead_letter")
+@app.queue_trigger(arg_name="msg", queue_name="healer-downshift-poison", connection=STORAGE)
+def downshift_dead_letter(msg: func.QueueMessage) -> None:
+    downshift_api.dead_letter(msg)
+
+
+@app.function_name("downshift_release")
+@app.route(route="downshift/release", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def downshift_release(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("approver", downshift_api.release, req)
 
 
 # ---------------------------------------------------------------------------------------------- replication (issue 4)

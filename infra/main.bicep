@@ -151,6 +151,30 @@ param replicationAcrTenantId string = ''
 @description('HEALER_REPLICATION_TOPIC_ENDPOINT: where outcome events go. Empty: Healer\'s own outcome topic (Entra auth).')
 param replicationTopicEndpoint string = ''
 
+// ------------------------------------------------------------------------------------------------ model downshift healer
+
+@description('HEALER_DOWNSHIFT_APPS: the AI apps the downshift healer manages (resourceId, actuator, appConfigEndpoint, key, policy with the model ladder, tenants with budgets and time zones, budgetNames). See README "Model downshift".')
+param downshiftApps array = []
+
+@description('HEALER_DOWNSHIFT_SCHEDULE: NCRONTAB of the spend and drift tick.')
+param downshiftSchedule string = '0 */10 * * * *'
+
+@allowed([
+  'workspace'
+  'classic'
+])
+@description('HEALER_DOWNSHIFT_SCHEMA: workspace (AppMetrics) or classic (customMetrics) for the agent.cost.usd metric.')
+param downshiftSchema string = 'workspace'
+
+@description('HEALER_DOWNSHIFT_WORKSPACE_ID: the Workspace ID (GUID) with the apps\' cost metric (also list its resource id in logAnalyticsWorkspaceIds).')
+param downshiftWorkspaceId string = ''
+
+@description('HEALER_DOWNSHIFT_RESOURCE_ID: classic Application Insights resource id with the cost metric (also list it in appInsightsComponentIds).')
+param downshiftAppInsightsId string = ''
+
+@description('HEALER_DOWNSHIFT_LOGS_ENDPOINT: Log Analytics query endpoint.')
+param downshiftLogsEndpoint string = 'https://api.loganalytics.io'
+
 // ------------------------------------------------------------------------------------------------ error-clustering healer
 
 @description('HEALER_ERRORS_SCHEDULE: NCRONTAB of the daily run.')
@@ -335,6 +359,12 @@ var healerSettings = {
   HEALER_ROLLBACK_TARGETS: string(rollbackTargets)
   HEALER_ROLLBACK_RULE_MAP: string(rollbackRuleMap)
   HEALER_LEASE_SECONDS: string(leaseSeconds)
+  HEALER_DOWNSHIFT_APPS: string(downshiftApps)
+  HEALER_DOWNSHIFT_SCHEDULE: downshiftSchedule
+  HEALER_DOWNSHIFT_SCHEMA: downshiftSchema
+  HEALER_DOWNSHIFT_WORKSPACE_ID: downshiftWorkspaceId
+  HEALER_DOWNSHIFT_RESOURCE_ID: downshiftAppInsightsId
+  HEALER_DOWNSHIFT_LOGS_ENDPOINT: downshiftLogsEndpoint
   HEALER_REPLICATION_REGISTRIES: string(replicationRegistries)
   HEALER_REPLICATION_ENDPOINTS: string(replicationEndpoints)
   HEALER_REPLICATION_DEADLINE_SECONDS: string(replicationDeadlineSeconds)

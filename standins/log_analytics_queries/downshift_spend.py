@@ -25,24 +25,27 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), text)
 
 
-def _parse(query: str, name_col: str, dims_col: str, role_col: str) -> tuple[str, str, set[str] | None, dict]:
+def _parse(query: str, name_col: str, dims_col: str, role_col: str) -> tuple[str, str, set[str] | None, dict,
+                                                                         str | None]:
     metric = re.search(rf"\| where {name_col} == {_STRING}", query)
     dim = re.search(rf"tostring\({dims_col}\[{_STRING}\]\)", query)
     if not metric or not dim:
         raise QueryError("BadArgumentError", "downshift-spend: metric or dimension not found in the query")
     roles_m = re.search(rf"\| where {role_col} in \(([^)]*)\)", query)
+    only = re.search(rf"\| where tenant == {_STRING}", query)  # the bench's one-query-per-tenant baseline
     roles = {_unescape(r) for r in re.findall(_STRING, roles_m.group(1))} if roles_m else None
     bounds: dict[tuple[str, int], dt.datetime] = {}
     for kind, i, when in _SUMIF.findall(query):
         bounds[(kind, int(i))] = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
-    return _unescape(metric.group(1)), _unescape(dim.group(1)), roles, bounds
+    return _unescape(metric.group(1)), _unescape(dim.group(1)), roles, bounds, \
+        (_unescape(only.group(1)) if only else None)
 
 
 @register(NAME)
 def downshift_spend(ctx: QueryContext) -> Table:
     table = ctx.table_in_query(*SHAPES)
     name_col, sum_col, dims_col, role_col, time_col = SHAPES[table]
-    metric, dimension, roles, bounds = _parse(ctx.query, name_col, dims_col, role_col)
+    metric, dimension, roles, bounds, only = _parse(ctx.query, name_col, dims_col, role_col)
     count = 1 + max((i for _, i in bounds), default=-1)
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for row in ctx.rows(table):
@@ -53,6 +56,8 @@ def downshift_spend(ctx: QueryContext) -> Table:
             continue
         dims = row.get(dims_col) or {}
         tenant = kql_tostring(dims.get(dimension) if isinstance(dims, dict) else None)
+        if only is not None and tenant != only:
+            continue
         g = groups.setdefault((role, tenant), {"s": [0.0] * count, "r": [0.0] * count, "last": None})
         at, value = row[time_col], row.get(sum_col)
         for (kind, i), start in bounds.items():
@@ -72,3 +77,22 @@ def downshift_spend(ctx: QueryContext) -> Table:
         row.append(g["last"])
         rows.append(row)
     return Table(columns=columns, rows=rows)
+
+
+RAW = "downshift-bench-raw"
+
+
+@register(RAW)
+def raw_rows(ctx: QueryContext) -> Table:
+    """The bench's pull-raw-rows baseline: `project` time, tenant, amount of every cost row, no aggregation."""
+    table = ctx.table_in_query(*SHAPES)
+    name_col, sum_col, dims_col, role_col, time_col = SHAPES[table]
+    metric = re.search(rf"\| where {name_col} == {_STRING}", ctx.query)
+    rows = []
+    for row in ctx.rows(table):
+        if metric and row.get(name_col) != _unescape(metric.group(1)):
+            continue
+        dims = row.get(dims_col) or {}
+        rows.append([row[time_col], kql_tostring(dims.get("tenant") if isinstance(dims, dict) else None),
+                     row.get(sum_col)])
+    return Table(columns=[("t", "datetime"), ("tenant", "string"), ("amount", "real")], rows=rows)

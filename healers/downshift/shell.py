@@ -1,0 +1,651 @@
+"""The model-downshift healer's imperative shell: intake → per-(app, tenant) lease → read → decide → gate → write →
+read back → record.
+
+* Serialised per (app, tenant): the state record (table `downshift`, PartitionKey = app, RowKey = tenant) holds the
+  lease and the core's `DownshiftState`, so taking the lease and saving the state are guarded by the same ETag.
+* The current value is read just before `core.decide`; the returned state is saved only after its write really
+  happened; a write that is not carried out (kill switch, dry-run, policy deny/ask, ETag conflict, lock) saves
+  `core.unapplied(before, after)` so the event is remembered but the switch is not.
+* The timer tick reads every tenant's spend in one Kusto query, every tenant's state in one partition listing and
+  every current value in one App Configuration listing, runs the pure core over the snapshot, and enqueues a
+  per-tenant evaluation only where something would change (a trip, a restore step, drift → HELD, a release).
+* Audit: healer `downshift`, resource = the app, subject = the tenant ("*" = app-wide), details = the decision
+  with its inputs (spend, budget, %, forecast, trips, dwell, tier).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable
+
+from healers.downshift import spend as spend_mod
+from healers.downshift.actuators import Current, WriteConflict, WritePinned, actuator_for
+from healers.downshift.core import (BudgetSignal, CapacitySignal, Decision, DownshiftPolicy, DownshiftState, Inputs,
+                                    PolicyError, SpendObservation, decide, unapplied)
+from healers.downshift.ladder import LadderError
+from healers.downshift.periods import PeriodError, period_at
+from shared import approvals, audit
+from shared.alerts import Alert
+from shared.config import ConfigError, DownshiftApp, Settings
+from shared.controls import read_mode
+from shared.notify import notify
+from shared.policy import evaluate, load_policy
+from shared.state import Conflict, Record, Store, acquire_lease, safe_key
+from shared.work import Discard, RetryLater, enqueue
+
+log = logging.getLogger("healer.downshift")
+HEALER = "downshift"
+QUEUE = "healer-downshift"
+TABLE = "downshift"
+MAX_ATTEMPTS = 12
+APP_ROW = "~app"
+TARGET_PROPERTY = "healer.target"
+TENANT_PROPERTY = "healer.tenant"
+ACTIONS = {"downshift": "downshift.switch", "restore": "downshift.restore"}
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Refused(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------- configuration
+
+@dataclass(frozen=True)
+class ManagedApp:
+    config: DownshiftApp
+    base_policy: DownshiftPolicy
+
+    @property
+    def key(self) -> str:
+        return self.config.key_id
+
+    @property
+    def resource_id(self) -> str:
+        return self.config.resource_id
+
+    def policy(self, tenant: str) -> DownshiftPolicy:
+        t = self.config.tenants.get(tenant)
+        if t is None or (t.timezone is None and t.period is None):
+            return self.base_policy
+        return _tenant_policy(self.base_policy, t.timezone, t.period)
+
+    def budget(self, tenant: str) -> float | None:
+        t = self.config.tenants.get(tenant)
+        if t is not None and t.budget is not None:
+            return t.budget
+        return None if tenant == "*" else self.config.default_budget
+
+
+@lru_cache(maxsize=4096)
+def _tenant_policy(base: DownshiftPolicy, timezone: str | None, period: str | None) -> DownshiftPolicy:
+    return dataclasses.replace(base, timezone=timezone or base.timezone, period=period or base.period)
+
+
+def load_apps(settings: Settings) -> dict[str, ManagedApp]:
+    out = {}
+    for key, app in settings.downshift_apps.items():
+        try:
+            policy = DownshiftPolicy.from_config(app.policy)
+            for name, t in app.tenants.items():
+                if t.timezone or t.period:
+                    _tenant_policy(policy, t.timezone, t.period)
+        except (PolicyError, LadderError, PeriodError) as exc:
+            raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS: policy of {app.resource_id} is invalid: {exc}") \
+                from None
+        out[key] = ManagedApp(app, policy)
+    return out
+
+
+def find_app(apps: dict[str, ManagedApp], resource_id: str) -> ManagedApp:
+    app = apps.get(resource_id.rstrip("/").lower())
+    if app is None:
+        raise Refused(f"{resource_id[:300]} is not a downshift app (HEALER_DOWNSHIFT_APPS)")
+    return app
+
+
+def spend_source(settings: Settings) -> spend_mod.Source:
+    schema = (settings.get("HEALER_DOWNSHIFT_SCHEMA") or "workspace").lower()
+    if schema not in ("classic", "workspace"):
+        raise ConfigError("setting HEALER_DOWNSHIFT_SCHEMA must be 'classic' or 'workspace'")
+    return spend_mod.Source(schema, settings.get("HEALER_DOWNSHIFT_WORKSPACE_ID"),  # type: ignore[arg-type]
+                            settings.get("HEALER_DOWNSHIFT_RESOURCE_ID"),
+                            settings.require("HEALER_DOWNSHIFT_LOGS_ENDPOINT"))
+
+
+@lru_cache(maxsize=4)
+def _logs_client(endpoint: str, client_id: str | None) -> Any:
+    from shared.identity import credential
+    return spend_mod.make_client(endpoint, credential(client_id))
+
+
+def clear_caches() -> None:
+    from healers.downshift import actuators
+    _logs_client.cache_clear()
+    actuators.clear_caches()
+
+
+# ---------------------------------------------------------------------------------------------- messages
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return None if when is None else when.astimezone(dt.timezone.utc).isoformat()
+
+
+def _time(text: Any) -> dt.datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def spend_to_dict(obs: SpendObservation | None) -> dict[str, Any] | None:
+    if obs is None:
+        return None
+    return {"spend": obs.spend, "budget": obs.budget, "forecast": obs.forecast, "as_of": _iso(obs.as_of),
+            "period_key": obs.period_key}
+
+
+def spend_from_dict(data: Any) -> SpendObservation | None:
+    if not isinstance(data, dict):
+        return None
+    def num(v: Any) -> float | None:
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return SpendObservation(num(data.get("spend")), num(data.get("budget")), num(data.get("forecast")),
+                            _time(data.get("as_of")), str(data["period_key"])[:16] if data.get("period_key") else None)
+
+
+def alert_message(alert: Alert, dimensions: dict[str, str]) -> dict[str, Any]:
+    return {"v": 1, "kind": "alert", "alert": alert.model_dump(mode="json"), "dimensions": dimensions, "attempt": 0}
+
+
+def budget_message(alert: Any, received_at: dt.datetime) -> dict[str, Any]:
+    return {"v": 1, "kind": "budget", "attempt": 0, "receivedAt": _iso(received_at), "budget": {
+        "alert_id": alert.alert_id, "kind": alert.threshold_type, "spent_ratio": alert.spent_ratio,
+        "forecast_ratio": alert.forecast_ratio, "amount": alert.budget, "spent": alert.spent,
+        "forecast": alert.forecast, "at": _iso(alert.fired_at), "name": alert.budget_name, "scope": alert.scope,
+        "schema": alert.schema}}
+
+
+def tick_message(app: ManagedApp, tenant: str, obs: SpendObservation | None) -> dict[str, Any]:
+    return {"v": 1, "kind": "tick", "app": app.key, "tenant": tenant, "spend": spend_to_dict(obs), "attempt": 0}
+
+
+# ---------------------------------------------------------------------------------------------- context
+
+@dataclass
+class Context:
+    settings: Settings
+    owner: str
+    now: Clock = utcnow
+    apps: dict[str, ManagedApp] = field(default_factory=dict)
+    actuators: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings, owner: str, now: Clock = utcnow) -> "Context":
+        return cls(settings, owner, now, load_apps(settings))
+
+    def actuator(self, app: ManagedApp) -> Any:
+        if app.key not in self.actuators:
+            self.actuators[app.key] = actuator_for(self.settings, app.config)
+        return self.actuators[app.key]
+
+    @property
+    def store(self) -> Store:
+        return Store(self.settings, TABLE)
+
+
+def _audit(ctx: Context, app: ManagedApp | None, tenant: str, outcome: str, reason: str, **details: Any) -> None:
+    audit.record(ctx.settings, healer=HEALER, outcome=outcome, reason=reason,
+                 resource=app.resource_id if app else "", subject=tenant, details=details, now=ctx.now())
+
+
+# ---------------------------------------------------------------------------------------------- handler
+
+def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Clock = utcnow,
+           ctx: Context | None = None) -> str:
+    """Process one work message; returns the outcome (several joined by ',' for a budget alert on many apps)."""
+    ctx = ctx or Context.create(settings, owner, now)
+    kind = message.get("kind")
+    if kind == "alert":
+        return _handle_alert(ctx, message)
+    if kind == "budget":
+        return _handle_budget(ctx, message)
+    if kind in ("tick", "approved"):
+        app = ctx.apps.get(str(message.get("app", "")).lower())
+        if app is None:
+            _audit(ctx, None, str(message.get("tenant", "*"))[:64], "refused",
+                   f"{str(message.get('app'))[:300]} is no longer a downshift app; message dropped")
+            return "refused"
+        tenant = str(message.get("tenant") or "*")[:64]
+        obs = spend_from_dict(message.get("spend"))
+        if obs is None and kind == "approved" and app.policy(tenant).track_budget:
+            obs = fresh_spend(ctx, app, tenant)  # an approved restore must see this period's spend
+        return Evaluation(ctx, app, tenant).run(
+            spend=obs, approval_id=message.get("approvalId"),
+            approved_action=message.get("action"), approved_to=message.get("to"))
+    raise Discard(f"unknown message kind {str(kind)[:40]!r}")
+
+
+def resolve_alert(apps: dict[str, ManagedApp], alert: Alert, dimensions: dict[str, str]) -> tuple[ManagedApp, str]:
+    """The app (rule's healer.target custom property, else an app listing the rule) and tenant (healer.tenant, else
+    the alert's split dimension, else "*")."""
+    target = alert.custom_properties.get(TARGET_PROPERTY)
+    if target:
+        app = find_app(apps, target)
+    else:
+        matches = [a for a in apps.values() if alert.rule.lower() in (r.lower() for r in a.config.rules)]
+        if not matches:
+            raise Refused(f"rule {alert.rule!r} has no {TARGET_PROPERTY} custom property and no app lists it in "
+                          "'rules'")
+        app = matches[0]
+    tenant = alert.custom_properties.get(TENANT_PROPERTY) or dimensions.get(app.config.tenant_dimension) or "*"
+    import re
+    if not re.match(r"^(\*|[A-Za-z0-9][A-Za-z0-9._@-]{0,63})$", tenant):
+        raise Refused(f"tenant {tenant[:64]!r} is not a valid tenant name")
+    if app.config.actuator == "appSetting" and tenant != "*":
+        tenant = "*"  # the app-setting actuator is app-wide: a tenant's capacity alert moves the whole app
+    return app, tenant
+
+
+def _handle_alert(ctx: Context, message: dict[str, Any]) -> str:
+    alert = Alert.model_validate(message["alert"])
+    dims = {str(k)[:64]: str(v)[:64] for k, v in (message.get("dimensions") or {}).items()}
+    try:
+        app, tenant = resolve_alert(ctx.apps, alert, dims)
+    except Refused as exc:
+        _audit(ctx, None, dims.get("tenant", "*"), "refused", str(exc), alertId=alert.alert_id, rule=alert.rule)
+        return "refused"
+    at = (alert.resolved_at or alert.fired_at) if not alert.fired else alert.fired_at
+    signal = CapacitySignal(alert.alert_id, alert.monitor_condition, at)
+    return Evaluation(ctx, app, tenant).run(capacity=signal, event={"alertId": alert.alert_id, "rule": alert.rule,
+                                                                    "condition": alert.monitor_condition})
+
+
+def _handle_budget(ctx: Context, message: dict[str, Any]) -> str:
+    b = message["budget"]
+    name = str(b.get("name") or "")
+    apps = [a for a in ctx.apps.values() if name.lower() in (n.lower() for n in a.config.budget_names)]
+    if not apps:
+        _audit(ctx, None, "*", "refused", f"budget {name[:100]!r} is not listed in any downshift app's "
+               "budgetNames", budget=b)
+        return "refused"
+    received = _time(message.get("receivedAt"))
+    signal = BudgetSignal(str(b["alert_id"]), "Forecasted" if b.get("kind") == "Forecasted" else "Actual",
+                          b.get("spent_ratio"), b.get("forecast_ratio"), b.get("amount"), _time(b.get("at")) or received)
+    outcomes = [Evaluation(ctx, app, "*").run(budget=signal, event={"budget": name, "alertId": signal.alert_id,
+                                                                    "schema": b.get("schema")})
+                for app in apps]
+    return ",".join(outcomes)
+
+
+# ---------------------------------------------------------------------------------------------- one evaluation
+
+@dataclass
+class Evaluation:
+    """One serialised evaluation of one (app, tenant)."""
+    ctx: Context
+    app: ManagedApp
+    tenant: str
+
+    @property
+    def partition(self) -> str:
+        return safe_key(self.app.key)
+
+    def run(self, *, spend: SpendObservation | None = None, capacity: CapacitySignal | None = None,
+            budget: BudgetSignal | None = None, release: bool = False, approval_id: str | None = None,
+            approved_action: str | None = None, approved_to: str | None = None,
+            event: dict[str, Any] | None = None, by: str = "") -> str:
+        ctx, store = self.ctx, self.ctx.store
+        t = ctx.now()
+        lease = acquire_lease(store, self.partition, safe_key(self.tenant), ctx.owner, ctx.settings.lease_seconds, t)
+        if lease is None:
+            raise RetryLater(1 + random.random() * 3, f"another worker is evaluating {self.app.resource_id} "
+                                                      f"tenant {self.tenant}")
+        record = lease.record
+        try:
+            return self._decide_and_act(record, spend=spend, capacity=capacity, budget=budget, release=release,
+                                        approval_id=approval_id, approved_action=approved_action,
+                                        approved_to=approved_to, event=event or {}, by=by)
+        finally:
+            record.data["lease"] = None
+            try:
+                store.replace(record)
+            except Conflict:
+                log.warning("lease on %s/%s was taken over before release", self.app.key, self.tenant)
+
+    # -------------------------------------------------------------------------------------- core
+    def _decide_and_act(self, record: Record, *, spend, capacity, budget, release, approval_id, approved_action,
+                        approved_to, event: dict[str, Any], by: str) -> str:
+        ctx, app, tenant = self.ctx, self.app, self.tenant
+        policy = app.policy(tenant)
+        before = (DownshiftState.from_dict(record.data["state"]) if record.data.get("state")
+                  else DownshiftState(app=app.resource_id, tenant=tenant))
+        actuator = ctx.actuator(app)
+        current: Current = actuator.read(tenant)        # just before deciding
+        t = ctx.now()
+        if spend is not None and spend.budget is None:
+            spend = dataclasses.replace(spend, budget=app.budget(tenant))
+        probe = self._probe(policy, before)
+        inputs = Inputs(observed=current.observed, spend=spend, capacity=capacity, budget_alert=budget,
+                        probe_ok=probe, release=release, app_switches=self._app_switches(policy))
+        decision, after = decide(inputs, before, policy, t)
+        details: dict[str, Any] = {"decision": decision.to_dict(), "event": event,
+                                   "current": {"value": current.value, "writtenBy": current.written_by,
+                                               "pinned": current.pinned, "own": current.own}}
+        if by:
+            details["by"] = by
+        if decision.duplicate:
+            _audit(ctx, app, tenant, "duplicate", decision.reason, **details)
+            return "duplicate"
+        if not decision.writes:
+            self._save(record, after)
+            if self._notable(decision, before, after, event, release):
+                _audit(ctx, app, tenant, "recorded", decision.reason, **details)
+            return {"hold": "held", "none": "none"}[decision.action] if after.status != "HELD" else "held"
+        return self._gate_and_write(record, before, after, decision, current, details, approval_id,
+                                    approved_action, approved_to)
+
+    @staticmethod
+    def _notable(decision: Decision, before: DownshiftState, after: DownshiftState, event: dict[str, Any],
+                 release: bool) -> bool:
+        if event or release or before.status != after.status:
+            return True
+        if decision.action == "hold" and decision.to_model is not None:  # a blocked switch: say so once
+            return decision.reason.split(" — ")[0] != before.last_reason.split(" — ")[0]
+        return False
+
+    def _save(self, record: Record, state: DownshiftState, **extra: Any) -> None:
+        record.data["state"] = state.to_dict()
+        record.data.update(extra)
+        record.columns = {"status": state.status, "tenant": self.tenant}
+        self.ctx.store.replace(record)  # ETag-guarded: raises Conflict if the lease was lost meanwhile
+
+    def _probe(self, policy: DownshiftPolicy, before: DownshiftState) -> bool | None:
+        url = self.app.config.probe_url
+        if not url or not policy.require_probe or before.status not in ("DOWNSHIFTED", "RESTORING"):
+            return None
+        import httpx
+        target = policy.ladder.step_up(before.model, toward=before.baseline) if before.model in \
+            policy.ladder.models and before.baseline in policy.ladder.models else None
+        try:
+            resp = httpx.get(url.replace("{model}", target or ""), timeout=10.0, follow_redirects=False)
+        except httpx.HTTPError:
+            return False
+        return 200 <= resp.status_code < 300
+
+    def _app_switches(self, policy: DownshiftPolicy) -> tuple[dt.datetime, ...]:
+        if policy.max_app_switches_per_hour is None:
+            return ()
+        rec = self.ctx.store.get(self.partition, APP_ROW)
+        return tuple(t for t in (_time(x) for x in (rec.data.get("switches") if rec else []) or []) if t)
+
+    def _record_app_switch(self, policy: DownshiftPolicy, at: dt.datetime) -> None:
+        if policy.max_app_switches_per_hour is None:
+            return
+        store = self.ctx.store
+        for _ in range(5):
+            rec = store.get(self.partition, APP_ROW) or Record(self.partition, APP_ROW, {})
+            recent = [x for x in rec.data.get("switches") or [] if (_time(x) or at) > at - dt.timedelta(hours=1)]
+            rec.data["switches"] = (recent + [_iso(at)])[-1000:]
+            try:
+                store.replace(rec)
+                return
+            except Conflict:
+                continue
+
+    # -------------------------------------------------------------------------------------- gates and the write
+    def _gate_and_write(self, record: Record, before: DownshiftState, after: DownshiftState, decision: Decision,
+                        current: Current, details: dict[str, Any], approval_id: str | None,
+                        approved_action: str | None, approved_to: str | None) -> str:
+        ctx, app, tenant = self.ctx, self.app, self.tenant
+        action = ACTIONS[decision.action]
+        mode = read_mode(ctx.settings, app.key, app.config.dry_run)
+        doc, why = load_policy(ctx.settings.policy_document)
+        verdict = evaluate(doc, action, app.resource_id, why)
+        details.update(policy=verdict.model_dump(), mode=mode.model_dump(), action=action)
+        held_back = lambda: self._save(record, unapplied(before, after))  # noqa: E731
+
+        if approval_id:
+            rec = approvals.get(ctx.settings, HEALER, approval_id)
+            status = rec.data.get("status") if rec else None
+            if status != "approved" or approved_action != action or approved_to != decision.to_model:
+                held_back()
+                reason = (f"approval {approval_id} does not cover this decision any more (approval {status}, for "
+                          f"{approved_action} to {approved_to}; now {action} to {decision.to_model}): "
+                          f"{decision.reason}")
+                _audit(ctx, app, tenant, "skipped", reason, approvalId=approval_id, **details)
+                if status == "approved":
+                    approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "skipped")
+                return "skipped"
+        if mode.killed:
+            held_back()
+            _audit(ctx, app, tenant, "skipped", f"{mode.reason}: would {decision.reason}", **details)
+            return "skipped"
+        if verdict.effect == "deny":
+            held_back()
+            _audit(ctx, app, tenant, "refused", f"policy denies {action}: {verdict.reason}; would {decision.reason}",
+                   **details)
+            return "refused"
+        if mode.dry_run:
+            held_back()
+            _audit(ctx, app, tenant, "dry-run", f"{mode.reason}: would {decision.reason}", **details)
+            return "dry-run"
+        if verdict.effect == "ask" and not approval_id:
+            held_back()
+            details.update(self._ask(before, decision, action))
+            _audit(ctx, app, tenant, "pending", f"asked a human: {decision.reason}", **details)
+            return "pending"
+        return self._write(record, before, after, decision, current, details, approval_id)
+
+    def _ask(self, before: DownshiftState, decision: Decision, action: str) -> dict[str, Any]:
+        ctx, app, tenant = self.ctx, self.app, self.tenant
+        subject = (f"{app.key}|{tenant}|{decision.from_model}->{decision.to_model}|"
+                   f"{_iso(before.since) or 'start'}|{before.trips}")
+        pending, created = approvals.park(
+            ctx.settings, healer=HEALER, subject=subject, action=action, resource=app.resource_id,
+            reason=decision.reason, queue_name=QUEUE, now=ctx.now(),
+            message={"v": 1, "kind": "approved", "app": app.key, "tenant": tenant, "action": action,
+                     "to": decision.to_model, "attempt": 0})
+        out: dict[str, Any] = {"approvalId": pending["id"]}
+        if created:
+            out["notification"] = notify(
+                ctx.settings, kind="approval-requested",
+                title=f"Healer asks: {decision.action} {tenant} of {app.resource_id.rsplit('/', 1)[-1]} to "
+                      f"{decision.to_model}?", text=decision.reason,
+                facts={"approvalId": pending["id"], "resource": app.resource_id, "tenant": tenant,
+                       "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
+        return out
+
+    def _write(self, record: Record, before: DownshiftState, after: DownshiftState, decision: Decision,
+               current: Current, details: dict[str, Any], approval_id: str | None) -> str:
+        ctx, app, tenant = self.ctx, self.app, self.tenant
+        actuator = ctx.actuator(app)
+        assert decision.to_model is not None
+        created = bool(record.data.get("created"))
+        remove = False
+        if decision.action == "restore" and created and decision.to_model == after.baseline and tenant != "*":
+            base = actuator.read("*")
+            remove = base.value == decision.to_model  # deleting Healer's own key-value restores inheritance
+        try:
+            result = actuator.write(tenant, decision.to_model, current, decision.reason, ctx.now(), remove=remove)
+        except (WriteConflict, WritePinned) as exc:
+            self._save(record, unapplied(before, after))
+            # Re-evaluate soon with a fresh read (the core then sees the pin or the human's value and holds).
+            enqueue(ctx.settings, QUEUE, tick_message(app, tenant, None), delay_seconds=1)
+            _audit(ctx, app, tenant, "skipped", f"write not carried out ({exc}): would {decision.reason}",
+                   **details)
+            if approval_id:
+                approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "skipped")
+            return "skipped"
+        except Exception as exc:
+            self._save(record, unapplied(before, after))
+            _audit(ctx, app, tenant, "failed", f"write failed ({type(exc).__name__}): would {decision.reason}",
+                   **details)
+            raise
+        if decision.action == "downshift" and not current.own:
+            created = True
+        if remove:
+            created = False
+        self._save(record, after, created=created)
+        self._record_app_switch(app.policy(tenant), ctx.now())
+        details["write"] = result.details
+        details["readBack"] = {"value": result.value, "confirmed": result.confirmed}
+        if approval_id:
+            details["approvalId"] = approval_id
+            approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "acted")
+        note = "" if result.confirmed else f"; read back {result.value!r}: drift will be checked on the next tick"
+        restart = "; the app restarts to apply it" if result.details.get("restart") not in (False, None) else ""
+        _audit(ctx, app, tenant, "acted", f"{decision.reason}{restart}{note}", **details)
+        return "acted"
+
+
+# ---------------------------------------------------------------------------------------------- operator release
+
+def release(settings: Settings, resource_id: str, tenant: str, *, by: str, reason: str, owner: str,
+            now: Clock = utcnow) -> str:
+    """An operator releases a HELD (app, tenant): Healer adopts the current value as the new baseline."""
+    ctx = Context.create(settings, owner, now)
+    app = find_app(ctx.apps, resource_id)
+    if app.config.actuator == "appSetting" and tenant != "*":
+        raise Refused(f"{app.resource_id} uses the app-wide app-setting actuator: release tenant '*'")
+    return Evaluation(ctx, app, tenant).run(release=True, event={"release": reason[:300]}, by=by)
+
+
+# ---------------------------------------------------------------------------------------------- the timer tick
+
+@dataclass
+class TickReport:
+    apps: int = 0
+    tenants: int = 0
+    enqueued: int = 0
+    round_trips: int = 0
+    spend_error: str = ""
+    planned: list[tuple[str, str, str]] = field(default_factory=list)  # (app, tenant, why)
+
+
+def _states(ctx: Context, app: ManagedApp) -> dict[str, DownshiftState]:
+    """Every tenant's state of one app: one partition listing (1,000 entities per page)."""
+    import json
+
+    from shared.storage import table
+    out = {}
+    entities = table(ctx.settings, TABLE).query_entities(
+        "PartitionKey eq @pk", parameters={"pk": safe_key(app.key)}, select=["RowKey", "data"],
+        results_per_page=1000)
+    for entity in entities:
+        if entity["RowKey"] == APP_ROW:
+            continue
+        try:
+            state = DownshiftState.from_dict(json.loads(entity.get("data") or "{}").get("state"))
+        except (ValueError, TypeError):
+            continue
+        out[state.tenant] = state
+    return out
+
+
+def collect_spend(ctx: Context, apps: list[ManagedApp], now: dt.datetime,
+                  client: Any = None) -> tuple[dict[str, spend_mod.SpendResult | None], int, str]:
+    """Spend results per app key (None: unknown), the number of query round trips, and any error."""
+    source = spend_source(ctx.settings)
+    groups: dict[tuple[str, str], list[ManagedApp]] = {}
+    for app in apps:
+        groups.setdefault((app.config.cost_metric, app.config.tenant_dimension), []).append(app)
+    out: dict[str, spend_mod.SpendResult | None] = {}
+    trips, errors = 0, []
+    for (metric, dimension), members in groups.items():
+        starts = {period_at(now, app.base_policy.timezone, app.base_policy.period).start_utc for app in members}
+        for app in members:
+            for t in app.config.tenants.values():
+                if t.timezone or t.period:
+                    p = _tenant_policy(app.base_policy, t.timezone, t.period)
+                    starts.add(period_at(now, p.timezone, p.period).start_utc)
+        roles = None if any(a.config.role is None for a in members) else [a.config.role for a in members]
+        try:
+            client = client or _logs_client(source.endpoint, ctx.settings.get("AZURE_CLIENT_ID"))
+            result = spend_mod.query_spend(client, source, metric, dimension, sorted(starts), now, roles)
+            trips += result.round_trips
+        except spend_mod.SpendError as exc:
+            trips += 1
+            errors.append(exc.reason)
+            result = None
+        for app in members:
+            out[app.key] = result
+    return out, trips, "; ".join(errors)
+
+
+def fresh_spend(ctx: Context, app: ManagedApp, tenant: str) -> SpendObservation | None:
+    t = ctx.now()
+    results, _, _ = collect_spend(ctx, [app], t)
+    policy = app.policy(tenant)
+    return spend_mod.observation(results.get(app.key), app.config.role, tenant,
+                                 period_at(t, policy.timezone, policy.period), app.budget(tenant))
+
+
+def plan_app(app: ManagedApp, states: dict[str, DownshiftState], currents: dict[str, Current],
+             result: spend_mod.SpendResult | None, now: dt.datetime, actuator: Any
+             ) -> list[tuple[str, SpendObservation | None, str]]:
+    """Pure: which tenants need a serialised evaluation now, with their spend and why."""
+    tenants = set(app.config.tenants) | set(states) | {"*"}
+    if result is not None and not result.unknown and (app.config.default_budget is not None):
+        tenants |= {t for (r, t) in result.cells if t and (app.config.role is None or r == app.config.role)}
+    if app.config.actuator == "appSetting":
+        tenants = {"*"}
+    plan = []
+    for tenant in sorted(tenants):
+        policy = app.policy(tenant)
+        period = period_at(now, policy.timezone, policy.period)
+        obs = spend_mod.observation(result, app.config.role, tenant, period, app.budget(tenant))
+        before = states.get(tenant) or DownshiftState(app=app.resource_id, tenant=tenant)
+        current = actuator.inherited(tenant, currents)
+        decision, after = decide(Inputs(observed=current.observed, spend=obs), before, policy, now)
+        why = ""
+        if decision.writes:
+            why = decision.action
+        elif before.status != after.status:
+            why = f"{before.status} → {after.status}"
+        elif (decision.action == "hold" and decision.to_model is not None
+              and decision.reason.split(" — ")[0] != before.last_reason.split(" — ")[0]):
+            why = "blocked switch"
+        elif tenant in states and (before.budget_active != after.budget_active
+                                   or before.budget_period != after.budget_period or before.reason != after.reason
+                                   or (before.status == "NORMAL" and before.model != after.model)):
+            why = "state change"
+        if why:
+            plan.append((tenant, obs, why))
+    return plan
+
+
+def tick(settings: Settings, *, owner: str, now: Clock = utcnow, client: Any = None) -> TickReport:
+    """The timer: spend for every app and tenant, drift on every managed value; enqueue what must be evaluated."""
+    ctx = Context.create(settings, owner, now)
+    report = TickReport(apps=len(ctx.apps))
+    if not ctx.apps:
+        return report
+    t = ctx.now()
+    apps = list(ctx.apps.values())
+    spend, report.round_trips, report.spend_error = collect_spend(ctx, apps, t, client)
+    if report.spend_error:
+        _audit(ctx, None, "*", "failed", f"spend unknown this tick: {report.spend_error}")
+    for app in apps:
+        actuator = ctx.actuator(app)
+        try:
+            currents = actuator.read_all()
+        except Exception as exc:  # one app's store being down must not stop the others
+            _audit(ctx, app, "*", "failed", f"could not read the current values ({type(exc).__name__})")
+            continue
+        states = _states(ctx, app)
+        plan = plan_app(app, states, currents, spend.get(app.key), t, actuator)
+        report.tenants += len(set(app.config.tenants) | set(states))
+        for tenant, obs, why in plan:
+            enqueue(settings, QUEUE, tick_message(app, tenant, obs))
+            report.enqueued += 1
+            report.planned.append((app.key, tenant, why))
+    return report
