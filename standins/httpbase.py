@@ -96,7 +96,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.send_json(404, {"error": {"code": "NotFound", "message": f"No route for {self.command} {self.path_only}"}})
 
     # ------------------------------------------------------------------ dispatch
-    max_body = 1024 * 1024
+    max_body = 64 * 1024 * 1024  # control APIs seed whole days of telemetry in one request
 
     def _dispatch(self) -> None:
         # One handler serves every request of a keep-alive connection: start each request without a cached body,
