@@ -58,21 +58,28 @@ def _text(value: Any, field: str, *, required: bool = False, limit: int = MAX_TE
     return value[:limit]
 
 
+def parse_azure_time(value: Any) -> dt.datetime:
+    """An Azure ISO 8601 timestamp ('Z', up to 7 fractional digits) as an aware datetime (UTC if no offset).
+
+    Raises ValueError for anything else."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValueError("not an ISO 8601 timestamp")
+    text = value.strip().replace("Z", "+00:00")
+    # Azure sends 7 fractional digits; Python 3.11 parses at most 6.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    parsed = dt.datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
 def _time(value: Any, field: str, *, required: bool = True) -> dt.datetime | None:
     if value in (None, ""):
         if required:
             raise PayloadError(f"missing {field}")
         return None
-    if not isinstance(value, str) or len(value) > 40:
-        raise PayloadError(f"{field} must be an ISO 8601 timestamp")
-    text = value.strip().replace("Z", "+00:00")
-    # Azure Monitor sends 7 fractional digits; Python parses at most 6.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise PayloadError(f"{field} must be an ISO 8601 timestamp") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        return parse_azure_time(value)
+    except ValueError:
+        raise PayloadError(f"{field} must be an ISO 8601 timestamp") from None
 
 
 def _properties(value: Any, field: str) -> dict[str, str]:

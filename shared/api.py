@@ -33,6 +33,16 @@ def guarded(purpose: str, handler: Handler, req: func.HttpRequest) -> func.HttpR
         return problem(500, f"Healer is misconfigured: {exc}")
 
 
+def queue_or_503(settings: Settings, queue_name: str, message: dict[str, Any], what: str) -> func.HttpResponse | None:
+    """Enqueue a webhook's work; if storage is down answer 503 so the sender retries rather than lose it."""
+    try:
+        enqueue(settings, queue_name, message)
+    except Exception as exc:
+        log.error("could not enqueue %s: %s", what, type(exc).__name__)
+        return problem(503, f"could not queue the {what.split(' ')[0]}; retry")
+    return None
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 

@@ -12,11 +12,11 @@ import azure.functions as func
 from healers.downshift import shell
 from healers.downshift.budget import BudgetPayloadError, is_budget_alert, parse_budget_alert
 from shared.alerts import PayloadError, parse_alert
-from shared.api import caller_name
+from shared.api import caller_name, queue_or_503
 from shared.auth import Principal
 from shared.config import Settings
 from shared.http import BadRequest, problem, read_json, respond
-from shared.work import RetryLater, enqueue, record_dead_letter, run_queue_message
+from shared.work import RetryLater, record_dead_letter, run_queue_message
 
 log = logging.getLogger("healer.downshift")
 MAX_DIMENSIONS = 20
@@ -44,15 +44,6 @@ def alert_dimensions(payload: Any) -> dict[str, str]:
     return out
 
 
-def _queue(settings: Settings, message: dict[str, Any], what: str) -> func.HttpResponse | None:
-    try:
-        enqueue(settings, shell.QUEUE, message)
-    except Exception as exc:  # storage down: make the action group retry rather than lose the alert
-        log.error("could not enqueue %s: %s", what, type(exc).__name__)
-        return problem(503, "could not queue the alert; retry")
-    return None
-
-
 def accept_alert(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
     """429-ratio / latency-SLO alerts (common or legacy metric schema), per app or split by tenant → 202."""
     body = read_json(req, settings.max_body_bytes)
@@ -61,7 +52,7 @@ def accept_alert(req: func.HttpRequest, settings: Settings, principal: Principal
     except PayloadError as exc:
         raise BadRequest(400, f"not an Azure Monitor alert Healer accepts: {exc}") from None
     dims = alert_dimensions(body)
-    failed = _queue(settings, shell.alert_message(alert, dims), f"alert {alert.alert_id}")
+    failed = queue_or_503(settings, shell.QUEUE, shell.alert_message(alert, dims), f"alert {alert.alert_id}")
     return failed or respond(202, {"accepted": True, "alertId": alert.alert_id, "condition": alert.monitor_condition,
                                    "dimensions": dims, "queue": shell.QUEUE})
 
@@ -76,7 +67,7 @@ def accept_budget(req: func.HttpRequest, settings: Settings, principal: Principa
         alert = parse_budget_alert(body)
     except BudgetPayloadError as exc:
         raise BadRequest(400, f"unreadable budget alert: {exc}") from None
-    failed = _queue(settings, shell.budget_message(alert, _now()), f"budget alert {alert.alert_id}")
+    failed = queue_or_503(settings, shell.QUEUE, shell.budget_message(alert, _now()), f"alert {alert.alert_id} (budget)")
     return failed or respond(202, {"accepted": True, "alertId": alert.alert_id, "budget": alert.budget_name,
                                    "schema": alert.schema, "thresholdType": alert.threshold_type,
                                    "queue": shell.QUEUE})

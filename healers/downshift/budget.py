@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from shared.alerts import parse_azure_time
+
 LEGACY_SCHEMA = "AIP Budget Notification"
 COMMON_SCHEMA = "azureMonitorCommonAlertSchema"
 COST_SERVICE = "CostAlerts"
@@ -115,16 +117,10 @@ def _text(value: Any, field: str, *, required: bool = False) -> str:
 def _datetime(value: Any, field: str) -> dt.datetime | None:
     if value in (None, ""):
         return None
-    if not isinstance(value, str) or len(value) > 64:
-        raise BudgetPayloadError(f"{field} must be an ISO 8601 time")
-    text = value.strip().replace("Z", "+00:00")
-    # Python 3.11 reads up to 6 fractional digits; the service sends 7.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise BudgetPayloadError(f"{field} is not an ISO 8601 time") from exc
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+        return parse_azure_time(value)
+    except ValueError:
+        raise BudgetPayloadError(f"{field} is not an ISO 8601 time") from None
 
 
 def _digest(*parts: str) -> str:

@@ -9,11 +9,11 @@ import azure.functions as func
 
 from healers.rollback import shell
 from shared.alerts import PayloadError, parse_alert
-from shared.api import caller_name
+from shared.api import caller_name, queue_or_503
 from shared.auth import Principal
 from shared.config import Settings
 from shared.http import BadRequest, problem, read_json, respond
-from shared.work import RetryLater, enqueue, record_dead_letter, run_queue_message
+from shared.work import RetryLater, record_dead_letter, run_queue_message
 
 log = logging.getLogger("healer.rollback")
 
@@ -25,12 +25,8 @@ def accept_alert(req: func.HttpRequest, settings: Settings, principal: Principal
         alert = parse_alert(body)
     except PayloadError as exc:
         raise BadRequest(400, f"not an Azure Monitor alert Healer accepts: {exc}") from None
-    try:
-        enqueue(settings, shell.QUEUE, shell.work_message(alert))
-    except Exception as exc:  # storage down: make the action group retry rather than lose the alert
-        log.error("could not enqueue alert %s: %s", alert.alert_id, type(exc).__name__)
-        return problem(503, "could not queue the alert; retry")
-    return respond(202, {"accepted": True, "alertId": alert.alert_id, "condition": alert.monitor_condition,
+    failed = queue_or_503(settings, shell.QUEUE, shell.work_message(alert), f"alert {alert.alert_id}")
+    return failed or respond(202, {"accepted": True, "alertId": alert.alert_id, "condition": alert.monitor_condition,
                          "queue": shell.QUEUE})
 
 
