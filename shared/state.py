@@ -163,6 +163,12 @@ def save_under_lease(store: Store, lease: Lease) -> None:
     store.replace(lease.record)
 
 
+def renew_lease(store: Store, lease: Lease, seconds: int, now: dt.datetime) -> None:
+    """Heartbeat: push the lease's expiry out while long work (an ARM long-running operation) goes on."""
+    lease.record.data["lease"] = {"owner": lease.owner, "until": (now + dt.timedelta(seconds=seconds)).isoformat()}
+    store.replace(lease.record)
+
+
 def release_lease(store: Store, lease: Lease) -> None:
     lease.record.data["lease"] = None
     try:

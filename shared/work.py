@@ -7,6 +7,7 @@ goes to `<queue>-poison`, where the dead-letter handler audits it and tells a hu
 from __future__ import annotations
 
 import json
+import random
 from typing import Any, Callable
 
 from shared.config import Settings
@@ -20,6 +21,12 @@ class RetryLater(Exception):
         super().__init__(reason)
         self.delay_seconds = delay_seconds
         self.reason = reason
+
+
+def busy_delay(attempt: int, *, base: float = 2.0, factor: float = 1.6, cap: float = 120.0) -> float:
+    """Delay before retrying work that found its resource busy: short at first (a live holder finishes soon), growing
+    so that a dead holder's lease expires long before the attempts run out. Jittered."""
+    return min(cap, base * factor ** max(attempt, 0)) * (0.75 + random.random() / 2)
 
 
 class Discard(Exception):

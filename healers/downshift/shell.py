@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import random
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
@@ -35,7 +34,7 @@ from shared.controls import read_mode
 from shared.notify import notify
 from shared.policy import evaluate, load_policy
 from shared.state import Conflict, Record, Store, acquire_lease, safe_key
-from shared.work import Discard, RetryLater, enqueue
+from shared.work import Discard, RetryLater, busy_delay, enqueue
 
 log = logging.getLogger("healer.downshift")
 HEALER = "downshift"
@@ -187,6 +186,7 @@ class Context:
     now: Clock = utcnow
     apps: dict[str, ManagedApp] = field(default_factory=dict)
     actuators: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0  # of the work message being handled: how long to back off when a tenant is busy
 
     @classmethod
     def create(cls, settings: Settings, owner: str, now: Clock = utcnow) -> "Context":
@@ -213,6 +213,7 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Cloc
            ctx: Context | None = None) -> str:
     """Process one work message; returns the outcome (several joined by ',' for a budget alert on many apps)."""
     ctx = ctx or Context.create(settings, owner, now)
+    ctx.attempt = int(message.get("attempt", 0) or 0)
     kind = message.get("kind")
     if kind == "alert":
         return _handle_alert(ctx, message)
@@ -307,7 +308,7 @@ class Evaluation:
         t = ctx.now()
         lease = acquire_lease(store, self.partition, safe_key(self.tenant), ctx.owner, ctx.settings.lease_seconds, t)
         if lease is None:
-            raise RetryLater(1 + random.random() * 3, f"another worker is evaluating {self.app.resource_id} "
+            raise RetryLater(busy_delay(ctx.attempt, base=1.0), f"another worker is evaluating {self.app.resource_id} "
                                                       f"tenant {self.tenant}")
         record = lease.record
         try:

@@ -6,7 +6,7 @@ operations and error mapping are the SDK's, not ours.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from healers.rollback.core import Observed, SlotView, SwapStatus
 from shared.config import Settings
@@ -118,9 +118,15 @@ def resume_swap(settings: Settings, site: SiteId, slot: str, token: str) -> Any:
         continuation_token=token)
 
 
-def wait(poller: Any) -> None:
+def wait(poller: Any, heartbeat: Callable[[], None] = lambda: None, every: float = 30.0) -> None:
+    """Wait for the long-running operation, calling `heartbeat` every `every` seconds while it runs."""
     from azure.core.exceptions import HttpResponseError
     try:
+        while True:
+            poller.wait(timeout=every)
+            if poller.done():
+                break
+            heartbeat()
         poller.result()
     except HttpResponseError as exc:
         raise _classify(exc) from exc

@@ -21,8 +21,9 @@ from shared.controls import read_mode
 from shared.notify import notify
 from shared.policy import evaluate, load_policy
 from shared.resource_ids import SiteId, parse_site_id
-from shared.state import Conflict, Lease, Record, Store, acquire_lease, release_lease, safe_key, save_under_lease
-from shared.work import RetryLater
+from shared.state import (Conflict, Lease, Record, Store, acquire_lease, release_lease, renew_lease, safe_key,
+                          save_under_lease)
+from shared.work import RetryLater, busy_delay
 
 log = logging.getLogger("healer.rollback")
 HEALER = "rollback"
@@ -157,7 +158,8 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
     ops = Store(settings, "ops")
     lease = acquire_lease(ops, HEALER, safe_key(target.key), owner, settings.lease_seconds, t)
     if lease is None:
-        raise RetryLater(2 + random.random() * 4, f"another worker holds the operation lease on {target.resource_id}")
+        raise RetryLater(busy_delay(int(message.get("attempt", 0))),
+                         f"another worker holds the operation lease on {target.resource_id}")
     try:
         # Double-check under the lease: a concurrent delivery of this alert may have decided meanwhile.
         seen = None if approval_id else _decided(settings, alert)
@@ -193,6 +195,9 @@ class Run:
     def save_op(self, op: dict[str, Any] | None) -> None:
         self.lease.record.data["op"] = op
         save_under_lease(self.ops, self.lease)
+
+    def renew(self) -> None:
+        renew_lease(self.ops, self.lease, self.settings.lease_seconds, self.now())
 
     def save_app(self, app: AppState, op: dict[str, Any] | None = None) -> None:
         self.lease.record.data.update(app.model_dump(mode="json"), op=op)
@@ -291,7 +296,7 @@ class Run:
         op.update(phase="swapping", token=token)
         self.save_op(op)
         self.step("swap-started")
-        arm.wait(poller)
+        arm.wait(poller, heartbeat=self.renew)
         return self.swap_finished(op, observed)
 
     def swap_finished(self, op: dict[str, Any], observed: dict[str, Any] | None = None) -> str:
@@ -335,7 +340,7 @@ class Run:
         phase = op.get("phase")
         log.info("resuming %s operation on %s for incident %s", phase, self.site.name, op.get("incident"))
         if phase == "swapping" and op.get("token"):
-            arm.wait(arm.resume_swap(self.settings, self.site, self.slot, op["token"]))
+            arm.wait(arm.resume_swap(self.settings, self.site, self.slot, op["token"]), heartbeat=self.renew)
             return self.swap_finished(op)
         if phase == "verifying":
             return self.verify(op)

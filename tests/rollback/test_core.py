@@ -284,3 +284,36 @@ def test_rollback_never_reinstates_a_build_it_rolled_back_from(ops):
         else:
             world.deliver(incident, "Resolved", world.now)
     assert all(count <= 1 for count in world.swaps_by_incident.values())
+
+
+def test_busy_retries_outlast_a_dead_workers_lease():
+    """A worker that died mid-swap holds the app's lease until it expires; the redelivered message must still be
+    trying when it does, however the jitter falls."""
+    from healers.rollback.shell import MAX_ATTEMPTS
+    from shared.config import Settings
+    from shared.work import busy_delay
+    lowest = sum(min(120.0, 2.0 * 1.6 ** a) * 0.75 for a in range(MAX_ATTEMPTS))
+    assert lowest > Settings({}).lease_seconds
+    assert all(busy_delay(a) <= 120 * 1.25 for a in range(50))
+    assert busy_delay(0) < 3, "a live holder finishes soon: the first retry comes quickly"
+
+
+def test_waiting_on_a_long_swap_renews_the_lease():
+    from healers.rollback import arm
+
+    class SlowOperation:  # the LROPoller protocol arm.wait relies on: wait(timeout), done(), result()
+        def __init__(self, rounds: int):
+            self.rounds = rounds
+
+        def wait(self, timeout=None):
+            self.rounds -= 1
+
+        def done(self):
+            return self.rounds <= 0
+
+        def result(self):
+            return None
+
+    beats = []
+    arm.wait(SlowOperation(4), heartbeat=lambda: beats.append(1), every=0)
+    assert len(beats) == 3
