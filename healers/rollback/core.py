@@ -64,6 +64,7 @@ class Decision(BaseModel):
     good: str | None = None
     bad: str | None = None
     clear_latch: bool = False  # the latch was released by a new deployment seen in `observed`
+    tell_human: bool = False   # skipped for a reason only a human can clear (e.g. a half-done swap with preview)
 
 
 def _fmt(t: dt.datetime | None) -> str:
@@ -108,8 +109,9 @@ def decide(*, fired_at: dt.datetime, slot_name: str, obs: Observed, app: AppStat
         return Decision(action="skip", reason=reason, clear_latch=clear_latch)
 
     if prod.target_swap_slot or slot.target_swap_slot:
-        return skip(f"a swap with preview is pending (targetSwapSlot={prod.target_swap_slot or slot.target_swap_slot});"
-                    " complete or cancel it first")
+        return Decision(action="skip", clear_latch=clear_latch, tell_human=True, reason=(
+            f"a swap with preview is pending (targetSwapSlot={prod.target_swap_slot or slot.target_swap_slot}): "
+            f"production may be serving a half-swapped configuration; complete or cancel it, Healer will not swap"))
     if not slot.exists:
         return skip(f"slot {slot_name} does not exist: nothing to roll back to")
     if slot.state.lower() != "running":

@@ -238,6 +238,10 @@ class Run:
                                        "mode": mode.model_dump()}
             if d.action == "ask":
                 details.update(self.ask(d.reason, t))
+            if d.tell_human:
+                details["notification"] = notify(
+                    self.settings, kind="attention", title=f"Healer cannot roll back {self.site.name}",
+                    text=d.reason, facts={"resource": self.target.resource_id, "alert": self.alert.alert_id})
             self.audit(outcome, d.reason, **details)
         if approval_id:
             approvals.mark_executed(self.settings, HEALER, approval_id, self.now(), outcome)

@@ -6,6 +6,7 @@ import json
 import sys
 import uuid
 
+import httpx
 import pytest
 from azure.functions.queue import QueueMessage
 
@@ -15,7 +16,7 @@ from shared.alerts import parse_alert
 from shared.config import Settings
 from shared.state import Store, safe_key
 from shared.work import RetryLater
-from standins.harness import free_port, start_process
+from standins.harness import free_port, start_process, start_python_server
 from standins.stack import build_of, seed_bad_release
 from tests.conftest import SHOP, alert_payload
 
@@ -172,10 +173,20 @@ def test_transient_allocation_changed_is_retried_with_backoff(incident, arm):
     assert handle(msg) == "acted" and healer_swaps(arm) == 1
 
 
-def test_swap_with_preview_pending_is_detected_and_reported(incident, arm):
+def test_swap_with_preview_pending_is_detected_and_reported(incident, arm, monkeypatch, workdir):
     arm.patch_slot(RG, APP, "production", target_swap_slot="staging")
-    assert handle(message(fired_alert())) == "skipped"
-    assert "swap with preview" in records("skipped")[0]["reason"] and healer_swaps(arm) == 0
+    port = free_port()
+    sink = start_python_server("notify", "standins.webhook_sink", ["--port", str(port)], port, workdir)
+    try:
+        monkeypatch.setenv("HEALER_NOTIFY_WEBHOOK_URL", f"http://127.0.0.1:{port}/hook")
+        assert handle(message(fired_alert())) == "skipped"
+        [sent] = httpx.get(f"http://127.0.0.1:{port}/_standin/received").json()["received"]
+    finally:
+        sink.stop()
+    [skipped] = records("skipped")
+    assert "swap with preview" in skipped["reason"] and healer_swaps(arm) == 0
+    assert skipped["details"]["notification"] == "sent"
+    assert sent["body"]["kind"] == "attention" and "swap with preview" in sent["body"]["text"]
 
 
 def test_missing_or_stopped_staging_is_never_swapped(incident, arm):
