@@ -66,13 +66,13 @@ def rollback_rearm(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("audit_list")
 @app.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def audit_list(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("approver", shared_api.list_audit, req)
+    return shared_api.guarded("reader", shared_api.list_audit, req)
 
 
 @app.function_name("approvals_list")
 @app.route(route="approvals/{healer}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def approvals_list(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("approver", shared_api.list_approvals, req)
+    return shared_api.guarded("reader", shared_api.list_approvals, req)
 
 
 @app.function_name("approvals_decide")
@@ -84,7 +84,7 @@ def approvals_decide(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("controls_get")
 @app.route(route="controls", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def controls_get(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("approver", shared_api.get_controls, req)
+    return shared_api.guarded("reader", shared_api.get_controls, req)
 
 
 @app.function_name("controls_set")
@@ -155,7 +155,7 @@ def replication_dead_letter(msg: func.QueueMessage) -> None:
 @app.function_name("replication_status")
 @app.route(route="replication/status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def replication_status(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("approver", replication_api.get_status, req)
+    return shared_api.guarded("reader", replication_api.get_status, req)
 
 
 # ---------------------------------------------------------------------------------------------- errors (issue 5)

@@ -101,6 +101,9 @@ param entraMonitorAppId string = '461e8683-5575-4561-ac7f-899cc907d62a'
 @description('HEALER_ENTRA_APPROVER_ROLE: app role a human needs to approve actions or change controls.')
 param entraApproverRole string = 'Healer.Approver'
 
+@description('HEALER_ENTRA_READER_ROLE: app role that may read the audit, approvals, controls and replication status.')
+param entraReaderRole string = 'Healer.Reader'
+
 @description('HEALER_ARM_ENDPOINT / HEALER_ARM_AUDIENCE. Empty: this cloud\'s Resource Manager.')
 param armEndpoint string = ''
 
@@ -351,6 +354,7 @@ var healerSettings = {
   HEALER_ENTRA_WEBHOOK_ROLE: entraWebhookRole
   HEALER_ENTRA_MONITOR_APP_ID: entraMonitorAppId
   HEALER_ENTRA_APPROVER_ROLE: entraApproverRole
+  HEALER_ENTRA_READER_ROLE: entraReaderRole
   HEALER_MAX_BODY_BYTES: string(maxBodyBytes)
   HEALER_KILL_SWITCH: killSwitch ? 'true' : 'false'
   HEALER_DRY_RUN: dryRun ? 'true' : 'false'

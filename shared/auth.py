@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from shared.config import Settings
 
-Purpose = Literal["webhook", "approver"]
+Purpose = Literal["webhook", "approver", "reader"]
 _jwks_clients: dict[str, Any] = {}
 _jwks_lock = threading.Lock()
 
@@ -87,9 +87,12 @@ def _entra(settings: Settings, headers: dict[str, str], purpose: Purpose) -> Pri
         caller = claims.get("appid") or claims.get("azp")
         if caller != settings.require("HEALER_ENTRA_MONITOR_APP_ID"):
             raise AuthError(403, "caller is not Azure Monitor's action group service")
+        accepted = {needed}
+    elif purpose == "reader":
+        accepted = {settings.require("HEALER_ENTRA_READER_ROLE"), settings.require("HEALER_ENTRA_APPROVER_ROLE")}
     else:
-        needed = settings.require("HEALER_ENTRA_APPROVER_ROLE")
-    if needed not in roles:
-        raise AuthError(403, f"token lacks the role {needed}")
+        accepted = {settings.require("HEALER_ENTRA_APPROVER_ROLE")}
+    if not accepted & set(roles):
+        raise AuthError(403, f"token lacks the role {' or '.join(sorted(accepted))}")
     name = str(claims.get("preferred_username") or claims.get("upn") or claims.get("oid") or claims.get("sub"))
     return Principal(name=name[:200], method="entra", roles=roles)

@@ -54,6 +54,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(appid/azp claim).", "461e8683-5575-4561-ac7f-899cc907d62a"),
     Setting("HEALER_ENTRA_APPROVER_ROLE", "App role a human needs to approve actions or change controls.",
             "Healer.Approver"),
+    Setting("HEALER_ENTRA_READER_ROLE", "App role that may read the audit, approvals, controls and status "
+            "(approvers may too).", "Healer.Reader"),
     Setting("HEALER_MAX_BODY_BYTES", "Largest request body accepted, in bytes.", "262144"),
     # Safety
     Setting("HEALER_KILL_SWITCH", "'true' stops every action (decisions are still recorded).", "false"),

@@ -102,3 +102,14 @@ def test_approver_role(settings, keys):
     principal = auth(settings, token(keys[0], roles=["Healer.Approver"], preferred_username="oncall@contoso.com"),
                      "approver")
     assert principal.name == "oncall@contoso.com"
+
+
+def test_reader_role_reads_but_cannot_approve(settings, keys):
+    reader = token(keys[0], roles=["Healer.Reader"])
+    assert auth(settings, reader, "reader").roles == ("Healer.Reader",)
+    with pytest.raises(AuthError) as err:
+        auth(settings, reader, "approver")
+    assert err.value.status == 403
+    assert auth(settings, token(keys[0], roles=["Healer.Approver"]), "reader").method == "entra"
+    with pytest.raises(AuthError):
+        auth(settings, token(keys[0], roles=["ActionGroupsSecureWebhook"]), "reader")
