@@ -7,6 +7,7 @@ Routes (all under /api, function-key protected; in HEALER_AUTH_MODE=entra an Ent
   GET  /approvals/{healer}               pending "ask" actions
   POST /approvals/{healer}/{id}          approve or reject one
   GET  /controls, POST /controls         kill switch and dry-run, global or per resource
+Timer housekeeping (%HEALER_HOUSEKEEPING_SCHEDULE%): audit and dedupe retention.
   GET  /replication/status             replication wait of a pushed/deleted image (?registry=&repository=&digest=|tag=)
 Event Grid: replication_events (ACR ImagePushed / ImageDeleted, via /runtime/webhooks/eventgrid).
 Queues: healer-rollback (work), healer-rollback-poison (dead letters); healer-replication (checks),
@@ -91,6 +92,12 @@ def controls_get(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="controls", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def controls_set(req: func.HttpRequest) -> func.HttpResponse:
     return shared_api.guarded("approver", shared_api.put_controls, req)
+
+
+@app.function_name("housekeeping")
+@app.timer_trigger(schedule="%HEALER_HOUSEKEEPING_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def housekeeping(timer: func.TimerRequest) -> None:
+    shared_api.housekeeping(timer)
 
 
 # ---------------------------------------------------------------------------------------------- downshift (issue 3)

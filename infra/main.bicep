@@ -67,6 +67,15 @@ param tablePrefix string = 'healer'
 @description('HEALER_MAX_BODY_BYTES: largest request body accepted.')
 param maxBodyBytes int = 262144
 
+@description('HEALER_AUDIT_RETENTION_DAYS: days of audit records kept in Table storage.')
+param auditRetentionDays int = 90
+
+@description('HEALER_DEDUPE_RETENTION_DAYS: days delivery dedupe records and decided approvals are kept.')
+param dedupeRetentionDays int = 30
+
+@description('HEALER_HOUSEKEEPING_SCHEDULE: NCRONTAB of the daily retention run.')
+param housekeepingSchedule string = '0 17 3 * * *'
+
 @secure()
 @description('HEALER_NOTIFY_WEBHOOK_URL (stored in Key Vault): where ask/escalation notifications are POSTed. Empty: none.')
 param notifyWebhookUrl string = ''
@@ -360,6 +369,9 @@ var healerSettings = {
   HEALER_DRY_RUN: dryRun ? 'true' : 'false'
   HEALER_POLICY: string(policy)
   HEALER_NOTIFY_WEBHOOK_URL: empty(notifyWebhookUrl) ? '' : '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-notify-webhook-url)'
+  HEALER_AUDIT_RETENTION_DAYS: string(auditRetentionDays)
+  HEALER_DEDUPE_RETENTION_DAYS: string(dedupeRetentionDays)
+  HEALER_HOUSEKEEPING_SCHEDULE: housekeepingSchedule
   HEALER_ROLLBACK_TARGETS: string(rollbackTargets)
   HEALER_ROLLBACK_RULE_MAP: string(rollbackRuleMap)
   HEALER_LEASE_SECONDS: string(leaseSeconds)

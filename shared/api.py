@@ -43,6 +43,12 @@ def queue_or_503(settings: Settings, queue_name: str, message: dict[str, Any], w
     return None
 
 
+def housekeeping(timer: func.TimerRequest) -> None:
+    """Daily retention run (timer)."""
+    from shared import housekeeping as hk
+    hk.run(Settings(), _now())
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 

@@ -62,6 +62,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_DRY_RUN", "'true' decides and records but never acts.", "false"),
     Setting("HEALER_POLICY", "Policy document (JSON): allow/ask/deny rules per action and resource pattern. "
             "Missing or invalid means deny everything."),
+    Setting("HEALER_AUDIT_RETENTION_DAYS", "Days of audit records kept in Table storage (Application Insights keeps "
+            "its own copy by its own retention).", "90"),
+    Setting("HEALER_DEDUPE_RETENTION_DAYS", "Days delivery dedupe records and decided approvals are kept.", "30"),
+    Setting("HEALER_HOUSEKEEPING_SCHEDULE", "NCRONTAB of the daily retention run (read by the timer binding as "
+            "%HEALER_HOUSEKEEPING_SCHEDULE%).", "0 17 3 * * *"),
     Setting("HEALER_NOTIFY_WEBHOOK_URL", "Where notifications (ask, escalations) are POSTed as JSON "
             "(Teams/Slack/Logic App).", secret=True),
     # Rollback healer
@@ -304,6 +309,14 @@ class Settings:
     @property
     def max_body_bytes(self) -> int:
         return self._int("HEALER_MAX_BODY_BYTES")
+
+    @property
+    def audit_retention_days(self) -> int:
+        return max(1, self._int("HEALER_AUDIT_RETENTION_DAYS"))
+
+    @property
+    def dedupe_retention_days(self) -> int:
+        return max(2, self._int("HEALER_DEDUPE_RETENTION_DAYS"))
 
     @property
     def lease_seconds(self) -> int:

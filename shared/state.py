@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from shared.config import Settings
 from shared.storage import table
@@ -107,6 +107,20 @@ class Store:
 
     def delete(self, partition: str, row: str) -> None:
         self._client.delete_entity(partition, row)
+
+    def purge(self, partition: str, *, older_than: dt.datetime | None = None,
+              keep: Callable[[Record], bool] = lambda r: False) -> int:
+        """Delete a partition's records last written before `older_than` (all, when None), except those `keep`
+        says to keep, in transactions of up to 100. Returns how many were deleted."""
+        query, params = "PartitionKey eq @pk", {"pk": partition}
+        if older_than is not None:
+            query, params = query + " and Timestamp lt @t", {**params, "t": older_than}
+        doomed = [e for e in self._client.query_entities(query, parameters=params, select=["PartitionKey", "RowKey",
+                                                                                            "data"])
+                  if not keep(_to_record(e))]
+        for i in range(0, len(doomed), 100):
+            self._client.submit_transaction([("delete", e) for e in doomed[i:i + 100]])
+        return len(doomed)
 
 
 def _to_entity(record: Record) -> dict[str, Any]:

@@ -136,3 +136,8 @@ def test_malformed_work_message_is_dead_lettered_not_retried(functions, storage_
     call(functions, "rollback_worker", QueueMessage(id="m2", body=b"\xff\xfe garbage", dequeue_count=1))
     [dead] = queued(storage_env, "healer-rollback-poison")
     assert "malformed message" in dead["deadLetterReason"]
+
+
+def test_housekeeping_timer_binding(functions):
+    t = trigger(functions["housekeeping"])
+    assert t["type"] == "timerTrigger" and t["schedule"] == "%HEALER_HOUSEKEEPING_SCHEDULE%"
