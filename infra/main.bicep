@@ -314,7 +314,8 @@ param throttleRatioThreshold string = '0.2'
 @description('Example monthly budget on a resource group (its alerts go to the downshift healer). 0: no budget.')
 param budgetAmount int = 0
 param budgetResourceGroupId string = ''
-param budgetStartDate string = utcNow('yyyy-MM-01')
+@description('First month of the example budget, YYYY-MM-01 (azd: HEALER_BUDGET_START_DATE). Set it once and keep it: Cost Management rejects any change of the start date of a budget, so a moving default (utcNow) would fail every provision in a later month. Empty: no budget.')
+param budgetStartDate string = ''
 param budgetContactEmails array = []
 
 // ------------------------------------------------------------------------------------------------ names
@@ -597,7 +598,7 @@ module alerts 'modules/alerts.bicep' = if (wireTriggers) {
   }
 }
 
-module budget 'modules/budget.bicep' = if (wireTriggers && budgetAmount > 0 && !empty(budgetResourceGroupId)) {
+module budget 'modules/budget.bicep' = if (wireTriggers && budgetAmount > 0 && !empty(budgetResourceGroupId) && !empty(budgetStartDate)) {
   name: 'healer-budget'
   scope: resourceGroup(split(budgetResourceGroupId, '/')[2], split(budgetResourceGroupId, '/')[4])
   params: {

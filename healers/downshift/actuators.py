@@ -156,15 +156,31 @@ class AppConfigActuator:
         except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as exc:
             raise WriteConflict(f"{key} [{label or 'null label'}] changed since it was read "
                                 f"(HTTP {getattr(exc, 'status_code', '?')})") from exc
-        sentinel = now.astimezone(dt.timezone.utc).isoformat()
-        self.client.set_configuration_setting(ConfigurationSetting(
-            key=self.app.sentinel_key, value=sentinel, tags={MANAGED_TAG: HEALER}))
-        back = self.read(tenant)
-        confirmed = back.value == value and (remove or back.written_by == HEALER)
-        return WriteResult(back.value, confirmed, {
+        # The write landed: from here on a failure is reported, never raised, so the shell records the switch.
+        details: dict[str, Any] = {
             "actuator": self.kind, "endpoint": self.app.app_config_endpoint, "key": key, "label": label,
             "operation": "delete (inherit app-wide)" if remove else "set", "sentinel": self.app.sentinel_key,
-            "sentinelValue": sentinel, "readBack": back.value, "restart": False})
+            "restart": False}
+        sentinel = now.astimezone(dt.timezone.utc).isoformat()
+        try:
+            self.client.set_configuration_setting(ConfigurationSetting(
+                key=self.app.sentinel_key, value=sentinel, tags={MANAGED_TAG: HEALER}))
+            details["sentinelValue"] = sentinel
+        except Exception as exc:  # noqa: BLE001 - reported: apps refreshing on the sentinel do not see it yet
+            details["sentinelError"] = _failure(exc)
+        try:
+            back: Current | None = self.read(tenant)
+        except Exception as exc:  # noqa: BLE001 - unconfirmed; the next tick reads it again (drift)
+            back, details["readBackError"] = None, _failure(exc)
+        value_back = back.value if back is not None else None
+        confirmed = (back is not None and "sentinelError" not in details and value_back == value
+                     and (remove or back.written_by == HEALER))
+        details["readBack"] = value_back
+        return WriteResult(value_back, confirmed, details)
+
+
+def _failure(exc: Exception) -> str:
+    return f"{type(exc).__name__}: HTTP {getattr(exc, 'status_code', None) or '?'}"
 
 
 def _escape(text: str) -> str:
@@ -213,10 +229,7 @@ class AppSettingActuator:
             raise WriteConflict(f"app setting {self.app.key} changed since it was read")
         if _truthy(props.get(self.pin)):
             raise WritePinned(f"app setting {self.app.key} is pinned ({self.pin})")
-        before_names = set(props)
-        props[self.app.key] = value
-        props[self.managed] = value
-        self.client.web_apps.update_application_settings(rg, name, StringDictionary(properties=props))
+        # Sticky first: if that fails nothing was written, and a value Healer wrote is never swap-able.
         sticky = self.client.web_apps.list_slot_configuration_names(rg, name)
         names = list(sticky.app_setting_names or [])
         added = [n for n in (self.app.key, self.managed) if n not in names]
@@ -224,13 +237,22 @@ class AppSettingActuator:
             self.client.web_apps.update_slot_configuration_names(rg, name, SlotConfigNamesResource(
                 app_setting_names=names + added, connection_string_names=list(sticky.connection_string_names or []),
                 azure_storage_config_names=list(sticky.azure_storage_config_names or [])))
-        back_props = self._settings()
+        before_names = set(props)
+        props[self.app.key] = value
+        props[self.managed] = value
+        self.client.web_apps.update_application_settings(rg, name, StringDictionary(properties=props))
+        details: dict[str, Any] = {
+            "actuator": self.kind, "setting": self.app.key, "marker": self.managed, "madeSticky": added,
+            "restart": "changing app settings restarts the app (App Service recycles it to apply them)"}
+        try:  # the write landed: a failed read-back is reported, never raised
+            back_props = self._settings()
+        except Exception as exc:  # noqa: BLE001 - unconfirmed; the next tick reads it again (drift)
+            details.update(readBack=None, readBackError=_failure(exc))
+            return WriteResult(None, False, details)
         back = self._current(back_props)
         kept = before_names <= set(back_props)
-        return WriteResult(back.value, back.value == value and back.written_by == HEALER and kept, {
-            "actuator": self.kind, "setting": self.app.key, "marker": self.managed, "readBack": back.value,
-            "settingsPreserved": kept, "settingsCount": len(back_props), "madeSticky": added,
-            "restart": "changing app settings restarts the app (App Service recycles it to apply them)"})
+        details.update(readBack=back.value, settingsPreserved=kept, settingsCount=len(back_props))
+        return WriteResult(back.value, back.value == value and back.written_by == HEALER and kept, details)
 
 
 # ---------------------------------------------------------------------------------------------- factory

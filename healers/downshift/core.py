@@ -425,8 +425,10 @@ def decide(inputs: Inputs, state: DownshiftState, policy: DownshiftPolicy,
                                 or (spent_r is not None and spent_r >= policy.enter_ratio)
                                 or (fc_r is not None and fc_r >= policy.forecast_enter_ratio))
                 if trips_budget:
-                    s = dataclasses.replace(s, budget_active=True, budget_period=period.key,
-                                            budget_at_trip=_num(sig_b.budget) or s.budget_at_trip)
+                    # The alert's amount is the Cost Management budget's, not the configured one the spend is
+                    # compared with: a larger configured budget is no "budget raised". The backstop clears at the
+                    # period reset.
+                    s = dataclasses.replace(s, budget_active=True, budget_period=period.key, budget_at_trip=None)
                     notes.append(f"budget alert ({sig_b.kind}: spent {_pct(spent_r)}, forecast {_pct(fc_r)})")
                 else:
                     notes.append(f"budget alert below enter threshold (spent {_pct(spent_r)})")
@@ -512,10 +514,11 @@ def decide(inputs: Inputs, state: DownshiftState, policy: DownshiftPolicy,
             why_held = "external_change"
         elif observed.value is not None and not ladder.allowed(observed.value):
             why_held = "off_ladder"
-        elif (s.status == "NORMAL" and s.model is not None and observed.value != s.model
+        elif (s.status == "NORMAL" and observed.value is not None and observed.value != s.model
               and observed.written_by == HEALER):
-            # Tagged as Healer's but not recorded (a crash between the write and the state save, or a human edit
-            # that kept the tags): adopting it could strand a downshift forever, so let an operator look.
+            # Tagged as Healer's but not recorded (a crash between the write and the state save, even of the first
+            # write when no model was recorded yet, or a human edit that kept the tags): adopting it as the
+            # baseline could step a second rung down and strand the downshift, so let an operator look.
             why_held = "unrecorded_write"
         if why_held:
             s = dataclasses.replace(s, status="HELD", since=now, held_reason=why_held, held_value=observed.value)

@@ -100,6 +100,12 @@ def load_apps(settings: Settings) -> dict[str, ManagedApp]:
         except (PolicyError, LadderError, PeriodError) as exc:
             raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS: policy of {app.resource_id} is invalid: {exc}") \
                 from None
+        wide = app.tenants.get("*")
+        if app.budget_names and policy.track_budget and (wide is None or wide.budget is None):
+            # A budget alert trips tenant "*"; only the app-wide spend against an app-wide budget can ever clear it
+            # (unknown data never upshifts), so without one the app would stay downshifted for good.
+            raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS: {app.resource_id} lists budgetNames but has no "
+                              "app-wide budget (tenants[\"*\"].budget) to restore against")
         out[key] = ManagedApp(app, policy)
     return out
 
@@ -502,7 +508,10 @@ class Evaluation:
         if approval_id:
             details["approvalId"] = approval_id
             approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "acted")
-        note = "" if result.confirmed else f"; read back {result.value!r}: drift will be checked on the next tick"
+        problems = [f"{k} {result.details[k]}" for k in ("sentinelError", "readBackError") if k in result.details]
+        note = "" if result.confirmed else (f"; read back {result.value!r}"
+                                            + (f" ({'; '.join(problems)})" if problems else "")
+                                            + ": drift will be checked on the next tick")
         restart = "; the app restarts to apply it" if result.details.get("restart") not in (False, None) else ""
         _audit(ctx, app, tenant, "acted", f"{decision.reason}{restart}{note}", **details)
         return "acted"

@@ -1,6 +1,7 @@
 // The custom role Healer holds on each target App Service app: read the app and its slots, read and write
 // configuration (app settings for the downshift healer, slot-sticky setting names), swap slots and poll the swap.
-// Nothing else: no delete, no restart, no publishing credentials, no site write.
+// Nothing else: no delete, no restart, no publishing credentials, no site write, no slot config write
+// (Healer only writes the production app's settings and its slot-sticky names).
 targetScope = 'subscription'
 
 param roleName string
@@ -23,7 +24,6 @@ resource siteOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Web/sites/config/write'
           'Microsoft.Web/sites/slots/config/read'
           'Microsoft.Web/sites/slots/config/list/action'
-          'Microsoft.Web/sites/slots/config/write'
           'Microsoft.Web/sites/deployments/read'
           'Microsoft.Web/sites/slots/deployments/read'
           'Microsoft.Web/sites/slotsswap/action'

@@ -345,3 +345,27 @@ def test_policy_config_round_trip():
            "enter_ratio": 0.85, "exit_ratio": 0.6, "max_app_switches_per_hour": 20}
     p = DownshiftPolicy.from_config(raw)
     assert DownshiftPolicy.from_config(json.loads(json.dumps(p.to_config()))) == p
+
+
+def test_a_budget_alerts_own_amount_is_not_taken_for_the_configured_budget():
+    """A Cost Management budget (its own amount, e.g. the resource group's $500) fires at 90 %; the app's configured
+    budget is $1,000 and its metric spend only 25 % of that. A larger configured budget is not a "budget raised":
+    the backstop holds until the period resets."""
+    r = Run(dataclasses.replace(POLICY, timezone="UTC", min_dwell_s=0))
+    d = r.step(mins(0), budget_alert=BudgetSignal("cost:1", "Actual", 0.9, None, 500.0, at=mins(0)))
+    assert d.action == "downshift" and r.state.budget_active
+    for n in (10, 20, 30):
+        d = r.step(mins(n), spend=250, budget=1000)
+        assert not d.writes and r.state.status == "DOWNSHIFTED" and r.state.budget_active, d.reason
+    d = r.step(dt.datetime(2025, 4, 1, 12, tzinfo=UTC), spend=10, budget=1000)  # a new month: cleared
+    assert "period reset" in d.reason and not r.state.budget_active
+
+
+def test_a_healer_tagged_value_with_no_record_at_all_holds_instead_of_stepping_down_again():
+    """A crash after the first write and before the state was saved: the retry sees Healer's own tagged value and a
+    fresh state. Adopting it as the baseline would step a second rung down and lose the way back."""
+    r = Run(value="gpt-4o-mini")
+    r.by = HEALER
+    d = r.step(mins(0), capacity=CapacitySignal("cap-9", "Fired", mins(0)))
+    assert d.action == "hold" and not d.writes and r.value == "gpt-4o-mini"
+    assert r.state.status == "HELD" and r.state.held_reason == "unrecorded_write"

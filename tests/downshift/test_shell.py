@@ -282,3 +282,54 @@ def test_concurrent_webhook_and_timer_write_once(downshift_env):
     assert len(puts) == 1 and kv(ac, "acme")["value"] == "gpt-4o-mini"
     final = state("acme")
     assert final["status"] == "DOWNSHIFTED" and final["trips"] == 1 and final["reason"] in ("budget", "capacity")
+
+
+def test_a_landed_write_is_recorded_even_when_the_sentinel_bump_fails(downshift_env):
+    """The model key is written, then the sentinel cannot be (an operator locked it). The switch happened: its state
+    must be saved, or the retry adopts Healer's own value as the baseline and steps down a second rung."""
+    ac, clock = downshift_env["ac"], Clock(T0)
+    ac.seed([{"key": "ai:sentinel", "value": "0", "locked": True}])
+    settings = Settings()
+    fired = capacity("11111111-aaaa-4bbb-8ccc-000000000007", "Fired", T0, "acme")
+    assert shell.handle(settings, fired, owner="w", now=clock) == "acted"
+    assert kv(ac, "acme")["value"] == "gpt-4o-mini"
+    saved = state("acme")
+    assert saved["status"] == "DOWNSHIFTED" and saved["model"] == "gpt-4o-mini" and saved["baseline"] == "gpt-4o"
+    [acted] = records(clock, outcome="acted")
+    assert acted["details"]["readBack"]["confirmed"] is False and "sentinel" in acted["reason"]
+    assert "sentinelError" in acted["details"]["write"]
+    # The next tick changes nothing: no second rung, no HELD.
+    clock.advance(minutes=1)
+    tick(clock)
+    drain(downshift_env["env"], clock)
+    assert kv(ac, "acme")["value"] == "gpt-4o-mini" and state("acme")["status"] == "DOWNSHIFTED"
+
+
+def test_app_setting_is_made_sticky_before_it_is_written(downshift_env):
+    """If making the setting slot-sticky fails, nothing was written: a value Healer wrote is never one a swap can
+    carry away, and the failure leaves no unrecorded switch behind."""
+    arm, clock = downshift_env["arm"], Clock(T0)
+    from healers.downshift.budget import parse_budget_alert
+    from tests.downshift.test_budget import LEGACY
+    arm.inject_fault("PUT", r"/config/slotConfigNames", 403, code="AuthorizationFailed")
+    msg = shell.budget_message(parse_budget_alert({**LEGACY, "data": {**LEGACY["data"], "SpendingAmount": "8500",
+                                                                      "Budget": "10000"}}), T0)
+    with pytest.raises(Exception):
+        shell.handle(Settings(), msg, owner="w", now=clock)
+    prod = arm.app("ai-prod", "ops-bot")["slots"]["production"]["app_settings"]
+    assert prod["AI_MODEL"] == "gpt-4o" and "HEALER_MANAGED_AI_MODEL" not in prod
+    assert state("*", OPS_APP)["status"] == "NORMAL"
+    [failed] = records(clock, outcome="failed")
+    assert "write failed" in failed["reason"]
+
+
+def test_budget_names_need_an_app_wide_budget_to_restore_against():
+    """A budget alert trips tenant "*"; with no app-wide budget its spend is never known, so it could never restore."""
+    from shared.config import ConfigError
+    from tests.downshift.test_shell_env import ops_app_config
+    bad = ops_app_config(tenants={})
+    with pytest.raises(ConfigError, match="app-wide budget"):
+        shell.load_apps(Settings({"HEALER_DOWNSHIFT_APPS": json.dumps([bad])}))
+    assert shell.load_apps(Settings({"HEALER_DOWNSHIFT_APPS": json.dumps([ops_app_config()])}))
+    no_alerts = ops_app_config(tenants={}, budgetNames=[])
+    assert shell.load_apps(Settings({"HEALER_DOWNSHIFT_APPS": json.dumps([no_alerts])}))

@@ -49,7 +49,7 @@ OTHER_GUIDS = {"461e8683-5575-4561-ac7f-899cc907d62a"}  # Azure Monitor's secure
 
 # The custom role on target apps: exactly what the rollback and downshift healers call (healers/rollback/arm.py:
 # get/get_slot, list_deployments[_slot], list_application_settings[_slot], get_configuration[_slot], swap + poll;
-# downshift: app settings and slotConfigNames read/write).
+# downshift: the production app's settings and slotConfigNames read/write; nothing writes a slot's config).
 SITE_OPERATOR_ACTIONS = {
     "Microsoft.Web/sites/read",
     "Microsoft.Web/sites/slots/read",
@@ -58,7 +58,6 @@ SITE_OPERATOR_ACTIONS = {
     "Microsoft.Web/sites/config/write",
     "Microsoft.Web/sites/slots/config/read",
     "Microsoft.Web/sites/slots/config/list/action",
-    "Microsoft.Web/sites/slots/config/write",
     "Microsoft.Web/sites/deployments/read",
     "Microsoft.Web/sites/slots/deployments/read",
     "Microsoft.Web/sites/slotsswap/action",
@@ -502,3 +501,25 @@ def test_deploy_guide_documents_every_parameter_and_role():
     missing_roles = [f"{name} ({guid})" for guid, name in ALLOWED_ROLES.items() if guid not in guide]
     assert not missing_roles, f"docs/deploy.md does not list roles {missing_roles}"
     assert all(action.replace("Microsoft.Web/", "") in guide for action in SITE_OPERATOR_ACTIONS)
+
+
+def test_write_actions_of_the_custom_role_are_ones_the_code_calls():
+    """A write on slots is granted only if some healer writes a slot's configuration (it none does: the downshift
+    healer writes the production app's settings and slotConfigNames, the rollback healer only reads slots)."""
+    code = "\n".join(p.read_text() for p in (REPO / "healers").rglob("*.py"))
+    slot_writes = re.findall(r"web_apps\.(?:update|create_or_update|delete)\w*_slot\b", code)
+    actions = set(one("Microsoft.Authorization/roleDefinitions")["properties"]["permissions"][0]["actions"])
+    assert ("Microsoft.Web/sites/slots/config/write" in actions) == bool(slot_writes), slot_writes
+    site_writes = re.findall(r"web_apps\.(update_application_settings|update_slot_configuration_names)\b", code)
+    assert ("Microsoft.Web/sites/config/write" in actions) == bool(site_writes)
+
+
+def test_the_example_budget_start_date_never_moves_between_provisions():
+    """Cost Management rejects a change of a budget's start date ("Start date of budgets cannot be updated"), so a
+    default computed at deploy time (utcNow) would fail every `azd provision` in a later month."""
+    start = params(MAIN)["budgetStartDate"]
+    assert start.get("default") == ""  # a literal, not utcNow(...)
+    doc = json.loads((INFRA / "main.parameters.json").read_text())
+    assert doc["parameters"]["budgetStartDate"]["value"] == "${HEALER_BUDGET_START_DATE=}"
+    condition = json.dumps(parsed(MAIN)["modules"]["budget"]["config"]["condition"])
+    assert "budgetStartDate" in condition
