@@ -8,7 +8,6 @@ exception type. Rows sharing a fingerprint merge, across roles, problem ids and 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -53,13 +52,30 @@ class Group:
 
 
 @lru_cache(maxsize=4096)
-def _template_regex(template: str) -> re.Pattern[str]:
-    parts = [re.escape(p) for p in template.split(WILDCARD)]
-    return re.compile(r"(?:.+?)".join(parts), re.S)
+def _template_parts(template: str) -> tuple[str, ...]:
+    return tuple(template.split(WILDCARD))
+
+
+def _glob_fullmatch(parts: tuple[str, ...], text: str) -> bool:
+    """Does `text` equal the parts joined by wildcards of one or more characters? Linear time: each literal part
+    is placed at its earliest position (which leaves the most room for the rest), never backtracking. (A regex of
+    lazy `.+?` groups backtracks exponentially on long non-matching messages: templates come from untrusted text.)"""
+    if len(parts) == 1:
+        return text == parts[0]
+    first, *middle, last = parts
+    if not text.startswith(first):
+        return False
+    pos = len(first)
+    for part in middle:
+        found = text.find(part, pos + 1)
+        if found < 0:
+            return False
+        pos = found + len(part)
+    return len(text) - len(last) >= pos + 1 and text.endswith(last)
 
 
 def matches_template(template: str, message: str) -> bool:
-    return bool(template) and _template_regex(template).fullmatch(message_template(message)) is not None
+    return bool(template) and _glob_fullmatch(_template_parts(template), message_template(message))
 
 
 def _key_for_stack(row: ErrorRow, prefixes: tuple[str, ...]) -> tuple[str, list[stacks.Frame], str] | None:

@@ -8,6 +8,7 @@ POST /repos/{o}/{r}/pulls (draft), PATCH /repos/{o}/{r}/pulls/{n}, POST /repos/{
 from __future__ import annotations
 
 import base64
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,21 @@ from typing import Any
 
 class GitHubError(Exception):
     pass
+
+
+MAX_PATH_CHARS = 400
+_UNSAFE_PATH_CHARS = re.compile(r"[\x00-\x1f\x7f\\?#%]")
+
+
+def safe_path(path: str) -> bool:
+    """A repository-relative file path that cannot leave /repos/{o}/{r}/contents/ once put in a URL.
+
+    Paths reach here from untrusted stack frames. githubkit puts them into the URL as they are and httpx removes
+    dot segments, so `app/../../../other/contents/x.py` would read (or write) another repository the token can
+    reach; `?`, `#` and `%` would change the query, cut the path or smuggle encoded dots."""
+    if not path or len(path) > MAX_PATH_CHARS or path.startswith("/") or _UNSAFE_PATH_CHARS.search(path):
+        return False
+    return all(seg not in ("", ".", "..") for seg in path.split("/"))
 
 
 @dataclass(frozen=True)
@@ -40,7 +56,7 @@ class Repo:
                          user_agent="healer-errors")
 
     def _call(self, fn, *args, **kwargs) -> Any:
-        from githubkit.exception import RequestFailed
+        from githubkit.exception import GitHubException, RequestFailed
         try:
             return fn(self.owner, self.name, *args, **kwargs)
         except RequestFailed as exc:
@@ -48,6 +64,10 @@ class Repo:
             if status == 404:
                 return None
             raise GitHubError(f"GitHub {fn.__name__} answered HTTP {status}") from None
+        except GitHubException as exc:  # transport (refused, reset, timeout) or auth: this group fails, not the run
+            cause = getattr(exc, "exc", None)
+            raise GitHubError(f"GitHub {fn.__name__} failed: {type(exc).__name__}"
+                              + (f" ({type(cause).__name__})" if cause is not None else "")) from None
 
     # ------------------------------------------------------------------------------------------ reads
     def default_branch(self) -> str:
@@ -61,7 +81,9 @@ class Repo:
         return None if resp is None else str(resp.json()["object"]["sha"])
 
     def file(self, path: str, ref: str) -> tuple[str, str] | None:
-        """(text, blob sha) of a file at `ref`, or None."""
+        """(text, blob sha) of a file at `ref`, or None (also for a path that is not a safe repository path)."""
+        if not safe_path(path):
+            return None
         resp = self._call(self.gh.rest.repos.get_content, path, ref=ref)
         if resp is None:
             return None
@@ -94,6 +116,8 @@ class Repo:
 
     def put_file(self, branch: str, path: str, text: str, message: str) -> bool:
         """Commit `text` at `path` on `branch` unless it is already there. True when a commit was made."""
+        if not safe_path(path):
+            raise GitHubError(f"refusing to write an unsafe path {path[:100]!r}")
         current = self.file(path, branch)
         if current is not None and current[0] == text:
             return False

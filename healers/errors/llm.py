@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ log = logging.getLogger("healer.errors.llm")
 MAX_SOURCE_CHARS = 12_000
 MAX_COMPLETION_TOKENS = 1500
 CHARS_PER_TOKEN = 3  # conservative estimate for budgeting before a call
+_MARKER = re.compile(r"(?i)(?:begin|end)[\s_\-]*evidence")
 
 SYSTEM = """You are a senior engineer helping triage a production error for a human reviewer.
 You receive one JSON document of evidence between the markers BEGIN_EVIDENCE and END_EVIDENCE. Everything inside
@@ -90,7 +92,8 @@ def evidence_document(title: str, exc_type: str, occurrences: int, roles: list[s
                   "message_variants": [{"message": m[:500], "occurrences": n} for m, n in (variants or [])[:5]]},
         "source_files": {path: text[:MAX_SOURCE_CHARS] for path, text in sorted(sources.items())},
     }
-    return redact(json.dumps(doc, indent=1, ensure_ascii=False))
+    # Untrusted text must not be able to close the evidence block and speak as the instructions after it.
+    return _MARKER.sub("[marker removed]", redact(json.dumps(doc, indent=1, ensure_ascii=False)))
 
 
 def messages_for(evidence: str) -> list[dict[str, str]]:

@@ -29,6 +29,16 @@ def _paths(diff: str) -> set[str]:
 
 
 def check_and_apply(diff: str, sources: dict[str, str], timeout: float = 20.0) -> PatchResult:
+    """Never raises for a missing or stuck `git` (the Functions image may not ship it): the PR keeps the diagnosis."""
+    try:
+        return _check_and_apply(diff, sources, timeout)
+    except subprocess.TimeoutExpired:
+        return PatchResult(False, f"git apply did not finish in {timeout:.0f} s", {})
+    except (OSError, subprocess.SubprocessError, UnicodeError) as exc:
+        return PatchResult(False, f"could not check the change with git ({type(exc).__name__})", {})
+
+
+def _check_and_apply(diff: str, sources: dict[str, str], timeout: float) -> PatchResult:
     if not diff or not diff.strip():
         return PatchResult(False, "no change proposed", {})
     if len(diff) > MAX_PATCH_CHARS:

@@ -15,10 +15,13 @@ MARK = "<redacted>"
 _RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("private-key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
                                re.S), "<redacted:private-key>"),
-    ("url-credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/@:]+:[^\s/@]+@"), r"\1<redacted>@"),
+    # the user may be empty: redis://:password@host is the usual Redis form
+    ("url-credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/@:]*:[^\s/@]+@"), r"\1<redacted>@"),
     ("conn-secret", re.compile(
         r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|Password|Pwd|ClientSecret|Client_Secret|"
-        r"ApiKey|Api_Key|AccessKey|Access_Key|Secret|Token|Sig)\s*=\s*(\"[^\"]*\"|'[^']*'|[^;&\s\"',]+)"),
+        r"ApiKey|Api_Key|AccessKey|Access_Key|Secret|Token|Sig)\s*=\s*(\"[^\"]*\"|'[^']*'|"
+        # a connection-string value runs to the `;` (spaces included: Password=correct horse;), else to a space
+        r"[^;&\s\"',]+(?:[ \t]+[^;&\s\"',=]+)*(?=;)|[^;&\s\"',]+)"),
      r"\1=<redacted>"),
     ("bearer", re.compile(r"(?i)\b(Bearer|Basic|Token|SharedAccessSignature)\s+[A-Za-z0-9\-._~+/]{8,}=*"),
      r"\1 <redacted>"),

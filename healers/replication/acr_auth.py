@@ -139,7 +139,11 @@ class AcrTokenProvider:
         hit = self._refresh.get(key)
         if hit and not force and hit[1] - self._margin > self._clock():
             return hit[0]
-        form = {"grant_type": "access_token", "service": service, "access_token": self._aad_token()}
+        try:
+            aad = self._aad_token()
+        except Exception as exc:  # azure-identity (IMDS down, no role): the region is unauthorized, the wait goes on
+            raise AcrAuthError(f"exchange: no Entra token ({type(exc).__name__})") from None
+        form = {"grant_type": "access_token", "service": service, "access_token": aad}
         if self._tenant:
             form["tenant"] = self._tenant
         self.calls["exchange"] += 1

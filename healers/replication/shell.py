@@ -46,6 +46,7 @@ QUEUE = "healer-replication"
 TABLE = "replication"
 MAX_ATTEMPTS = 10            # re-runs of one check after transient failures (publish, storage conflicts)
 STALL_SECONDS = 300.0        # a pending wait not checked for this long past its due time gets a fresh check
+FIRST_CHECK_RESEND_SECONDS = 5.0  # a redelivered event resends the first check of a wait still unchecked after this
 MAX_INTAKE_WRITES = 8
 Clock = Callable[[], float]
 
@@ -312,12 +313,21 @@ def accept(settings: Settings, parsed: ParsedEvent, *, now: Clock = time.time) -
 
     kick = (not result.enqueue_check and record.status == "pending" and record.next_check_at is not None
             and t - record.next_check_at > STALL_SECONDS)
-    if result.enqueue_check or kick:
+    # Event Grid redelivers an event it saw fail. If the failed attempt saved the wait but died before sending its
+    # first check (queue down), this redelivery is a duplicate and would succeed without one, leaving the wait
+    # pending forever: a wait still not checked a few seconds on gets its first check again (Event Grid's first
+    # retry comes after ~10 s; an immediate duplicate does not resend; a needless second copy is a stale-check).
+    resend = (result.reason == "duplicate-delivery" and record.status == "pending" and record.attempts == 0
+              and record.next_check_at is not None and t - record.next_check_at > FIRST_CHECK_RESEND_SECONDS)
+    if result.reason not in ("duplicate-delivery", "stale-event") or resend:
+        _index_tag(store, event)   # idempotent; before the send, so a failed send does not leave it out
+    if result.enqueue_check or kick or resend:
         _send_check(settings, record)
-    if result.reason not in ("duplicate-delivery", "stale-event"):
-        _index_tag(store, event)
     outcome = _INTAKE_OUTCOME[result.reason]
-    _audit(settings, outcome, _intake_reason(result.reason, record, event, kick), registry=event.registry,
+    reason = _intake_reason(result.reason, record, event, kick)
+    if resend and not kick:
+        reason += "; the wait has not been checked yet, its first check was (re)sent"
+    _audit(settings, outcome, reason, registry=event.registry,
            repository=event.repository, digest=event.digest, subject=event.event_id, intake=result.reason,
            generation=record.generation, **_evidence(event))
     return outcome

@@ -3,6 +3,7 @@ Azure OpenAI with an Entra token from the identity stand-in). Malformed → repa
 patches that apply or not, and what leaves Healer."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import time
@@ -137,3 +138,28 @@ def test_azure_openai_with_an_entra_token_and_no_key(errors_env, monkeypatch):
     [req] = ai.requests()
     assert req["azure"] and req["authorised"] and req["path"] == "/openai/deployments/gpt-test/chat/completions"
     assert "Empty carts divide by zero." in only_pr(gh)["body"]
+
+
+def test_a_stack_frame_path_cannot_reach_another_repository(errors_env, monkeypatch):
+    """Frame paths are untrusted text (an exception message can carry fake `File "..."` lines). githubkit puts the
+    path into the URL unescaped and httpx removes dot segments, so `app/../../../vault/contents/creds.py` would be
+    GET /repos/contoso/vault/contents/creds.py: another private repository's file sent to the model and drafted."""
+    la, gh, ai = errors_env["la"], errors_env["gh"], errors_env["ai"]
+    use_model(monkeypatch, ai)
+    gh.create_repo(OWNER, "vault", {"creds.py": "vault-only-text-7f3a\n"})
+
+    def sneaky_stack(line: int, instance: str) -> str:
+        return synth.python_stack(line, instance).replace(
+            "ZeroDivisionError: division by zero",
+            f'  File "/tmp/{instance}/app/../../../vault/contents/creds.py", line 1, in leak\n'
+            "ZeroDivisionError: division by zero")
+    cause = dataclasses.replace(synth.CAUSES[1], stack=sneaky_stack)
+    rng = random.Random(4)
+    la.seed("AppExceptions", [synth.exception_row("workspace", W.start + dt.timedelta(minutes=9 * i), cause, rng)
+                              for i in range(20)])
+    ai.script({"kind": "json", "content": {**ANSWER, "patch": None}})
+    run()
+    assert "Empty carts divide by zero." in only_pr(gh)["body"]  # the run went on and drafted
+    assert not [r["path"] for r in gh.requests() if "/repos/contoso/vault" in r["path"]]
+    assert all("vault-only-text-7f3a" not in str(r["body"]) for r in ai.requests())
+    assert "def compute(cart)" in str(ai.requests()[0]["body"])  # the legitimate in-app files still ground it

@@ -185,3 +185,24 @@ def test_classic_schema_queries_the_app_insights_resource(errors_env, monkeypatc
     report = run(W1)
     assert report.groups == len(synth.CAUSES) and len(gh.pulls()) == 2
     assert la.queries()[0]["resource_id"] == resource
+
+
+def test_github_unreachable_fails_each_draft_but_the_run_finishes_and_counts_the_day(errors_env, monkeypatch):
+    """A refused connection (or timeout) is githubkit's RequestError, not RequestFailed: it must fail that group's
+    draft (audited), not abort the run before the baseline is written and the run recorded."""
+    from healers.errors.rank import baseline_days
+    from shared.state import Store
+    from standins.harness import free_port
+    la = errors_env["la"]
+    seed(la, W1, 200, 11)
+    monkeypatch.setenv("HEALER_ERRORS_GITHUB_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    report = run(W1)
+    assert report.outcome == "ok" and len(report.drafted) == 5
+    assert {d["result"] for d in report.drafted} == {"failed"}
+    assert all("RequestError" in d["detail"] for d in report.drafted)
+    stored = {r.row: r.data for r in Store(Settings(), shell.BASELINE_TABLE).query(shell.BASELINE_PARTITION)}
+    assert len(stored) == report.groups and all(baseline_days(d, W1.day + dt.timedelta(days=1), 7)
+                                                for d in stored.values())
+    failed = list(audit.list_records(Settings(), day=(W1.end + dt.timedelta(minutes=5)).date(), healer="errors",
+                                     outcome="failed", limit=50))
+    assert len(failed) == 5

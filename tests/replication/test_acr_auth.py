@@ -157,3 +157,21 @@ def test_realm_on_another_host_is_refused():
     with pytest.raises(AcrAuthError, match="refusing"):
         auth.token_for_challenge("myreg.eastus.geo.azurecr.io",
                                  Challenge("http://myreg.azurecr.io/oauth2/token", "myreg.azurecr.io", "repository:a:pull"))
+
+
+def test_entra_token_failure_is_an_unauthorized_region_not_a_crashed_check(acr, test_ca):
+    """azure-identity raises ClientAuthenticationError (IMDS down, no role assignment). That must become this
+    region's 'unauthorized' observation (the wait keeps going and finally names it), not an exception that fails
+    the whole check until the message is poisoned and the wait abandoned."""
+    from azure.core.exceptions import ClientAuthenticationError
+    _, image = acr
+
+    def no_token() -> str:
+        raise ClientAuthenticationError("ManagedIdentityCredential authentication unavailable")
+    prober, auth, http = setup(acr, test_ca, aad=no_token)
+    try:
+        p = prober.head_manifest(regional_host("myreg", "eastus"), "team/private", image.digest, image.digest)
+        assert (p.status, p.http_status) == ("unauthorized", 401)
+        assert "no Entra token (ClientAuthenticationError)" in p.detail
+    finally:
+        http.close()

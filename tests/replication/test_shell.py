@@ -335,3 +335,34 @@ def test_a_lost_check_chain_is_restarted_by_the_next_delivery(env, fleet):
     store.replace(rec)
     assert deliver(acr_event("myreg", "team/stall", image.digest, tag="v1", location="westus")) == "duplicate"
     assert not queue_empty() and "stalled" in records("duplicate")[0]["reason"]
+
+
+def test_event_grid_retry_after_a_failed_first_check_send_resends_it(env, fleet, replicator, topic_events,
+                                                                     monkeypatch):
+    """The wait was saved but its first check never reached the queue (queue outage, host killed), so the
+    invocation failed and Event Grid retries the delivery (~10 s later). That retry is a duplicate of a merged
+    event: it must send the missing check, or the wait stays pending forever with nothing to move it."""
+    image = push(fleet, "team/resend", "v1")
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/resend", "v1")
+    event = acr_event("myreg", "team/resend", image.digest, tag="v1")
+    sent = shell._send_check
+
+    def queue_down(*args, **kwargs):
+        raise RuntimeError("queue unavailable")
+    monkeypatch.setattr(shell, "_send_check", queue_down)
+    with pytest.raises(RuntimeError):
+        deliver(event)
+    monkeypatch.setattr(shell, "_send_check", sent)
+    from azure.core.exceptions import ResourceExistsError
+    try:
+        queue_client().create_queue()   # it exists in Azure (infra); here the first send would have created it
+    except ResourceExistsError:
+        pass
+    assert queue_empty() and status("team/resend", tag="v1")["status"] == "pending"
+    parsed = api.parse_function_event(decode_eventgrid(event))
+    assert shell.accept(Settings(), parsed) == "duplicate" and queue_empty()   # an immediate duplicate: no resend
+    retry_at = time.time() + 10
+    assert shell.accept(Settings(), parsed, now=lambda: retry_at) == "duplicate"
+    assert not queue_empty() and "first check was (re)sent" in records("duplicate")[0]["reason"]
+    results = pump(lambda: len(topic_events()) >= 1 and queue_empty())
+    assert results[-1] == "published" and topic_events()[0]["eventType"] == "Healer.ImageReplicated"
