@@ -36,7 +36,7 @@ class LocalAzure:
     @classmethod
     def start(cls, workdir: Path, *, retry_after: float = 0.05) -> "LocalAzure":
         ca = make_test_ca(workdir / "tls")
-        secret = secrets.token_urlsafe(24)
+        secret = secrets.token_hex(24)  # never starts with "-" (it is passed as a CLI argument)
         started: list[Server] = []
         try:
             azurite = start_azurite(workdir)
