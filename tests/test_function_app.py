@@ -141,3 +141,16 @@ def test_malformed_work_message_is_dead_lettered_not_retried(functions, storage_
 def test_housekeeping_timer_binding(functions):
     t = trigger(functions["housekeeping"])
     assert t["type"] == "timerTrigger" and t["schedule"] == "%HEALER_HOUSEKEEPING_SCHEDULE%"
+
+
+def test_every_binding_expression_is_a_declared_setting_present_in_the_sample(functions):
+    """A %SETTING% in a binding that is not set stops the host from indexing the function (under func start too)."""
+    import re
+    from pathlib import Path
+    from shared.config import SETTINGS
+    declared = {s.name for s in SETTINGS}
+    sample = json.loads((Path(__file__).resolve().parent.parent / "local.settings.sample.json").read_text())["Values"]
+    expressions = {m for f in functions.values() for m in re.findall(r"%([A-Za-z0-9_]+)%", f.get_function_json())}
+    assert expressions, "the timers read their schedules from settings"
+    assert expressions <= declared
+    assert expressions <= set(sample), f"missing from local.settings.sample.json: {expressions - set(sample)}"
