@@ -5,6 +5,8 @@ managed-identity token), writes to the GitHub stand-in (real bare git repository
 chat-completions stand-in as Azure OpenAI with an Entra token. The seeded day has several root causes across
 roles and languages, noisy ids, sampling, one prompt-injection message and one secret in a message.
 Day 1 is run through POST /api/errors/run (queue → worker), day 2 by firing the daily timer.
+The model proposes a code change for every group; the one that applies cleanly must arrive only as a patch file in
+Healer's triage folder and a fenced diff in the PR body, never as a commit to source on the branch.
 """
 from __future__ import annotations
 
@@ -26,6 +28,18 @@ from tests.errors import synth
 
 OWNER, REPO = "contoso", "shop"
 WORKSPACE = "11111111-2222-3333-4444-555555555555"
+TRIAGE = ".healer/errors/"
+PRICING_PATCH = """--- a/app/pricing.py
++++ b/app/pricing.py
+@@ -1,3 +1,5 @@
+ def compute(cart):
+     total = sum(i.price for i in cart)
++    if not cart:
++        return 0
+     return total / len(cart)
+"""
+ANSWER = {"summary": "Empty carts divide by zero.", "likely_cause": "compute() divides by len(cart).",
+          "proposed_fix": "Return 0 for an empty cart.", "confidence": "medium", "patch": PRICING_PATCH}
 
 
 def _seed_day(la, start: dt.datetime, seed: int, build_line: int, *, extras: bool) -> int:
@@ -73,6 +87,7 @@ def run(stack: LocalAzure) -> Timeline:
         ai = start_openai(stack.workdir, token_secret=stack.secret)
         servers.append(ai)
         gh.create_repo(OWNER, REPO, dict(synth.SOURCES))
+        ai.script(*[{"kind": "json", "content": ANSWER} for _ in range(5)])  # the same change proposed for every group
         base_before = gh.files(OWNER, REPO, "main")
         settings = {
             "HEALER_TABLE_PREFIX": "drille" + uuid.uuid4().hex[:6],
@@ -111,6 +126,21 @@ def run(stack: LocalAzure) -> Timeline:
                 tl.check(triage_ok, "each branch holds a triage file with counts per hour, stack and KQL")
                 tl.check(all("## Diagnosis" in p["body"] and "Drafted by a language model" in p["body"]
                              for p in pulls), "each PR carries a model diagnosis (Azure OpenAI, Entra token)")
+                with_patch = [p for p in pulls if any(
+                    path.startswith(TRIAGE) and path.endswith(".proposed-fix.patch")
+                    for path in gh.files(OWNER, REPO, p["head"]["ref"]))]
+                pricing = [p for p in pulls if "ZeroDivisionError" in p["title"]]
+                tl.add("github", f"{len(with_patch)} PR(s) carry a proposed-fix patch file: "
+                                 + ", ".join(f"#{p['number']}" for p in with_patch))
+                tl.check(len(with_patch) == 1 and with_patch == pricing,
+                         "only the change that applies cleanly to the fetched files (pricing) is kept")
+                tl.check(bool(pricing) and "Proposed change (machine-drafted, unreviewed)" in pricing[0]["body"]
+                         and "```diff" in pricing[0]["body"] and "git apply" in pricing[0]["body"],
+                         "the PR body shows it as a fenced diff, marked machine-drafted and unreviewed, with "
+                         "instructions to apply it locally")
+                tl.check(bool(pricing) and gh.files(OWNER, REPO, pricing[0]["head"]["ref"])["app/pricing.py"]
+                         == base_before["app/pricing.py"],
+                         "the model's change is NOT committed as source on the branch (nothing runs it in CI)")
 
                 writes_before = len(gh.requests())
                 client.post("/errors/run", json={"start": day1[0].isoformat(), "end": day1[1].isoformat(),
@@ -135,6 +165,9 @@ def run(stack: LocalAzure) -> Timeline:
                 tl.add("github", f"after day 2: {len(pulls2)} PR(s), {len(updated)} updated with a comment")
                 tl.check(len(updated) >= 4 and all("Healer update for" in p["comments"][-1]["body"] for p in updated),
                          "next day: existing PRs got an updated triage file and a comment")
+                tl.check(all("<!-- healer-errors:triage sha256=" in p["comments"][-1]["body"] for p in updated),
+                         "each update comment carries the hash of the triage it reports (a lost comment is "
+                         "re-posted by the next run)")
                 tl.check(all(v == 1 for v in open_per_branch.values()), "still one open PR per fingerprint")
 
             wire = _github_text(gh)
@@ -152,6 +185,14 @@ def run(stack: LocalAzure) -> Timeline:
             tl.check(not any(path.startswith(".github/") for p in gh.pulls()
                              for path in gh.files(OWNER, REPO, p["head"]["ref"])),
                      "no branch touches .github/ (the model has no tools; its output only lands in drafts)")
+            content_writes = [r["path"].split("/contents/", 1)[1] for r in gh.requests()
+                              if r["method"] == "PUT" and "/contents/" in r["path"]]
+            outside = lambda files: {k: v for k, v in files.items() if not k.startswith(TRIAGE)}  # noqa: E731
+            tl.check(bool(content_writes) and all(w.startswith(TRIAGE) for w in content_writes)
+                     and all(outside(gh.files(OWNER, REPO, p["head"]["ref"])) == outside(base_before)
+                             for p in gh.pulls()),
+                     f"Healer wrote only under {TRIAGE} ({len(content_writes)} file write(s)); every branch is "
+                     "the base outside it")
             tl.check(gh.files(OWNER, REPO, "main") == base_before, "the base branch is untouched: Healer never merges")
         finally:
             healer.stop()

@@ -15,12 +15,15 @@ commits and merges can be inspected with git. Served (REST v3 shapes, optional `
   POST   /repos/{o}/{r}/pulls {"title", "head", "base", "body", "draft"}   201 | 422 (exists / no commits)
   GET    /repos/{o}/{r}/pulls/{n} ; PATCH same {"title", "body", "state"}
   PUT    /repos/{o}/{r}/pulls/{n}/merge                   a real merge commit on the base branch (humans only)
-  GET/POST /repos/{o}/{r}/issues/{n}/comments
+  GET/POST /repos/{o}/{r}/issues/{n}/comments            list by ascending id, `per_page` (max 100) and `page`,
+                                                          with a `Link` header (rel="next"/"last") as on GitHub
 Auth: `Authorization: token T` or `Bearer T`, else 401 {"message": "Bad credentials"}.
 
 Control API (no auth): POST /_standin/repos {"owner", "name", "files": {path: text}, "default_branch"};
 GET /_standin/pulls (every PR with its comments); GET /_standin/requests (every request: method, path, body);
-GET /_standin/files/{o}/{r}?ref= (every file at ref); POST /_standin/reset.
+GET /_standin/files/{o}/{r}?ref= (every file at ref); POST /_standin/reset;
+POST /_standin/faults {"method", "path" (regex searched in the request path), "status", "count"}: the next `count`
+matching authenticated requests answer `status` without doing anything (a crash or outage between two calls).
 """
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ class State:
         self.pulls: dict[str, list[dict[str, Any]]] = {}
         self.comments: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.requests: list[dict[str, Any]] = []
+        self.faults: list[dict[str, Any]] = []
         self.lock = threading.RLock()
 
 
@@ -108,9 +112,20 @@ class GitHubHandler(JsonHandler):
             STATE.requests.append({"method": self.command, "path": self.path,
                                    "body": self.body_bytes().decode("utf-8", "replace")})
         if scheme.lower() in ("token", "bearer") and token and token == STATE.token:
-            return True
+            return not self._faulted()
         self.send_json(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
         return False
+
+    def _faulted(self) -> bool:
+        with STATE.lock:
+            for fault in STATE.faults:
+                if fault["count"] > 0 and fault["method"] == self.command and re.search(fault["path"], self.path_only):
+                    fault["count"] -= 1
+                    break
+            else:
+                return False
+        self._error(fault["status"], "Injected fault")
+        return True
 
     def _repo(self, owner: str, name: str) -> Path | None:
         path = repo_path(owner, name)
@@ -325,10 +340,25 @@ class GitHubHandler(JsonHandler):
         if not isinstance(body.get("body"), str) or not body["body"]:
             return self._error(422, "Validation Failed: body is required")
         with STATE.lock:
-            items = STATE.comments.setdefault((f"{owner}/{name}".lower(), int(number)), [])
-            comment = {"id": 1000 + len(items) + sum(len(v) for v in STATE.comments.values()), "body": body["body"],
-                       "user": {"login": "healer[bot]"}, "created_at": now()}
-            items.append(comment)
+            comment = self._add_comment(owner, name, int(number), body["body"], "healer[bot]")
+        self.send_json(201, comment)
+
+    @staticmethod
+    def _add_comment(owner: str, name: str, number: int, text: str, login: str) -> dict[str, Any]:
+        items = STATE.comments.setdefault((f"{owner}/{name}".lower(), number), [])
+        comment = {"id": 1000 + sum(len(v) for v in STATE.comments.values()), "body": text,
+                   "user": {"login": login}, "created_at": now()}
+        items.append(comment)
+        return comment
+
+    @route("POST", rf"/_standin/comments/(?P<owner>{NAME})/(?P<name>{NAME})/(?P<number>\d+)")
+    def add_comment_as(self, owner: str, name: str, number: str) -> None:
+        if self._find(owner, name, number) is None:
+            return
+        body = self.json_body() or {}
+        with STATE.lock:
+            comment = self._add_comment(owner, name, int(number), str(body.get("body") or ""),
+                                        str(body.get("login") or "octocat"))
         self.send_json(201, comment)
 
     @route("GET", REPO + r"/issues/(?P<number>\d+)/comments")
@@ -336,7 +366,14 @@ class GitHubHandler(JsonHandler):
         if not self._auth() or self._find(owner, name, number) is None:
             return
         with STATE.lock:
-            self.send_json(200, list(STATE.comments.get((f"{owner}/{name}".lower(), int(number)), [])))
+            items = list(STATE.comments.get((f"{owner}/{name}".lower(), int(number)), []))
+        per_page = max(1, min(int(self.query.get("per_page", "30")), 100))
+        page = max(1, int(self.query.get("page", "1")))
+        last = max(1, -(-len(items) // per_page))
+        url = f"{self.base_url()}{self.path_only}?per_page={per_page}&page="
+        links = ([f'<{url}{page + 1}>; rel="next"'] if page < last else []) + [f'<{url}{last}>; rel="last"']
+        self.send_json(200, items[(page - 1) * per_page:page * per_page],
+                       headers={"Link": ", ".join(links)} if last > 1 else None)
 
     # ------------------------------------------------------------------ control API
     @route("POST", r"/_standin/repos")
@@ -397,7 +434,21 @@ class GitHubHandler(JsonHandler):
             STATE.pulls.clear()
             STATE.comments.clear()
             STATE.requests.clear()
+            STATE.faults.clear()
         self.send_json(200, {"reset": True})
+
+    @route("POST", r"/_standin/faults")
+    def add_fault(self) -> None:
+        body = self.json_body() or {}
+        try:
+            fault = {"method": str(body["method"]).upper(), "path": str(body["path"]), "status": int(body["status"]),
+                     "count": int(body.get("count", 1))}
+            re.compile(fault["path"])
+        except (KeyError, TypeError, ValueError, re.error) as exc:
+            return self._error(400, f"bad fault: {exc}")
+        with STATE.lock:
+            STATE.faults.append(fault)
+        self.send_json(200, fault)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -459,6 +510,14 @@ class GitHubStandin:
 
     def reset(self) -> None:
         self.control("POST", "reset", {})
+
+    def fault(self, method: str, path: str, status: int, count: int = 1) -> None:
+        """The next `count` requests `method` whose path matches the regex `path` answer `status`."""
+        self.control("POST", "faults", {"method": method, "path": path, "status": status, "count": count})
+
+    def comment(self, owner: str, name: str, number: int, body: str, login: str = "octocat") -> None:
+        """Someone else (`login`) comments on a pull request."""
+        self.control("POST", f"comments/{owner}/{name}/{number}", {"body": body, "login": login})
 
     def stop(self) -> None:
         self.server.stop()

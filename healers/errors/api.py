@@ -23,16 +23,32 @@ def _now() -> dt.datetime:
 
 
 def timer(timer_request: func.TimerRequest) -> str:
-    """The daily run over the last HEALER_ERRORS_WINDOW_HOURS hours, ending at the last whole hour."""
+    """The daily run over the last HEALER_ERRORS_WINDOW_HOURS hours, ending at the last whole hour.
+
+    Unreadable logs are audited and the run ends; any other failure (configuration, storage, GitHub) is audited
+    (outcome `failed`, a reason without secrets) and re-raised so the host records the failed invocation."""
     settings = Settings()
-    cfg = shell.load_config(settings)
-    window = shell.default_window(_now(), cfg.window_hours)
+    subject = "daily run"
     try:
+        cfg = shell.load_config(settings)
+        window = shell.default_window(_now(), cfg.window_hours)
+        subject = window.key
         report = shell.run(settings, window, trigger="timer")
     except shell.CollectError as exc:
-        audit.record(settings, healer=shell.HEALER, outcome="failed", reason=exc.reason, subject=window.key)
+        audit.record(settings, healer=shell.HEALER, outcome="failed", reason=exc.reason, subject=subject)
         return "failed"
+    except Exception as exc:
+        _audit_failure(settings, exc, subject)
+        raise
     return report.outcome
+
+
+def _audit_failure(settings: Settings, exc: Exception, subject: str) -> None:
+    reason = f"daily run failed: {shell.failure_reason(exc)}"
+    try:
+        audit.record(settings, healer=shell.HEALER, outcome="failed", reason=reason, subject=subject)
+    except Exception as audit_exc:  # storage itself is down: the log and the host's failed invocation remain
+        log.error("%s (and it could not be audited: %s)", reason, type(audit_exc).__name__)
 
 
 def request_run(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:

@@ -1,9 +1,11 @@
 """GitHub through githubkit: the few REST calls the error healer makes. Never merges, never force-pushes a branch
-that has an open pull request, never touches the base branch.
+that has an open pull request, never touches the base branch, and never writes a file outside Healer's triage
+folder (`write_prefix`): a branch Healer pushes carries no source, build, test or CI change that a push-triggered
+workflow could run.
 
 Calls: GET /repos/{o}/{r}, GET /repos/{o}/{r}/git/ref/heads/{b}, POST /repos/{o}/{r}/git/refs,
 PATCH /repos/{o}/{r}/git/refs/heads/{b}, GET/PUT /repos/{o}/{r}/contents/{path}, GET /repos/{o}/{r}/pulls?head=,
-POST /repos/{o}/{r}/pulls (draft), PATCH /repos/{o}/{r}/pulls/{n}, POST /repos/{o}/{r}/issues/{n}/comments.
+POST /repos/{o}/{r}/pulls (draft), PATCH /repos/{o}/{r}/pulls/{n}, GET/POST /repos/{o}/{r}/issues/{n}/comments.
 """
 from __future__ import annotations
 
@@ -13,12 +15,17 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from healers.errors.triage import TRIAGE_DIR
+
 
 class GitHubError(Exception):
     pass
 
 
 MAX_PATH_CHARS = 400
+WRITE_PREFIX = TRIAGE_DIR.strip("/") + "/"
+MAX_COMMENT_PAGES = 3
+_LAST_PAGE = re.compile(r'<[^>]*[?&]page=(\d+)[^>]*>;\s*rel="last"')
 _UNSAFE_PATH_CHARS = re.compile(r"[\x00-\x1f\x7f\\?#%]")
 
 
@@ -42,16 +49,29 @@ class PullRef:
     head: str
     title: str
     created_at: str
+    body: str = ""
+    author: str = ""
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    author: str
+    body: str
 
 
 class Repo:
-    def __init__(self, api_url: str, token: str, repository: str, *, timeout: float = 30.0):
+    def __init__(self, api_url: str, token: str, repository: str, *, timeout: float = 30.0,
+                 write_prefix: str = WRITE_PREFIX):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             from githubkit import GitHub
         if repository.count("/") != 1:
             raise GitHubError("repository must be 'owner/name'")
         self.owner, self.name = repository.split("/")
+        if not write_prefix.endswith("/") or not safe_path(write_prefix.rstrip("/")):
+            raise GitHubError("write_prefix must be a folder path ending in '/'")
+        self.write_prefix = write_prefix
         self.gh = GitHub(token, base_url=api_url.rstrip("/") + "/", timeout=timeout, http_cache=False,
                          user_agent="healer-errors")
 
@@ -99,8 +119,27 @@ class Repo:
         out = []
         for p in (resp.json() if resp is not None else []):
             out.append(PullRef(int(p["number"]), str(p["state"]), bool(p.get("merged_at")), bool(p.get("draft")),
-                               str(p["head"]["ref"]), str(p.get("title") or ""), str(p.get("created_at") or "")))
+                               str(p["head"]["ref"]), str(p.get("title") or ""), str(p.get("created_at") or ""),
+                               str(p.get("body") or ""), str((p.get("user") or {}).get("login") or "")))
         return sorted(out, key=lambda p: -p.number)
+
+    def latest_comments(self, number: int) -> list[Comment]:
+        """The newest comments of a pull request, oldest first: its last page (GitHub lists comments by ascending
+        id, 100 a page) and up to MAX_COMMENT_PAGES - 1 pages before it."""
+        first = self._call(self.gh.rest.issues.list_comments, number, per_page=100)
+        if first is None:
+            return []
+        m = _LAST_PAGE.search(first.headers.get("link") or "")
+        last = int(m.group(1)) if m else 1
+        wanted = range(max(1, last - MAX_COMMENT_PAGES + 1), last + 1)
+        out: list[Comment] = []
+        for page in wanted:
+            resp = first if page == 1 else self._call(self.gh.rest.issues.list_comments, number, per_page=100,
+                                                      page=page)
+            for c in (resp.json() if resp is not None else []):
+                out.append(Comment(int(c["id"]), str((c.get("user") or {}).get("login") or ""),
+                                   str(c.get("body") or "")))
+        return sorted(out, key=lambda c: c.id)
 
     # ------------------------------------------------------------------------------------------ writes
     def create_branch(self, branch: str, sha: str) -> None:
@@ -118,6 +157,8 @@ class Repo:
         """Commit `text` at `path` on `branch` unless it is already there. True when a commit was made."""
         if not safe_path(path):
             raise GitHubError(f"refusing to write an unsafe path {path[:100]!r}")
+        if not path.startswith(self.write_prefix):
+            raise GitHubError(f"refusing to write {path[:100]!r}: Healer only writes under {self.write_prefix}")
         current = self.file(path, branch)
         if current is not None and current[0] == text:
             return False

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,6 +23,7 @@ log = logging.getLogger("healer.errors.llm")
 MAX_SOURCE_CHARS = 12_000
 MAX_COMPLETION_TOKENS = 1500
 CHARS_PER_TOKEN = 3  # conservative estimate for budgeting before a call
+RETRY_WAIT_SECONDS = 10  # what the SDK may sleep between two retries (backoff, or a short Retry-After)
 _MARKER = re.compile(r"(?i)(?:begin|end)[\s_\-]*evidence")
 
 SYSTEM = """You are a senior engineer helping triage a production error for a human reviewer.
@@ -130,8 +131,16 @@ def make_client(cfg: ModelConfig, credential: Any = None) -> Any:
                   max_retries=cfg.max_retries)
 
 
-def diagnose(client: Any, cfg: ModelConfig, evidence: str, budget: Budget) -> Outcome:
-    """Ask once, repair once; any failure returns Outcome(None, reason). Never raises for model problems."""
+def attempt_seconds(cfg: ModelConfig) -> float:
+    """Worst case of one model request: every try times out, with the SDK's waits between them."""
+    return (cfg.max_retries + 1) * cfg.timeout + cfg.max_retries * RETRY_WAIT_SECONDS
+
+
+def diagnose(client: Any, cfg: ModelConfig, evidence: str, budget: Budget,
+             time_left: Callable[[], float] | None = None) -> Outcome:
+    """Ask once, repair once; any failure returns Outcome(None, reason). Never raises for model problems.
+
+    `time_left`: seconds the run may still spend on this model; no request starts that might not end in time."""
     import openai
 
     msgs = messages_for(evidence)
@@ -140,6 +149,10 @@ def diagnose(client: Any, cfg: ModelConfig, evidence: str, budget: Budget) -> Ou
         estimate = sum(len(m["content"]) for m in msgs) // CHARS_PER_TOKEN + MAX_COMPLETION_TOKENS
         if not budget.affords(estimate):
             outcome.note = f"token budget spent ({budget.spent}/{budget.limit})"
+            return outcome
+        if time_left is not None and time_left() < attempt_seconds(cfg):
+            outcome.note = ("run time budget nearly spent: no model call" if attempt == 1 else
+                            f"{outcome.note}; run time budget nearly spent: no repair call")
             return outcome
         outcome.prompts.append(msgs[-1]["content"])
         try:

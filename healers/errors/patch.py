@@ -2,7 +2,10 @@
 
 The diff may only modify files Healer fetched (the files named by the in-app frames): no new files, no deletes,
 no renames, no paths outside those, nothing under `.github/`. Applied in a throwaway repository; the caller gets
-the new file contents or the reason it was refused.
+the reason it was refused, or the new file contents and the canonical diff `git diff` writes for them. The
+canonical diff (not the model's text, which may carry anything `git apply` skips as garbage) is what Healer
+delivers, and only ever as a patch file for a human to apply: a model-written change is never committed as
+source, so nothing it proposes can run in CI.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ class PatchResult:
     ok: bool
     reason: str
     files: dict[str, str]
+    diff: str = ""  # canonical `git diff` of the change, a/ and b/ prefixes, when ok
 
 
 def _paths(diff: str) -> set[str]:
@@ -65,6 +69,8 @@ def _check_and_apply(diff: str, sources: dict[str, str], timeout: float) -> Patc
                 return PatchResult(False, f"unsafe source path {path!r}", {})
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
+        if run("add", "-A").returncode != 0:
+            return PatchResult(False, "git add failed", {})
         patch_file = root.parent / (root.name + ".diff")
         patch_file.write_text(diff if diff.endswith("\n") else diff + "\n")
         try:
@@ -79,7 +85,12 @@ def _check_and_apply(diff: str, sources: dict[str, str], timeout: float) -> Patc
         finally:
             patch_file.unlink(missing_ok=True)
         changed = {p: (root / p).read_text() for p in sorted(paths)}
+        canonical = run("-c", "core.quotepath=false", "diff", "--no-color", "--no-ext-diff", "--no-renames",
+                        "--src-prefix=a/", "--dst-prefix=b/", "--", *sorted(paths))
+        if canonical.returncode != 0:
+            return PatchResult(False, "git diff failed", {})
     changed = {p: t for p, t in changed.items() if t != sources[p]}
     if not changed:
         return PatchResult(False, "proposed change changes nothing", {})
-    return PatchResult(True, f"applies cleanly to {len(changed)} file(s)", changed)
+    return PatchResult(True, f"applies cleanly to {len(changed)} file(s)", changed,
+                       canonical.stdout.decode("utf-8", "replace"))

@@ -2,12 +2,19 @@
 
 Idempotent across runs: GitHub is the record of pull requests (found by head branch), the triage file's content
 is a pure function of the window's evidence (same window → same bytes → no commit, no comment), and the
-per-fingerprint baseline stores each day's count by day (set, not added).
+per-fingerprint baseline stores each day's count by day (set, not added). The PR body and every update comment
+carry the hash of the triage they report, so a comment lost between the commit and the comment is posted by the
+next run.
+
+One run holds the run lease; it is renewed before each group is drafted, and no group is started that might not
+finish inside the run's time budget: those are deferred (audited) and drafted first by the next run.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -15,17 +22,18 @@ from typing import Any, Callable
 from healers.errors import kql, llm, stacks
 from healers.errors.cluster import Group, cluster
 from healers.errors.collect import CollectError, Collected, Source, collect
-from healers.errors.github import GitHubError, Repo
+from healers.errors.github import GitHubError, PullRef, Repo
 from healers.errors.patch import check_and_apply
 from healers.errors.rank import Ranked, rank, updated_baseline
 from healers.errors.redact import redact
-from healers.errors.triage import (Window, branch_name, diagnosis_markdown, diagnosis_path, iso, occurrences_in,
-                                   pr_body, pr_title, triage_file, triage_path, update_comment, window_in)
+from healers.errors.triage import (Window, branch_name, diagnosis_markdown, diagnosis_path, iso, marker_in,
+                                   occurrences_in, pr_body, pr_title, proposed_change_section, proposed_fix_path,
+                                   record_marker, triage_file, triage_hash, triage_path, update_comment, window_in)
 from shared import audit
 from shared.config import ConfigError, Settings
 from shared.controls import read_mode
 from shared.policy import evaluate, load_policy
-from shared.state import Record, Store, acquire_lease, release_lease
+from shared.state import Conflict, Lease, Record, Store, acquire_lease, release_lease, renew_lease
 
 log = logging.getLogger("healer.errors")
 HEALER = "errors"
@@ -35,6 +43,13 @@ MAX_ATTEMPTS = 6
 BASELINE_TABLE, BASELINE_PARTITION = "errorsfp", "fp"
 MAX_SOURCE_BYTES = 200_000
 MAX_WINDOW = dt.timedelta(days=7)
+RUN_LEASE_SECONDS = 900
+RUN_BUDGET_SECONDS = 540.0  # host.json functionTimeout is 10 minutes: keep a minute for baselines and audit
+GITHUB_ALLOWANCE_SECONDS = 60.0  # what one group's GitHub calls may take
+DEFERRED_ROW = "deferred"  # ops/<HEALER>/deferred: fingerprints the last run deferred
+DEFERRED_MAX_AGE = dt.timedelta(days=7)
+MAX_CARRIED = 50  # most deferred groups one run carries over to the next
+LEASE_LOST = "the run lost its lease (another run took it over)"
 
 
 @dataclass(frozen=True)
@@ -144,6 +159,77 @@ def build_clients(cfg: ErrorsConfig) -> Clients:
     return Clients(logs_client(cfg.source, credential()), repo, model)
 
 
+# ---------------------------------------------------------------------------------------------- time and lease
+
+def group_reserve_seconds(cfg: ErrorsConfig) -> float:
+    """How long drafting one group may take at worst: its GitHub calls and one model request with retries (a
+    repair request is only started when there is time left for it)."""
+    return GITHUB_ALLOWANCE_SECONDS + (llm.attempt_seconds(cfg.model) if cfg.model is not None else 0.0)
+
+
+def defer_reason(seconds_left: float, reserve: float) -> str | None:
+    """Why the next group must not be started (None: go on). Pure."""
+    if seconds_left < reserve:
+        return (f"the run is near its time budget ({max(seconds_left, 0.0):.0f} s left; drafting one group may "
+                f"take up to {reserve:.0f} s)")
+    return None
+
+
+def drafting_plan(ranked: list[Ranked], top_n: int, carried: set[str]) -> list[Ranked]:
+    """The groups to draft, in order: those a previous run deferred (still seen in this window), then the top N.
+    Pure."""
+    if top_n <= 0:
+        return []
+    first = [r for r in ranked if r.group.fingerprint in carried][:MAX_CARRIED]
+    return first + [r for r in ranked[:top_n] if r.group.fingerprint not in carried]
+
+
+@dataclass
+class RunGuard:
+    """Keeps one run inside its lease and its time budget."""
+    clock: Callable[[], dt.datetime]
+    started: dt.datetime
+    budget_seconds: float
+    store: Store | None = None
+    lease: Lease | None = None
+    lease_seconds: int = RUN_LEASE_SECONDS
+    lost: bool = False
+    stopped: str | None = None
+
+    def left(self, now: dt.datetime | None = None) -> float:
+        return self.budget_seconds - ((now or self.clock()) - self.started).total_seconds()
+
+    def renew(self, now: dt.datetime | None = None) -> bool:
+        """Push the lease out by lease_seconds. False when it was lost (someone took it over after expiry)."""
+        if self.lease is None or self.store is None or self.lost:
+            return not self.lost
+        try:
+            renew_lease(self.store, self.lease, self.lease_seconds, now or self.clock())
+        except Conflict:
+            self.lost = True
+        return not self.lost
+
+    def before_group(self, reserve: float) -> str | None:
+        """None to draft the next group (the lease renewed first), else why it and every later group wait."""
+        if self.stopped is None:
+            now = self.clock()
+            self.stopped = defer_reason(self.left(now), reserve) or (None if self.renew(now) else LEASE_LOST)
+        return self.stopped
+
+
+def _carried(ops: Store, now: dt.datetime) -> set[str]:
+    rec = ops.get(HEALER, DEFERRED_ROW)
+    if rec is None:
+        return set()
+    try:
+        at = dt.datetime.fromisoformat(str(rec.data.get("at")))
+    except ValueError:
+        return set()
+    if now - at > DEFERRED_MAX_AGE:
+        return set()
+    return {str(fp) for fp in rec.data.get("fingerprints") or [] if isinstance(fp, str)}
+
+
 # ---------------------------------------------------------------------------------------------- run
 
 @dataclass
@@ -155,6 +241,7 @@ class Report:
     groups: int = 0
     partial: list[str] = field(default_factory=list)
     drafted: list[dict[str, Any]] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # fingerprints left for the next run
     tokens: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -168,8 +255,12 @@ def _audit(settings: Settings, outcome: str, reason: str, resource: str, subject
 
 
 def run(settings: Settings, window: Window, *, clients: Clients | None = None,
-        now: Callable[[], dt.datetime] | None = None, trigger: str = "timer") -> Report:
-    """One run over `window`. Raises CollectError when the logs cannot be read (callers retry later)."""
+        now: Callable[[], dt.datetime] | None = None, trigger: str = "timer",
+        budget_seconds: float = RUN_BUDGET_SECONDS) -> Report:
+    """One run over `window`. Raises CollectError when the logs cannot be read (callers retry later).
+
+    `budget_seconds`: wall time the run may take from its start (by `now`); groups that might not finish inside
+    it are deferred to the next run."""
     clock = now or (lambda: dt.datetime.now(dt.timezone.utc))
     t = clock()
     cfg = load_config(settings)
@@ -182,24 +273,25 @@ def run(settings: Settings, window: Window, *, clients: Clients | None = None,
         return report
     ops = Store(settings, "ops")
     owner = uuid.uuid4().hex[:12]
-    lease = acquire_lease(ops, HEALER, "run", owner, max(settings.lease_seconds, 900), t)
+    lease_seconds = max(settings.lease_seconds, RUN_LEASE_SECONDS)
+    lease = acquire_lease(ops, HEALER, "run", owner, lease_seconds, t)
     if lease is None:
         report.outcome, report.reason = "busy", "another error-clustering run holds the lease"
         return report
+    guard = RunGuard(clock, t, budget_seconds, ops, lease, lease_seconds)
     try:
         clients = clients or build_clients(cfg)
         collected = collect(clients.logs, cfg.source, window.start, window.end)
         _run_collected(settings, cfg, window, collected, clients, mode.dry_run, mode.reason, resource, report,
-                       clock, trigger)
+                       guard, ops, t, trigger)
     finally:
         release_lease(ops, lease)
     return report
 
 
 def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collected: Collected, clients: Clients,
-                   dry_run: bool, mode_reason: str, resource: str, report: Report,
-                   clock: Callable[[], dt.datetime], trigger: str) -> None:
-    t = clock()
+                   dry_run: bool, mode_reason: str, resource: str, report: Report, guard: RunGuard, ops: Store,
+                   t: dt.datetime, trigger: str) -> None:
     report.rows, report.partial = len(collected.rows), collected.partial
     baselines_store = Store(settings, BASELINE_TABLE)
     baselines = {rec.row: rec.data for rec in baselines_store.query(BASELINE_PARTITION, limit=20_000)}
@@ -211,7 +303,11 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
     policy_doc, why = load_policy(settings.policy_document)
     policy = evaluate(policy_doc, ACTION, resource, why)
     budget = llm.Budget(cfg.token_budget)
-    top = ranked[:cfg.top_n]
+    drafting = not dry_run and policy.effect != "deny" and clients.repo is not None
+    carried = _carried(ops, t) if drafting else set()
+    top = drafting_plan(ranked, cfg.top_n, carried)
+    reserve = group_reserve_seconds(cfg)
+    time_left = lambda: guard.left() - GITHUB_ALLOWANCE_SECONDS  # noqa: E731  (what a model call may use)
     for r in top:
         subject = r.group.short
         entry = {"fingerprint": r.group.fingerprint, "title": r.group.title, "occurrences": r.group.occurrences,
@@ -227,9 +323,15 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
             entry["result"] = "recorded"
             _audit(settings, "recorded", "no GitHub repository configured: triage recorded only", resource, subject,
                    t, **entry)
+        elif (deferral := guard.before_group(reserve)) is not None:
+            entry["result"] = "deferred"
+            report.deferred.append(r.group.fingerprint)
+            _audit(settings, "skipped", f"deferred to the next run: {deferral}", resource, subject, t, **entry)
         else:
+            if r.group.fingerprint in carried:
+                entry["carried"] = True
             try:
-                result, detail = draft(cfg, clients, r, window, budget)
+                result, detail = draft(cfg, clients, r, window, budget, time_left)
             except GitHubError as exc:
                 result, detail = "failed", str(exc)
             entry.update(result=result, detail=detail)
@@ -238,20 +340,31 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
             _audit(settings, outcome, f"{result}: {detail}", resource, subject, t, **entry)
         report.drafted.append(entry)
     report.tokens = budget.spent
+    # the lease covers the baseline writes too; a lost lease leaves the carry-over record to the run that holds it
+    if drafting and guard.renew() and (report.deferred or carried):
+        ops.upsert(Record(HEALER, DEFERRED_ROW, {"at": t.isoformat(), "window": window.key,
+                                                 "fingerprints": report.deferred[:MAX_CARRIED]}))
     for g in groups:
         baselines_store.upsert(Record(BASELINE_PARTITION, g.fingerprint,
                                       updated_baseline(baselines.get(g.fingerprint), g, window.day,
                                                        cfg.baseline_days + 1)))
     _audit(settings, "recorded", f"{trigger} run over {window.key}: {len(collected.rows)} rows, {len(groups)} groups, "
-           f"{len(top)} considered" + (f"; PARTIAL results: {'; '.join(collected.partial)}" if collected.partial
-                                       else ""), resource, window.key, t,
-           drafted=[{k: e.get(k) for k in ("fingerprint", "result")} for e in report.drafted], tokens=budget.spent)
+           f"{len(top)} considered" + (f"; {len(report.deferred)} deferred to the next run ({guard.stopped})"
+                                       if report.deferred else "")
+           + (f"; PARTIAL results: {'; '.join(collected.partial)}" if collected.partial else ""), resource,
+           window.key, t, drafted=[{k: e.get(k) for k in ("fingerprint", "result")} for e in report.drafted],
+           deferred=report.deferred, tokens=budget.spent)
 
 
 # ---------------------------------------------------------------------------------------------- drafting
 
-def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget: llm.Budget) -> tuple[str, str]:
-    """Open or update the draft PR of one group. Returns (result, detail)."""
+def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget: llm.Budget,
+          time_left: Callable[[], float] | None = None) -> tuple[str, str]:
+    """Open or update the draft PR of one group. Returns (result, detail).
+
+    Writes only under the triage folder of the group's branch (Repo refuses anything else): the triage file and,
+    with a model, its diagnosis and a proposed change as a patch file. Nothing model-written is ever committed as
+    source, so no workflow triggered by the push runs it."""
     repo = clients.repo
     assert repo is not None
     g = r.group
@@ -262,16 +375,7 @@ def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget
     pulls = repo.pulls_for(branch)
     open_pr = next((p for p in pulls if p.state == "open"), None)
     if open_pr is not None:
-        current = repo.file(path, branch)
-        if current is not None and current[0] == text:
-            return "unchanged", f"PR #{open_pr.number} already has this window's triage"
-        previous_window = window_in(current[0]) if current else None
-        if previous_window and previous_window.split("/")[1] > iso(window.end):
-            return "stale", f"PR #{open_pr.number} holds a later window ({previous_window})"
-        before = occurrences_in(current[0]) if current else None
-        repo.put_file(branch, path, text, f"healer: update triage for {g.short} ({window.key})")
-        repo.comment(open_pr.number, update_comment(r, window, before))
-        return "updated", f"PR #{open_pr.number} triage updated and commented"
+        return _update(repo, open_pr, branch, path, text, r, window)
     latest = pulls[0] if pulls else None
     if latest is not None and not latest.merged:
         return "dismissed", f"PR #{latest.number} was closed without merging; not drafting again"
@@ -285,18 +389,53 @@ def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget
     else:
         repo.reset_branch(branch, base_sha)  # no open PR on it: a merged or abandoned branch is reused
     repo.put_file(branch, path, text, f"healer: triage for {g.short} ({window.key})")
-    diagnosis, note = None, "no model configured"
+    diagnosis, note, change = None, "no model configured", None
     if clients.model is not None and cfg.model is not None:
-        diagnosis, note = _diagnose(cfg, clients, repo, g, base, branch, budget)
+        diagnosis, note, change = _diagnose(cfg, clients, repo, g, base, branch, budget, time_left)
+    body = redact(pr_body(r, window, path, regression_of, diagnosis, note, change))
     number = repo.open_draft(branch, base, pr_title(r, regression_of is not None),
-                             redact(pr_body(r, window, path, regression_of, diagnosis, note)))
+                             body + "\n\n" + record_marker(text, g.occurrences))
     result = "regression" if regression_of else "created"
     return result, f"draft PR #{number} on {branch}" + (f" (regression of #{regression_of})" if regression_of
                                                          else "") + f"; {note}"
 
 
+def _last_record(repo: Repo, pr: PullRef) -> tuple[str, int] | None:
+    """(triage hash, occurrences) Healer last reported on the PR: its newest marked comment by the PR's author
+    (Healer opened the PR), else the PR body."""
+    for c in reversed(repo.latest_comments(pr.number)):
+        if pr.author and c.author != pr.author:
+            continue
+        found = marker_in(c.body)
+        if found is not None:
+            return found
+    return marker_in(pr.body)
+
+
+def _update(repo: Repo, pr: PullRef, branch: str, path: str, text: str, r: Ranked,
+            window: Window) -> tuple[str, str]:
+    """Commit the new triage, then comment. The comment carries the triage's hash; when the triage on the branch
+    is already this one but no comment reports it (the last run stopped between the two), the comment is posted."""
+    g = r.group
+    current = repo.file(path, branch)
+    if current is not None and current[0] == text:
+        last = _last_record(repo, pr)
+        if last is not None and last[0] == triage_hash(text):
+            return "unchanged", f"PR #{pr.number} already has this window's triage"
+        repo.comment(pr.number, update_comment(r, window, last[1] if last else None, text))
+        return "updated", f"PR #{pr.number} already had this triage; its missing update comment was posted"
+    previous_window = window_in(current[0]) if current else None
+    if previous_window and previous_window.split("/")[1] > iso(window.end):
+        return "stale", f"PR #{pr.number} holds a later window ({previous_window})"
+    before = occurrences_in(current[0]) if current else None
+    repo.put_file(branch, path, text, f"healer: update triage for {g.short} ({window.key})")
+    repo.comment(pr.number, update_comment(r, window, before, text))
+    return "updated", f"PR #{pr.number} triage updated and commented"
+
+
 def _diagnose(cfg: ErrorsConfig, clients: Clients, repo: Repo, g: Group, base: str, branch: str,
-              budget: llm.Budget) -> tuple[str | None, str]:
+              budget: llm.Budget, time_left: Callable[[], float] | None) -> tuple[str | None, str, str | None]:
+    """(diagnosis markdown, note, proposed-change section for the PR body)."""
     ref = cfg.source_ref or base
     sources: dict[str, str] = {}
     for file in stacks.in_app_files(g.frames):
@@ -307,23 +446,46 @@ def _diagnose(cfg: ErrorsConfig, clients: Clients, repo: Repo, g: Group, base: s
                 break
     evidence = llm.evidence_document(g.title, g.type, g.occurrences, g.roles, g.operations, g.sample_message,
                                      g.sample_stack, g.template, sources, g.top_variants())
-    outcome = llm.diagnose(clients.model, cfg.model, evidence, budget)  # type: ignore[arg-type]
+    outcome = llm.diagnose(clients.model, cfg.model, evidence, budget, time_left)  # type: ignore[arg-type]
     if outcome.diagnosis is None:
-        return None, outcome.note
+        return None, outcome.note, None
     d = outcome.diagnosis
-    patch_note = "none proposed"
+    patch_note, change = "none proposed", None
     if d.patch:
-        applied = check_and_apply(d.patch, sources)
-        patch_note = applied.reason
+        # Checked with `git apply --check` against the files at the deployed ref; delivered only as the canonical
+        # diff in a patch file next to the triage file and in the PR body, for a human to apply by hand.
+        applied = check_and_apply(redact(d.patch), sources)
+        if applied.ok and redact(applied.diff) != applied.diff:
+            applied = dataclasses.replace(applied, ok=False, reason="the change carries text that looks like a "
+                                                                     "secret")
         if applied.ok:
-            for path, text in applied.files.items():
-                repo.put_file(branch, path, text, f"healer: proposed change for {g.short} (model-drafted, review)")
-            patch_note = f"committed to this branch; {applied.reason}"
+            patch_path = proposed_fix_path(g.short)
+            repo.put_file(branch, patch_path, applied.diff,
+                          f"healer: proposed change for {g.short} (model-drafted, unreviewed, not applied)")
+            change = proposed_change_section(applied.diff, patch_path, branch, ref)
+            patch_note = (f"machine-drafted, unreviewed, NOT applied: in {patch_path} for a human to apply with "
+                          f"git apply; {applied.reason} at {ref}")
         else:
             patch_note = f"not included ({applied.reason}); diagnosis only"
     md = diagnosis_markdown(d.summary, d.likely_cause, d.proposed_fix, d.confidence, patch_note)
     repo.put_file(branch, diagnosis_path(g.short), md, f"healer: model diagnosis for {g.short}")
-    return md, outcome.note + f"; change: {patch_note}"
+    return md, outcome.note + f"; change: {patch_note}", change
+
+
+def failure_reason(exc: BaseException) -> str:
+    """An audit reason for a failed run that carries no secret: Healer's own messages (they name settings, paths
+    and HTTP statuses, never values; redacted anyway), else only the exception type and, for Azure SDK errors,
+    the HTTP status and error code (an SDK message can quote request URLs with SAS tokens)."""
+    name = type(exc).__name__
+    if isinstance(exc, CollectError):
+        return f"{name}: {redact(exc.reason)[:300]}"
+    if isinstance(exc, (ConfigError, GitHubError)):
+        return f"{name}: {redact(str(exc))[:300]}"
+    status, code = getattr(exc, "status_code", None), getattr(exc, "error_code", None)
+    extra = [f"HTTP {status}"] if isinstance(status, int) else []
+    if isinstance(code, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,80}", code):
+        extra.append(f"code {code}")
+    return name + (f" ({', '.join(extra)})" if extra else "")
 
 
 def work_message(window: Window, by: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ backtick run inside it) and never placed where GitHub would interpret mentions o
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from healers.errors.rank import Ranked
 
 TRIAGE_DIR = ".healer/errors"
 MAX_BAR = 40
+MAX_DIFF_IN_BODY = 30_000  # GitHub caps a PR body at 65,536 characters; the diagnosis needs room too
+_MARKER = re.compile(r"<!-- healer-errors:triage sha256=([0-9a-f]{64}) occurrences=(\d+) -->")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,26 @@ def triage_path(short: str, directory: str = TRIAGE_DIR) -> str:
 
 def diagnosis_path(short: str, directory: str = TRIAGE_DIR) -> str:
     return f"{directory.strip('/')}/{short}.diagnosis.md"
+
+
+def proposed_fix_path(short: str, directory: str = TRIAGE_DIR) -> str:
+    """Where a model-proposed change is delivered: a patch file next to the triage file, never applied."""
+    return f"{directory.strip('/')}/{short}.proposed-fix.patch"
+
+
+def triage_hash(triage: str) -> str:
+    return hashlib.sha256(triage.encode("utf-8")).hexdigest()
+
+
+def record_marker(triage: str, occurrences: int) -> str:
+    """Hidden marker that ties a PR body or update comment to the triage content it reports."""
+    return f"<!-- healer-errors:triage sha256={triage_hash(triage)} occurrences={int(occurrences)} -->"
+
+
+def marker_in(body: str | None) -> tuple[str, int] | None:
+    """(triage hash, occurrences) of the last marker in a PR body or comment, or None."""
+    found = _MARKER.findall(body or "")
+    return (found[-1][0], int(found[-1][1])) if found else None
 
 
 def fence(text: str, lang: str = "text") -> str:
@@ -120,8 +143,30 @@ def triage_file(r: Ranked, window: Window, repro_kql: str, schema: str) -> str:
     return "\n".join(parts)
 
 
+def proposed_change_section(diff: str, patch_path: str, branch: str, checked_ref: str) -> str:
+    """The model's change as a reviewable diff in the PR body: machine-drafted, unreviewed, applied by nobody."""
+    steps = "\n".join([f"git fetch origin {branch}",
+                       f"git show FETCH_HEAD:{patch_path} > proposed-fix.patch",
+                       "git apply --check proposed-fix.patch && git apply proposed-fix.patch"])
+    parts = [
+        "## Proposed change (machine-drafted, unreviewed)", "",
+        "> [!WARNING]",
+        "> This change was **drafted by a language model and has not been reviewed by anyone**. It is **not applied** "
+        "on this branch: the branch only adds Healer's files under "
+        f"`{TRIAGE_DIR}/`, so no workflow runs it. It applied cleanly (`git apply --check`) to the files at "
+        f"`{inline(checked_ref, 100)}`. Read it in full before trying it locally:", "",
+        fence(steps, "sh"), "",
+    ]
+    if len(diff) <= MAX_DIFF_IN_BODY:
+        parts.append(fence(diff, "diff"))
+    else:
+        parts.append(f"_The diff ({len(diff)} characters) is too long to show here; it is in `{patch_path}`._")
+    return "\n".join(parts)
+
+
 def pr_body(r: Ranked, window: Window, triage: str, regression_of: int | None, diagnosis: str | None,
-            diagnosis_note: str) -> str:
+            diagnosis_note: str, change: str | None = None) -> str:
+    """`change`: the rendered proposed-change section, when the model proposed one that applies cleanly."""
     g = r.group
     parts = [
         f"Healer found **{g.occurrences}** occurrence(s) of this error between {iso(window.start)} and "
@@ -134,17 +179,21 @@ def pr_body(r: Ranked, window: Window, triage: str, regression_of: int | None, d
         parts.append(f"- This came back after pull request {regression_of} was merged: drafted again as a regression.")
     parts += ["", "## Diagnosis", ""]
     parts.append(diagnosis if diagnosis else f"_No model diagnosis: {inline(diagnosis_note, 200)}._")
-    parts += ["", "---", "Draft opened by Healer. Healer never merges: review, edit or close it. The branch holds "
-              "only the triage file and, when a model proposed one that applies cleanly, a suggested change."]
+    if change:
+        parts += ["", change]
+    parts += ["", "---", "Draft opened by Healer. Healer never merges: review, edit or close it. The branch only "
+              f"adds files under `{TRIAGE_DIR}/` (the triage file and, when a model proposed one, its diagnosis and "
+              "a patch file); it never changes source, build, test or CI files."]
     return "\n".join(parts)
 
 
-def update_comment(r: Ranked, window: Window, previous_occurrences: int | None) -> str:
+def update_comment(r: Ranked, window: Window, previous_occurrences: int | None, triage: str) -> str:
+    """The daily comment; it carries the hash of the triage it reports, so a lost comment is noticed and posted."""
     g = r.group
     before = f" (previous triage: {previous_occurrences})" if previous_occurrences is not None else ""
     return (f"Healer update for {iso(window.start)} to {iso(window.end)}: **{g.occurrences}** occurrence(s){before}; "
             f"{r.change}: {inline(r.reason, 200)}. Last seen {iso(g.last_seen)}; roles {len(g.roles)}, "
-            f"operations {len(g.operations)}. The triage file was updated.")
+            f"operations {len(g.operations)}. The triage file was updated.\n\n{record_marker(triage, g.occurrences)}")
 
 
 def occurrences_in(triage: str) -> int | None:

@@ -69,3 +69,21 @@ def use_model(monkeypatch, ai, provider: str = "openai", **extra: str) -> None:
 def ai_key(ai) -> str:
     args = ai.server.proc.args
     return args[args.index("--api-key") + 1]
+
+
+TRIAGE_PREFIX = ".healer/errors/"
+
+
+def assert_only_triage_writes(gh) -> None:
+    """Healer never writes a file outside its triage folder: every contents write on the wire, and every branch
+    (outside that folder) is the base branch's tree exactly."""
+    from urllib.parse import unquote
+    writes = [unquote(r["path"].split("?")[0]) for r in gh.requests() if r["method"] in ("PUT", "DELETE", "POST")
+              and "/contents/" in r["path"]]
+    outside = [p for p in writes if not p.split("/contents/", 1)[1].startswith(TRIAGE_PREFIX)]
+    assert not outside, outside
+    assert not [r for r in gh.requests() if "/git/" in r["path"] and "/git/ref" not in r["path"]]  # no trees/blobs
+    outside_triage = lambda files: {p: t for p, t in files.items() if not p.startswith(TRIAGE_PREFIX)}  # noqa: E731
+    base = outside_triage(gh.files(OWNER, REPO, "main"))
+    for pr in gh.pulls():
+        assert outside_triage(gh.files(OWNER, REPO, pr["head"]["ref"])) == base, pr["head"]["ref"]

@@ -200,8 +200,11 @@ def test_patch_applies_only_cleanly_and_only_to_fetched_files():
      total = sum(i.price for i in cart)
      return total / len(cart)
 """
-    ok = check_and_apply(good, sources)
+    ok = check_and_apply("Here is my fix (ignored by git apply):\n" + good, sources)
     assert ok.ok and "if not cart" in ok.files["app/pricing.py"]
+    # what Healer delivers is git's canonical diff of the change, not the model's text around it
+    assert ok.diff.startswith("diff --git a/app/pricing.py b/app/pricing.py\n") and "Here is my fix" not in ok.diff
+    assert check_and_apply(ok.diff, sources).diff == ok.diff
     stale = good.replace(" total = sum(i.price for i in cart)", " total = sum(x for x in cart)")
     assert not check_and_apply(stale, sources).ok
     other = good.replace("app/pricing.py", ".github/workflows/ci.yml")
@@ -286,3 +289,57 @@ def test_repository_paths_from_stacks_cannot_leave_the_contents_api():
     for bad in ("app/../../../vault/contents/creds.py", "../x.py", "/etc/passwd", "a//b.py", "./a.py",
                 "a/./b.py", "a.py?ref=other", "a.py#x", "%2e%2e/x.py", "a\\..\\b.py", "a\nb.py", "", "x" * 401):
         assert not safe_path(bad), bad
+
+
+def test_failure_reasons_carry_no_secrets():
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+    from healers.errors.github import GitHubError
+    from healers.errors.shell import failure_reason
+    from shared.config import ConfigError
+    sas = "https://acct.table.core.windows.net/ops?sv=2024-01-01&sig=AbCdEf0123456789%2Bsecret%3D&se=2030"
+    err = HttpResponseError(message=f"Operation failed for {sas}")
+    err.status_code, err.error_code = 403, "AuthenticationFailed"
+    assert failure_reason(err) == "HttpResponseError (HTTP 403, code AuthenticationFailed)"
+    assert failure_reason(ServiceRequestError(f"cannot reach {sas}")) == "ServiceRequestError"
+    assert failure_reason(RuntimeError("password=hunter2")) == "RuntimeError"
+    assert failure_reason(ConfigError("setting HEALER_ERRORS_TOP_N must be an integer")) == \
+        "ConfigError: setting HEALER_ERRORS_TOP_N must be an integer"
+    assert "hunter2" not in failure_reason(GitHubError("GitHub call failed token=hunter2"))
+
+
+def test_time_budget_and_drafting_plan_decisions():
+    from healers.errors.shell import defer_reason, drafting_plan
+    assert defer_reason(300, 260) is None
+    why = defer_reason(100, 260)
+    assert why is not None and "100 s left" in why and "260 s" in why
+    assert "0 s left" in (defer_reason(-50, 60) or "")
+
+    class R:  # only what drafting_plan reads
+        def __init__(self, fp):
+            self.group = type("G", (), {"fingerprint": fp})()
+    ranked = [R(f) for f in "abcdefg"]
+    fps = lambda plan: "".join(r.group.fingerprint for r in plan)  # noqa: E731
+    assert fps(drafting_plan(ranked, 3, set())) == "abc"
+    assert fps(drafting_plan(ranked, 3, {"f", "b", "z"})) == "bfac"  # carried first, in rank order, once
+    assert drafting_plan(ranked, 0, {"a"}) == []
+
+
+def test_repo_never_writes_outside_the_triage_folder():
+    from healers.errors.github import GitHubError, Repo
+    repo = Repo("http://127.0.0.1:9", "t", "o/r")  # nothing listens: a refused write makes no request
+    for path in ("conftest.py", "setup.py", ".github/workflows/ci.yml", "src/app.py", ".healer/errorsx/a.md",
+                 ".healer/other/a.md", ".healer/errors"):
+        with pytest.raises(GitHubError, match="only writes under|unsafe"):
+            repo.put_file("healer/errors/abc", path, "x", "m")
+
+
+def test_records_tie_pr_text_to_the_triage_and_patches_are_fenced():
+    from healers.errors.triage import marker_in, proposed_change_section, record_marker, triage_hash
+    m1, m2 = record_marker("triage one", 5), record_marker("triage two", 7)
+    assert marker_in(f"body\n\n{m1}") == (triage_hash("triage one"), 5)
+    assert marker_in(f"{m1} quoted, then {m2}") == (triage_hash("triage two"), 7) and marker_in("none") is None
+    diff = "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b  # ``` @octocat\n"
+    section = proposed_change_section(diff, ".healer/errors/abc.proposed-fix.patch", "healer/errors/abc", "v1.2")
+    assert "machine-drafted, unreviewed" in section and "not applied" in section
+    assert "````diff\n" + diff.rstrip() + "\n````" in section  # fence longer than the diff's backticks
+    assert "git show FETCH_HEAD:.healer/errors/abc.proposed-fix.patch" in section

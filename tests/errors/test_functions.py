@@ -82,3 +82,31 @@ def test_malformed_and_poison_messages_are_audited(functions, errors_env):
     records = list(audit.list_records(Settings(), day=dt.datetime.now(dt.timezone.utc).date(), healer="errors",
                                       outcome="dead-letter"))
     assert len(records) == 1 and "malformed" in records[0]["reason"]
+
+
+@pytest.mark.parametrize("setting,value,error,fragment", [
+    ("HEALER_ERRORS_GITHUB_TOKEN", None, "ConfigError", "HEALER_ERRORS_GITHUB_TOKEN is required"),
+    ("HEALER_ERRORS_GITHUB_REPOSITORY", "no-slash", "GitHubError", "repository must be 'owner/name'"),
+    ("HEALER_ERRORS_TOP_N", "many", "ConfigError", "HEALER_ERRORS_TOP_N must be an integer"),
+])
+def test_timer_failures_are_audited_without_secrets_and_re_raised(functions, errors_env, monkeypatch, setting, value,
+                                                                   error, fragment):
+    from shared import audit
+    from shared.config import Settings
+    from shared.state import Store, acquire_lease, release_lease
+    if value is None:
+        monkeypatch.delenv(setting)
+    else:
+        monkeypatch.setenv(setting, value)
+    with pytest.raises(Exception) as info:
+        call(functions, "errors_daily", TimerRequest(past_due=False))
+    assert type(info.value).__name__ == error  # re-raised: the host records the failed invocation
+    today = dt.datetime.now(dt.timezone.utc).date()
+    [record] = list(audit.list_records(Settings(), day=today, healer="errors", outcome="failed"))
+    assert record["reason"].startswith(f"daily run failed: {error}: ") and fragment in record["reason"]
+    token = errors_env["env"]["HEALER_ERRORS_GITHUB_TOKEN"]
+    assert token not in json.dumps(record) and token[4:16] not in json.dumps(record)
+    lease = acquire_lease(Store(Settings(), "ops"), "errors", "run", "next", 900,
+                          dt.datetime.now(dt.timezone.utc))
+    assert lease is not None  # the failed run let go of its lease
+    release_lease(Store(Settings(), "ops"), lease)

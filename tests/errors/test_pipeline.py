@@ -12,7 +12,7 @@ from healers.errors.triage import Window
 from shared import audit
 from shared.config import Settings
 from tests.errors import synth
-from tests.errors.conftest import OWNER, REPO
+from tests.errors.conftest import OWNER, REPO, assert_only_triage_writes
 
 pytestmark = pytest.mark.integration
 DAY1 = dt.datetime(2025, 3, 3, 6, tzinfo=dt.timezone.utc)
@@ -58,6 +58,9 @@ def test_first_day_drafts_one_pr_per_root_cause_and_rerun_changes_nothing(errors
     expected = sum(r["ItemCount"] for r in rows if r["ExceptionType"] == "System.InvalidOperationException")
     assert f"**{expected}**" in triage  # itemCount honoured
 
+    assert_only_triage_writes(gh)
+    assert "<!-- healer-errors:triage sha256=" in pr["body"]  # ties the PR to the triage it reports
+
     before = len(writes(gh))
     again = run(W1)
     assert [d["result"] for d in again.drafted] == ["unchanged"] * 5
@@ -90,6 +93,7 @@ def test_next_day_updates_triage_and_comments_then_merged_comes_back_as_regressi
     new = [p for p in gh.pulls() if p["head"]["ref"] == pr["head"]["ref"] and p["state"] == "open"]
     assert len(new) == 1 and new[0]["title"].startswith("[healer] Regression: ") and new[0]["draft"]
     assert f"after pull request {pr['number']} was merged" in new[0]["body"]
+    assert_only_triage_writes(gh)
 
 
 def test_closed_without_merge_is_not_drafted_again(errors_env):
@@ -206,3 +210,117 @@ def test_github_unreachable_fails_each_draft_but_the_run_finishes_and_counts_the
     failed = list(audit.list_records(Settings(), day=(W1.end + dt.timedelta(minutes=5)).date(), healer="errors",
                                      outcome="failed", limit=50))
     assert len(failed) == 5
+
+
+def test_a_crash_between_the_triage_commit_and_its_comment_is_recovered_by_the_next_run(errors_env):
+    """The update path commits the triage, then comments. When the run stops between the two (here GitHub refuses
+    the comment), the next run of the same window sees the triage already committed but no Healer comment
+    carrying its hash, and posts the comment; the run after that changes nothing."""
+    from healers.errors.triage import record_marker
+    la, gh = errors_env["la"], errors_env["gh"]
+    seed(la, W1, 300, 12)
+    run(W1)
+    seed(la, W2, 300, 13)
+    gh.fault("POST", r"/issues/\d+/comments$", 422, count=2)
+    crashed = run(W2)
+    assert sorted(d["result"] for d in crashed.drafted) == ["failed"] * 2 + ["updated"] * 3
+    lost = [p for p in gh.pulls() if not p["comments"]]
+    assert len(lost) == 2
+    for p in lost:  # the triage was committed before the comment failed
+        short = p["head"]["ref"].rsplit("/", 1)[1]
+        assert "- Window: 2025-03-03T06:00:00Z to" in gh.files(OWNER, REPO, p["head"]["ref"])[
+            f".healer/errors/{short}.md"]
+    # someone else quoting the current triage's marker does not count as Healer's comment
+    victim = lost[0]
+    short = victim["head"]["ref"].rsplit("/", 1)[1]
+    triage = gh.files(OWNER, REPO, victim["head"]["ref"])[f".healer/errors/{short}.md"]
+    gh.comment(OWNER, REPO, victim["number"], "copy of " + record_marker(triage, 1), login="mallory")
+
+    recovered = run(W2)
+    assert sorted(d["result"] for d in recovered.drafted) == ["unchanged"] * 3 + ["updated"] * 2
+    assert all("missing update comment was posted" in d["detail"] for d in recovered.drafted
+               if d["result"] == "updated")
+    for p in gh.pulls():
+        mine = [c for c in p["comments"] if c["user"]["login"] == "healer[bot]"]
+        assert len(mine) == 1 and "Healer update for 2025-03-03T06:00:00Z" in mine[0]["body"], p["number"]
+        assert "(previous triage:" in mine[0]["body"]  # figures before, from the PR body's marker
+    before = len(writes(gh))
+    assert {d["result"] for d in run(W2).drafted} == {"unchanged"}
+    assert len(writes(gh)) == before
+
+
+def _stepping_clock(start: dt.datetime, step_s: float, hook=None):
+    """A clock that moves `step_s` seconds on every reading; `hook(n, now)` runs at reading n (1-based)."""
+    readings: list[dt.datetime] = []
+
+    def clock() -> dt.datetime:
+        now = start + dt.timedelta(seconds=step_s * len(readings))
+        readings.append(now)
+        if hook is not None:
+            hook(len(readings), now)
+        return now
+    return clock, readings
+
+
+def test_the_run_lease_is_renewed_per_group_and_keeps_another_run_out(errors_env):
+    from shared.state import Store, acquire_lease, release_lease
+    la = errors_env["la"]
+    seed(la, W1, 300, 14)
+    ops = Store(Settings(), "ops")
+    intruders: list[object] = []
+    # each reading is 400 s later: the run outlives its first 900-s lease several times over
+    clock, readings = _stepping_clock(W1.end, 400,
+                                      lambda n, now: n > 1 and intruders.append(  # reading 1: before the run's own
+                                          acquire_lease(ops, shell.HEALER, "run", "intruder", 900, now)))
+    report = shell.run(Settings(), W1, now=clock, budget_seconds=10_000)
+    assert [d["result"] for d in report.drafted] == ["created"] * 5 and report.deferred == []
+    assert (readings[-1] - readings[0]).total_seconds() > 2 * 900
+    assert len(intruders) >= 6 and all(i is None for i in intruders)  # never free while the run went on
+    after = acquire_lease(ops, shell.HEALER, "run", "next", 900, readings[-1])
+    assert after is not None  # released at the end
+    release_lease(ops, after)
+
+
+def test_a_run_near_its_time_budget_defers_groups_and_the_next_run_drafts_them_first(errors_env, monkeypatch):
+    la, gh = errors_env["la"], errors_env["gh"]
+    seed(la, W1, 300, 15)
+    clock, _ = _stepping_clock(W1.end + dt.timedelta(minutes=5), 300)
+    report = shell.run(Settings(), W1, now=clock, budget_seconds=1000)  # no model: a group needs up to 60 s
+    results = [d["result"] for d in report.drafted]
+    assert results == ["created"] * 3 + ["deferred"] * 2 and len(gh.pulls()) == 3
+    assert report.deferred == [d["fingerprint"] for d in report.drafted[3:]]
+    day = (W1.end + dt.timedelta(minutes=5)).date()
+    skipped = list(audit.list_records(Settings(), day=day, healer="errors", outcome="skipped", limit=50))
+    assert sorted(r["subject"] for r in skipped) == sorted(f[:12] for f in report.deferred)
+    assert all("deferred to the next run: the run is near its time budget" in r["reason"] for r in skipped)
+    [summary] = [r for r in audit.list_records(Settings(), day=day, healer="errors", outcome="recorded", limit=50)
+                 if "run over" in r["reason"]]
+    assert summary["details"]["deferred"] == report.deferred and "2 deferred" in summary["reason"]
+
+    # the next run drafts the deferred groups first, even when they are no longer in its top N
+    monkeypatch.setenv("HEALER_ERRORS_TOP_N", "1")
+    nxt = run(W1)
+    assert [(d["fingerprint"], d["result"], d.get("carried")) for d in nxt.drafted] == \
+        [(fp, "created", True) for fp in report.deferred] + [(report.drafted[0]["fingerprint"], "unchanged", None)]
+    assert len(gh.pulls()) == 5 and nxt.deferred == []
+    assert [d["result"] for d in run(W1).drafted] == ["unchanged"]  # carried over once, then cleared
+
+
+def test_a_run_that_lost_its_lease_stops_drafting(errors_env):
+    from shared.state import Store, acquire_lease
+    la, gh = errors_env["la"], errors_env["gh"]
+    seed(la, W1, 300, 16)
+    ops = Store(Settings(), "ops")
+    taken: list[object] = []
+
+    def take_over(n: int, now: dt.datetime) -> None:
+        if n == 3:  # after the first group, another run finds the lease expired (the host froze us) and takes it
+            taken.append(acquire_lease(ops, shell.HEALER, "run", "other", 900, now + dt.timedelta(hours=1)))
+    clock, _ = _stepping_clock(W1.end + dt.timedelta(minutes=5), 1, take_over)
+    report = shell.run(Settings(), W1, now=clock)
+    assert taken and taken[0] is not None
+    assert [d["result"] for d in report.drafted] == ["created"] + ["deferred"] * 4 and len(gh.pulls()) == 1
+    skipped = list(audit.list_records(Settings(), day=(W1.end + dt.timedelta(minutes=5)).date(), healer="errors",
+                                      outcome="skipped", limit=50))
+    assert len(skipped) == 4 and all("lost its lease" in r["reason"] for r in skipped)
+    assert ops.get(shell.HEALER, "run").data["lease"]["owner"] == "other"  # ours was not released over theirs
