@@ -155,7 +155,7 @@ param replicationDeadlineSeconds int = 1800
 param replicationBackoff object = {}
 
 @description('HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: how long a replica\'s tag may name another digest before a race is reported.')
-param replicationTagRaceGraceSeconds int = 0
+param replicationTagRaceGraceSeconds int = 60
 
 @description('HEALER_REPLICATION_ACR_TENANT_ID: tenant sent in the ACR token exchange. Empty: the deployment tenant.')
 param replicationAcrTenantId string = ''

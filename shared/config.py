@@ -101,7 +101,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_REPLICATION_BACKOFF", "JSON object of the re-check backoff: baseSeconds, factor, maxSeconds, "
             "minSeconds, jitter (empty: 2, 1.6, 30, 0.5, 0.25)."),
     Setting("HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS", "How long a replica's tag may name another digest before a "
-            "tag overwrite race is reported.", "0"),
+            "tag overwrite race is reported (a digest never seen pushed; older pushes are lag).", "60"),
     Setting("HEALER_REPLICATION_ACR_TENANT_ID", "Tenant sent in the ACR token exchange (POST /oauth2/exchange)."),
     Setting("HEALER_REPLICATION_TOPIC_ENDPOINT", "Event Grid topic endpoint for outcome events "
             "(https://<topic>.<region>-1.eventgrid.azure.net/api/events). Empty: outcomes are only recorded."),

@@ -53,15 +53,23 @@ def process(msg: func.QueueMessage) -> str:
 
 
 def dead_letter(msg: func.QueueMessage) -> str:
-    """A check the healer could not run: audited and told to a human. The wait's status stays visible."""
+    """A check the healer could not run: audited and told to a human. Its wait is marked so that the status endpoint
+    reports it stalled and restarts its check chain."""
     def wait_of(m: dict[str, Any]) -> str:
         registry = str(m.get("registry", ""))[:100]
         return f"{registry}/{str(m.get('repository', ''))[:256]}@{str(m.get('digest', ''))[:200]}" if registry else ""
-    return record_dead_letter(Settings(), shell.HEALER, msg.get_body(), msg.dequeue_count, resource_of=wait_of)
+    settings = Settings()
+    result = record_dead_letter(settings, shell.HEALER, msg.get_body(), msg.dequeue_count, resource_of=wait_of)
+    try:   # after the audit, which must never be lost: mark the wait stalled for the status endpoint
+        shell.note_dead_letter(settings, msg.get_body())
+    except Exception:
+        log.warning("could not mark the wait of a dead-lettered check as stalled", exc_info=True)
+    return result
 
 
 def get_status(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
-    """GET /api/replication/status?registry=&repository=&digest=|tag= → pending / ready / timed-out / tag-race."""
+    """GET /api/replication/status?registry=&repository=&digest=|tag= → pending / ready / timed-out / tag-race, or
+    stalled (a dead check chain, restarted by this request)."""
     p = req.params
     try:
         view = shell.status(settings, registry=p.get("registry"), repository=p.get("repository"),

@@ -20,6 +20,9 @@ from .events import DIGEST_RE, REGION_RE, REGISTRY_NAME_RE, REPOSITORY_RE, AcrIm
 
 Action = Literal["push", "delete"]
 WaitStatus = Literal["pending", "ready", "timed_out", "tag_race"]
+# What became of a decided outcome: "publishing" is the marker saved BEFORE the event is sent; any later check of
+# the wait re-sends exactly the stored event (never decides again) until it is saved as "published".
+Delivery = Literal["publishing", "published", "dry-run", "skipped", "recorded"]
 ManifestState = Literal["present", "absent", "unauthorized", "error"]
 NextAction = Literal["publish_ready", "publish_timed_out", "publish_tag_race", "recheck", "done"]
 
@@ -55,7 +58,14 @@ class ReplicationPolicy(BaseModel):
     required_regions: dict[str, tuple[str, ...]]       # registry short name -> regions that must serve it
     deadline_seconds: float = Field(1800.0, gt=0)
     backoff: BackoffPolicy = BackoffPolicy()
-    tag_race_grace_seconds: float = Field(0.0, ge=0)   # how long a conflicting tag may persist before reporting
+    # How long a replica's tag may name a digest Healer has not seen pushed for that tag before a race is reported.
+    # A tag naming an OLDER known push is lag (never a race); one naming a NEWER known push is a race at once.
+    tag_race_grace_seconds: float = Field(60.0, ge=0)
+    # A pending wait this long past its deadline has a dead check chain: reported "stalled"; a check that runs this
+    # late times the wait out without counting what it sees (the deadline was missed, whatever arrived since).
+    stall_grace_seconds: float = Field(60.0, ge=0)
+    stall_overdue_seconds: float = Field(300.0, gt=0)  # a pending wait's next check this overdue: stalled
+    restart_cooldown_seconds: float = Field(30.0, ge=0)  # between two restarts of one wait's check chain
     max_tags_per_wait: int = Field(20, ge=1)
     max_evidence: int = Field(50, ge=1)
 
@@ -93,12 +103,20 @@ class WaitRecord(BaseModel):
     first_seen: dict[str, float] = {}        # region -> first observation satisfying it
     tag_conflicts: dict[str, str] = {}       # "region:tag" -> other digest the tag resolved to
     tag_conflict_since: dict[str, float] = {}  # "region:tag" -> first time that conflict was seen
+    tag_lagging: dict[str, str] = {}         # "region:tag" -> OLDER pushed digest the replica's tag still names
     last_errors: dict[str, str] = {}         # region -> last probe problem (unauthorized / error detail)
     event_ids: list[str] = []                # deliveries merged into this wait (bounded)
     request_ids: list[str] = []
     reported_locations: list[str] = []       # regions whose ACR events arrived (evidence only)
     completed_at: float | None = None
     next_check_at: float | None = None
+    last_check_at: float | None = None       # when a check last decided about this wait
+    outcome_event: dict[str, Any] | None = None  # the decided outcome event, exactly as (to be) published
+    outcome_delivery: Delivery | None = None
+    outcome_reason: str | None = None        # why the outcome was decided (for audits of a re-send)
+    published_at: float | None = None
+    chain_note: str | None = None            # why the check chain died (dead-lettered), until a check runs again
+    restarted_at: float | None = None        # last restart of a stalled check chain
 
     @property
     def wait_id(self) -> str:
@@ -234,7 +252,26 @@ def regions_to_probe(record: WaitRecord) -> list[str]:
     return record.missing_regions() if record.status == "pending" else []
 
 
-def _apply(rec: WaitRecord, obs: RegionObservation) -> None:
+TagHistory = Mapping[str, Mapping[str, float]]   # tag -> {digest: latest push time of that digest under the tag}
+
+
+def _tag_move(rec: WaitRecord, tag: str, other: str, history: TagHistory) -> Literal["older", "newer", "unknown"]:
+    """Where `other` (the digest a replica's tag names) stands against this wait's push of `tag`."""
+    pushes = history.get(tag) or {}
+    theirs = pushes.get(other)
+    if theirs is None:
+        return "unknown"
+    ours = pushes.get(rec.digest, rec.event_time)
+    return "older" if theirs < ours else "newer"
+
+
+def _forget_tag(rec: WaitRecord, key: str) -> None:
+    rec.tag_conflicts.pop(key, None)
+    rec.tag_conflict_since.pop(key, None)
+    rec.tag_lagging.pop(key, None)
+
+
+def _apply(rec: WaitRecord, obs: RegionObservation, history: TagHistory) -> None:
     region = obs.region
     if obs.manifest in ("unauthorized", "error"):
         rec.last_errors[region] = f"{obs.manifest}: {(obs.detail or '')[:200]}".rstrip(": ")
@@ -251,11 +288,19 @@ def _apply(rec: WaitRecord, obs: RegionObservation) -> None:
         key = f"{region}:{tag}"
         resolved = obs.tags.get(tag)
         if resolved == rec.digest:
-            rec.tag_conflicts.pop(key, None)
-            rec.tag_conflict_since.pop(key, None)
+            _forget_tag(rec, key)
             continue
         satisfied = False
-        if resolved:  # the tag exists on this replica and names another digest
+        if not resolved:   # tag not (yet) on this replica, or not probed: plain lag
+            continue
+        if _tag_move(rec, tag, resolved, history) == "older":
+            # the replica serves our manifest but still has the tag on an earlier push: lag, not a race
+            _forget_tag(rec, key)
+            rec.tag_lagging[key] = resolved
+        else:              # the tag names a later push (a race) or one Healer never saw (a race after the grace)
+            rec.tag_lagging.pop(key, None)
+            if rec.tag_conflicts.get(key) != resolved:
+                rec.tag_conflict_since.pop(key, None)
             rec.tag_conflicts[key] = resolved
             rec.tag_conflict_since[key] = min(rec.tag_conflict_since.get(key, obs.observed_at), obs.observed_at)
     if satisfied:
@@ -263,24 +308,34 @@ def _apply(rec: WaitRecord, obs: RegionObservation) -> None:
 
 
 def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy: ReplicationPolicy,
-           now: float) -> Decision:
-    """Fold the latest probe results into the wait and say what to do next. Never waits itself."""
+           now: float, tag_history: TagHistory | None = None) -> Decision:
+    """Fold the latest probe results into the wait and say what to do next. Never waits itself.
+
+    `tag_history` (tag -> {digest: latest push time}) is what Healer saw pushed under the wait's tags: a replica
+    whose tag names an older push is lagging; one whose tag names a newer push lost a tag overwrite race; an
+    unknown digest is a race once it has persisted for `tag_race_grace_seconds`."""
     if record.status != "pending":
         return Decision(action="done", reason=f"wait already {record.status}", record=record)
 
+    history = tag_history or {}
     rec = record.model_copy(deep=True)
     rec.attempts += 1
+    rec.last_check_at = now
+    rec.chain_note = None          # a check ran: the chain is alive
+    late = now > rec.deadline_at + policy.stall_grace_seconds
     required = set(rec.required_regions)
-    for obs in observations:
-        if obs.region in required:
-            _apply(rec, obs)
+    if not late:   # a check this late ran on a stalled chain: what it sees came after the deadline
+        for obs in observations:
+            if obs.region in required:
+                _apply(rec, obs, history)
 
     races = {k: v for k, v in rec.tag_conflicts.items()
-             if now - rec.tag_conflict_since.get(k, now) >= policy.tag_race_grace_seconds}
+             if _tag_move(rec, k.split(":", 1)[1], v, history) == "newer"
+             or now - rec.tag_conflict_since.get(k, now) >= policy.tag_race_grace_seconds}
     missing = rec.missing_regions()
     if races:
         rec.status, rec.completed_at, rec.next_check_at = "tag_race", now, None
-        detail = ", ".join(f"{k} -> {v}" for k, v in sorted(races.items()))
+        detail = ", ".join(f"{k} -> {v}" for k, v in sorted(races.items())[:20])
         return Decision(action="publish_tag_race", reason=f"tag resolves to another digest: {detail}", record=rec)
     if not missing:
         rec.status, rec.completed_at, rec.next_check_at = "ready", now, None
@@ -289,8 +344,12 @@ def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy
                         record=rec)
     if now >= rec.deadline_at:
         rec.status, rec.completed_at, rec.next_check_at = "timed_out", now, None
-        return Decision(action="publish_timed_out", reason=f"deadline passed; missing: {', '.join(missing)}",
-                        record=rec)
+        note = (f" (checked {now - rec.deadline_at:.0f} s after the deadline: its check chain had stalled; "
+                "observations this late are not counted)") if late else ""
+        lagging = sorted(k for k in rec.tag_lagging if k.split(":", 1)[0] in missing)
+        tags = f"; tags not yet moved: {', '.join(lagging[:20])}" if lagging else ""
+        return Decision(action="publish_timed_out",
+                        reason=f"deadline passed{note}; missing: {', '.join(missing)}{tags}", record=rec)
 
     delay = backoff_delay(rec.attempts - 1, policy.backoff, rec.wait_id)
     delay = min(delay, max(rec.deadline_at - now, policy.backoff.min_seconds))
@@ -300,6 +359,9 @@ def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy
 
 
 # ---------------------------------------------------------------------------------------------- views
+
+MAX_LISTED = 50   # tag conflicts / lagging tags listed in a payload (keeps the stored event well under 32K chars)
+
 
 def outcome_payload(record: WaitRecord) -> dict[str, Any]:
     """The data of the outcome event (and the status endpoint's body for a finished wait)."""
@@ -320,18 +382,72 @@ def outcome_payload(record: WaitRecord) -> dict[str, Any]:
         data["totalLagSeconds"] = max(lags.values())
     if record.tag_conflicts:
         data["tagConflicts"] = [{"region": k.split(":", 1)[0], "tag": k.split(":", 1)[1], "resolvedDigest": v}
-                                for k, v in sorted(record.tag_conflicts.items())]
+                                for k, v in sorted(record.tag_conflicts.items())[:MAX_LISTED]]
+    if record.tag_lagging:
+        data["tagLagging"] = [{"region": k.split(":", 1)[0], "tag": k.split(":", 1)[1], "olderDigest": v}
+                              for k, v in sorted(record.tag_lagging.items())[:MAX_LISTED]]
     return data
 
 
-def status_view(record: WaitRecord | None) -> dict[str, Any]:
-    """Body for the CI/CD status endpoint: pending / ready / timed-out / tag-race with per-region detail."""
+def status_view(record: WaitRecord | None, *, stalled: str | None = None,
+                restarted: bool = False) -> dict[str, Any]:
+    """Body for the CI/CD status endpoint: pending / ready / timed-out / tag-race with per-region detail, or
+    `stalled` (with why and the last check time) for a pending wait whose check chain died (`stalled_reason`).
+    A finished wait shows the outcome decided, whatever its event's delivery (`outcomeDelivery`)."""
     if record is None:
         return {"status": "unknown"}
-    view = outcome_payload(record)
+    view = (dict(record.outcome_event["data"]) if record.outcome_event and isinstance(
+        record.outcome_event.get("data"), dict) else outcome_payload(record))
     view["deadline"] = _iso(record.deadline_at)
-    view["nextCheck"] = _iso(record.next_check_at) if record.next_check_at else None
+    view["nextCheck"] = _iso(record.next_check_at) if record.next_check_at and record.status == "pending" else None
+    view["lastCheck"] = _iso(record.last_check_at) if record.last_check_at else None
+    view["outcomeDelivery"] = record.outcome_delivery
+    if stalled is not None:
+        if record.status == "pending":
+            view["status"] = "stalled"
+        view["stalled"] = {"reason": stalled, "lastCheckAt": view["lastCheck"], "checkRestarted": restarted}
     return view
+
+
+# ---------------------------------------------------------------------------------------------- stalls
+
+def stalled_reason(record: WaitRecord, policy: ReplicationPolicy, now: float) -> str | None:
+    """Why nothing will move this wait on by itself any more, or None while its check chain is (presumably) alive.
+
+    A pending wait is stalled when its chain was dead-lettered, when it is `stall_grace_seconds` past its deadline
+    (a live chain's last check is due at the deadline), or when its next check is `stall_overdue_seconds` late.
+    A decided outcome still marked "publishing" that long after the decision is stalled too."""
+    last = f"last check {_iso(record.last_check_at)}" if record.last_check_at else "never checked"
+    if record.status == "pending":
+        if record.chain_note:
+            return f"its check chain was dead-lettered ({record.chain_note}); {last}"
+        if now > record.deadline_at + policy.stall_grace_seconds:
+            return f"its deadline passed at {_iso(record.deadline_at)} and no check has finished it; {last}"
+        if record.next_check_at is not None and now - record.next_check_at > policy.stall_overdue_seconds:
+            return f"its next check was due at {_iso(record.next_check_at)} and has not run; {last}"
+        return None
+    if record.outcome_delivery == "publishing":
+        decided = record.completed_at or record.created_at
+        if record.chain_note or now - decided > policy.stall_grace_seconds:
+            note = f" ({record.chain_note})" if record.chain_note else ""
+            return f"its outcome was decided at {_iso(decided)} but its event is not published yet{note}"
+    return None
+
+
+def restart_due(record: WaitRecord, policy: ReplicationPolicy, now: float) -> bool:
+    """Stalled, and not restarted within the cooldown (status polls and deliveries do not pile up checks)."""
+    if stalled_reason(record, policy, now) is None:
+        return False
+    return record.restarted_at is None or now - record.restarted_at >= policy.restart_cooldown_seconds
+
+
+def restarted(record: WaitRecord, now: float) -> WaitRecord:
+    """The wait as saved when a fresh check is sent for it (the check carries `attempts`, as every check does)."""
+    rec = record.model_copy(deep=True)
+    rec.restarted_at, rec.chain_note = now, None
+    if rec.status == "pending":
+        rec.next_check_at = now
+    return rec
 
 
 def _iso(ts: float) -> str:
@@ -370,8 +486,8 @@ def parse_check_message(text: str | bytes) -> CheckRef:
     return CheckRef.model_validate_json(text)
 
 
-_JSON_FIELDS = ("tags", "required_regions", "first_seen", "tag_conflicts", "tag_conflict_since", "last_errors",
-                "event_ids", "request_ids", "reported_locations")
+_JSON_FIELDS = ("tags", "required_regions", "first_seen", "tag_conflicts", "tag_conflict_since", "tag_lagging",
+                "last_errors", "event_ids", "request_ids", "reported_locations", "outcome_event")
 
 
 def wait_keys(registry: str, repository: str, digest: str) -> tuple[str, str]:

@@ -35,13 +35,33 @@ def outcome_subject(record: WaitRecord) -> str:
 
 def build_outcome_event(record: WaitRecord):
     """The `azure.eventgrid.EventGridEvent` for a finished wait (status ready / timed_out / tag_race)."""
+    return event_from_stored(stored_outcome_event(record))
+
+
+def stored_outcome_event(record: WaitRecord) -> dict[str, Any]:
+    """The outcome event of a finished wait as plain JSON: saved with the wait BEFORE it is published, so that
+    every later attempt sends exactly this event (same id, type, data and time) instead of deciding again."""
+    event_time = dt.datetime.fromtimestamp(record.completed_at or record.created_at, dt.timezone.utc)
+    return {"id": record.outcome_event_id, "subject": outcome_subject(record), "eventType": outcome_event_type(record),
+            "data": outcome_payload(record), "dataVersion": DATA_VERSION,
+            "eventTime": event_time.isoformat().replace("+00:00", "Z")}
+
+
+def event_from_stored(stored: dict[str, Any]):
+    """The `azure.eventgrid.EventGridEvent` for a stored outcome event (`stored_outcome_event`)."""
     from azure.eventgrid import EventGridEvent
 
-    event_time = dt.datetime.fromtimestamp(record.completed_at or record.created_at, dt.timezone.utc)
-    return EventGridEvent(
-        subject=outcome_subject(record), event_type=outcome_event_type(record), data=outcome_payload(record),
-        data_version=DATA_VERSION, id=record.outcome_event_id, event_time=event_time,
-    )
+    event_time = dt.datetime.fromisoformat(str(stored["eventTime"]).replace("Z", "+00:00"))
+    return EventGridEvent(subject=str(stored["subject"]), event_type=str(stored["eventType"]), data=stored["data"],
+                          data_version=str(stored.get("dataVersion") or DATA_VERSION), id=str(stored["id"]),
+                          event_time=event_time)
+
+
+def publish_stored(publisher: OutcomePublisher, stored: dict[str, Any]) -> str:
+    """Publish a stored outcome event; returns its id. Raises what the publisher raises."""
+    event = event_from_stored(stored)
+    publisher.publish([event])
+    return event.id
 
 
 def event_for_decision(decision: Decision):

@@ -10,9 +10,16 @@ the stored wait is a leftover (an older generation, or a second copy after a red
 wait has one live chain of checks. A check never waits: when replicas are pending it sends the next check with
 the decision's delay as the visibility timeout, then saves the wait.
 
-Outcome events are published BEFORE the finished wait is saved, with the wait's deterministic event id: a crash
-or conflict in between re-runs the check, which publishes the same id again (subscribers dedupe on it).
-Kill switch / dry-run (global or scope `registry:<name>`) only stop publishing; waiting is read-only.
+One wait, one outcome: when a check decides, the finished wait is saved (ETag-guarded) WITH its outcome event and
+the marker `outcome_delivery="publishing"` BEFORE the event is published; then it is saved as "published". Any
+check of a wait in "publishing" (a retry after a failed publish, a redelivery after a crash, a restart) re-sends
+exactly the stored event and never decides again, so a retry near the deadline cannot publish a different outcome
+under the same event id. Kill switch / dry-run (global or scope `registry:<name>`) only stop publishing.
+
+Stalls: a pending wait whose check chain died (dead-lettered, lost) is reported `stalled` by the status endpoint,
+and the next status request or delivery for it restarts the chain (`core.stalled_reason`, `core.restart_due`).
+The tag index keeps, per (repository, tag), the latest push time of each digest Healer saw pushed under it
+(bounded): a replica whose tag still names an older push is lagging, one naming a newer push lost a race.
 """
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from healers.replication.core import (
     BackoffPolicy, Decision, ReplicationPolicy, WaitRecord, check_message, decide, from_entity, intake,
-    parse_check_message, regions_to_probe, status_view, to_entity, wait_keys,
+    parse_check_message, regions_to_probe, restart_due, restarted, stalled_reason, status_view, to_entity, wait_keys,
 )
 from healers.replication.events import (
     DIGEST_RE, REGISTRY_NAME_RE, REPOSITORY_RE, TAG_RE, AcrImageEvent, IgnoredEvent,
@@ -46,13 +53,10 @@ QUEUE = "healer-replication"
 TABLE = "replication"
 MAX_ATTEMPTS = 10            # re-runs of one check after transient failures (publish, storage conflicts)
 STALL_SECONDS = 300.0        # a pending wait not checked for this long past its due time gets a fresh check
+TAG_HISTORY = 20             # digests remembered per (registry, repository, tag)
 FIRST_CHECK_RESEND_SECONDS = 5.0  # a redelivered event resends the first check of a wait still unchecked after this
 MAX_INTAKE_WRITES = 8
 Clock = Callable[[], float]
-
-_OUTCOME_TYPES = {"publish_ready": "Healer.ImageReplicated", "publish_timed_out": "Healer.ImageReplicationTimedOut",
-                  "publish_tag_race": "Healer.TagRaceDetected"}
-
 
 # ---------------------------------------------------------------------------------------------- configuration
 
@@ -64,7 +68,7 @@ class ReplicationConfig(BaseModel):
     endpoints: dict[str, str] = {}
     deadline_seconds: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
     backoff: BackoffPolicy = BackoffPolicy()
-    tag_race_grace_seconds: float = Field(0.0, ge=0)
+    tag_race_grace_seconds: float = Field(60.0, ge=0)
     tenant: str | None = None
     topic_endpoint: str | None = None
     topic_key: str | None = Field(None, repr=False)
@@ -92,7 +96,8 @@ def _policy(registries: tuple, deadline: float, backoff: BackoffPolicy, grace: f
     key = (registries, deadline, backoff, grace)
     if key not in _policies:
         _policies[key] = ReplicationPolicy(required_regions=dict(registries), deadline_seconds=deadline,
-                                           backoff=backoff, tag_race_grace_seconds=grace)
+                                           backoff=backoff, tag_race_grace_seconds=grace,
+                                           stall_overdue_seconds=STALL_SECONDS)
     return _policies[key]
 
 
@@ -223,33 +228,65 @@ def _load(store: Store, registry: str, repository: str, digest: str) -> tuple[Wa
     return from_entity(found.columns), found
 
 
-def _save(store: Store, record: WaitRecord, etag: str | None) -> None:
-    """Insert-if-absent (etag None) or ETag-guarded replace; raises Conflict."""
+def _save(store: Store, record: WaitRecord, etag: str | None) -> str | None:
+    """Insert-if-absent (etag None) or ETag-guarded replace; raises Conflict. Returns the new ETag."""
     entity = to_entity(record)
     pk, rk = entity.pop("PartitionKey"), entity.pop("RowKey")
-    store.replace(Record(pk, rk, {}, etag=etag, columns=entity))
+    return store.replace(Record(pk, rk, {}, etag=etag, columns=entity)).etag
 
 
 def tag_key(repository: str, tag: str) -> str:
     return f"~tag:{repository.replace('/', '|')}:{tag}"
 
 
+def _pushes(data: dict[str, Any]) -> dict[str, float]:
+    """The index entity's {digest: latest push time}, validated (older entities only name the newest push)."""
+    raw = data.get("history")
+    pushes: dict[str, float] = {}
+    if isinstance(raw, dict):
+        for digest, ts in list(raw.items())[:TAG_HISTORY * 2]:
+            if isinstance(digest, str) and DIGEST_RE.fullmatch(digest) and isinstance(ts, (int, float)):
+                pushes[digest] = float(ts)
+    newest, ts = data.get("digest"), data.get("eventTime")
+    if isinstance(newest, str) and isinstance(ts, (int, float)):
+        pushes[newest] = max(float(ts), pushes.get(newest, float(ts)))
+    return pushes
+
+
 def _index_tag(store: Store, event: AcrImageEvent) -> None:
-    """Point (repository, tag) at the digest of the newest push of it (by event time)."""
+    """Point (repository, tag) at the digest of the newest push of it (by event time), and remember the latest push
+    time of every digest pushed under it (the TAG_HISTORY most recent)."""
     if event.action != "push" or not event.tag:
         return
     ts = event.event_time.timestamp()
     for _ in range(MAX_INTAKE_WRITES):
         found = store.get(event.registry, tag_key(event.repository, event.tag))
-        if found is not None and (found.data.get("digest") == event.digest or found.data.get("eventTime", 0) > ts):
+        pushes = _pushes(found.data) if found is not None else {}
+        if pushes.get(event.digest, -math.inf) >= ts:
             return
+        pushes[event.digest] = ts
+        pushes = dict(sorted(pushes.items(), key=lambda kv: kv[1])[-TAG_HISTORY:])
+        newest = max(pushes.items(), key=lambda kv: kv[1])
         rec = Record(event.registry, tag_key(event.repository, event.tag),
-                     {"digest": event.digest, "eventTime": ts}, etag=found.etag if found else None)
+                     {"digest": newest[0], "eventTime": newest[1], "history": pushes},
+                     etag=found.etag if found else None)
         try:
             store.replace(rec)
             return
         except Conflict:
             continue
+
+
+def _tag_history(store: Store, record: WaitRecord, observations: list[Any]) -> dict[str, dict[str, float]]:
+    """What Healer saw pushed under the tags that some replica resolves to another digest (read only then)."""
+    tags = sorted({t for o in observations for t, d in o.tags.items() if d and d != record.digest
+                   and t in record.tags})
+    history: dict[str, dict[str, float]] = {}
+    for tag in tags:
+        found = store.get(record.registry, tag_key(record.repository, tag))
+        if found is not None:
+            history[tag] = _pushes(found.data)
+    return history
 
 
 def _send_check(settings: Settings, record: WaitRecord, delay: float = 0.0) -> None:
@@ -297,11 +334,24 @@ def accept(settings: Settings, parsed: ParsedEvent, *, now: Clock = time.time) -
                repository=event.repository, digest=event.digest, subject=event.event_id, **_evidence(event))
         return "refused"
     store = _store(settings)
+    flushed: set[str] = set()
     for _ in range(MAX_INTAKE_WRITES):
         existing, found = _load(store, event.registry, event.repository, event.digest)
         result = intake(existing, event, policy, t)
         record = result.record
         assert record is not None
+        # A stalled wait (its check chain died) gets a fresh check from this delivery; the ETag-guarded save makes
+        # one delivery among concurrent ones the restarter.
+        kick = (not result.enqueue_check and record.generation == (existing.generation if existing else -1)
+                and restart_due(record, policy, t))
+        if kick:
+            record = restarted(record, t)
+        if (existing is not None and existing.outcome_delivery == "publishing"
+                and record.generation != existing.generation and existing.wait_id not in flushed):
+            # The wait's decided outcome was never confirmed published, and a new generation is about to replace
+            # it: send the stored event now (idempotent by its id), or it would be lost with the old record.
+            _deliver_stored(settings, config, store, existing, None, now=t, replaced=True)
+            flushed.add(existing.wait_id)
         if record != existing:
             try:
                 _save(store, record, found.etag if found else None)
@@ -311,8 +361,6 @@ def accept(settings: Settings, parsed: ParsedEvent, *, now: Clock = time.time) -
     else:
         raise RuntimeError(f"wait {event.wait_key} kept changing under {MAX_INTAKE_WRITES} merges; retry")
 
-    kick = (not result.enqueue_check and record.status == "pending" and record.next_check_at is not None
-            and t - record.next_check_at > STALL_SECONDS)
     # Event Grid redelivers an event it saw fail. If the failed attempt saved the wait but died before sending its
     # first check (queue down), this redelivery is a duplicate and would succeed without one, leaving the wait
     # pending forever: a wait still not checked a few seconds on gets its first check again (Event Grid's first
@@ -383,6 +431,10 @@ def handle_check(settings: Settings, message: dict[str, Any], *, prober: Any = N
     if record.generation != ref.generation:
         return "stale-generation"
     if record.status != "pending":
+        if record.outcome_delivery == "publishing":
+            # decided before (a retry, a redelivery after a crash, a restart): send exactly the stored event
+            return _deliver_stored(settings, config, store, record, found.etag, now=now(), publisher=publisher,
+                                   message=message)
         return "done"
     if isinstance(seq, int) and seq != record.attempts:
         return "stale-check"   # a second copy of this wait's chain (redelivery); the live one carries on
@@ -394,13 +446,12 @@ def handle_check(settings: Settings, message: dict[str, Any], *, prober: Any = N
 
     prober = prober if prober is not None else prober_for(config)
     observations = prober.observe_all(record, regions_to_probe(record))
-    decision = decide(record, observations, policy, now())
+    decision = decide(record, observations, policy, now(), _tag_history(store, record, observations))
     if decision.action == "recheck":
         return _recheck(settings, store, record, found, decision)
     if decision.action == "done":
         return "done"
-    publisher = publisher if publisher is not None else publisher_for(config)
-    return _finish(settings, store, found, decision, publisher, message)
+    return _finish(settings, config, store, found, decision, publisher, message, now)
 
 
 def _recheck(settings: Settings, store: Store, before: WaitRecord, found: Record, decision: Decision) -> str:
@@ -422,40 +473,133 @@ def _recheck(settings: Settings, store: Store, before: WaitRecord, found: Record
     return "recheck"
 
 
-def _finish(settings: Settings, store: Store, found: Record, decision: Decision, publisher: Any,
-            message: dict[str, Any]) -> str:
-    from healers.replication.core import outcome_payload
-    from healers.replication.events_out import publish_outcome
+_RESULTS = {"published": "published", "dry-run": "dry-run", "skipped": "killed", "recorded": "recorded"}
+
+
+def _delivery_for(mode: Any, publisher: Any) -> str:
+    if mode.killed:
+        return "skipped"
+    if mode.dry_run:
+        return "dry-run"
+    return "recorded" if publisher is None else "publishing"
+
+
+def _finish(settings: Settings, config: ReplicationConfig, store: Store, found: Record, decision: Decision,
+            publisher: Any, message: dict[str, Any], now: Clock) -> str:
+    """A check decided: save the outcome (and its event) first, then publish exactly what was saved."""
+    from healers.replication.events_out import stored_outcome_event
 
     record = decision.record
-    event_type = _OUTCOME_TYPES[decision.action]
     mode = read_mode(settings, control_scope(record.registry))
-    if mode.killed:
-        outcome, reason = "skipped", f"{mode.reason}: {event_type} not published; {decision.reason}"
-    elif mode.dry_run:
-        outcome, reason = "dry-run", f"{mode.reason}: would publish {event_type}; {decision.reason}"
-    elif publisher is None:
-        outcome, reason = "recorded", f"{event_type} not published (HEALER_REPLICATION_TOPIC_ENDPOINT is not set); " \
-                                      f"{decision.reason}"
-    else:
-        try:
-            publish_outcome(publisher, decision)
-        except Exception as exc:  # HttpResponseError, network, auth: retried, finally dead-lettered and audited
-            attempt = int(message.get("attempt", 0)) + 1
-            raise RetryLater(min(60.0, 2.0 ** attempt) * (0.5 + random.random() / 2),
-                             f"publishing {event_type} failed: {type(exc).__name__}: {str(exc)[:200]}") from None
-        outcome, reason = "acted", f"published {event_type}: {decision.reason}"
+    publisher = publisher if publisher is not None else publisher_for(config)
+    record.outcome_event = stored_outcome_event(record)
+    record.outcome_reason = decision.reason[:1000]
+    record.outcome_delivery = _delivery_for(mode, publisher)  # type: ignore[assignment]
     try:
-        _save(store, record, found.etag)
+        etag = _save(store, record, found.etag)
     except Conflict:
-        # A delivery merged meanwhile. Re-run the check: it re-publishes the same event id (deduped downstream).
-        raise RetryLater(0.5 + random.random(), "the wait changed while its outcome was published") from None
-    if record.status == "ready" and record.action == "push":
-        _record_lag(record)
+        # Nothing is published yet: the retry probes and decides afresh against what was merged meanwhile.
+        raise RetryLater(0.5 + random.random(), "the wait changed while it was checked (a new delivery merged)") \
+            from None
+    if record.outcome_delivery != "publishing":
+        _audit_outcome(settings, record, mode, record.outcome_delivery)
+        return _RESULTS[record.outcome_delivery]
+    return _deliver_stored(settings, config, store, record, etag, now=now(), publisher=publisher, mode=mode,
+                           message=message)
+
+
+def _deliver_stored(settings: Settings, config: ReplicationConfig, store: Store, record: WaitRecord,
+                    etag: str | None, *, now: float, publisher: Any = None, mode: Any = None,
+                    message: dict[str, Any] | None = None, replaced: bool = False) -> str:
+    """Publish the stored outcome event of a wait marked "publishing", then save it as delivered. Never decides.
+
+    A publish failure raises RetryLater (the retry lands here again). `replaced`: the record is about to be
+    overwritten by a new generation, so it is only published and audited, not saved."""
+    from healers.replication.events_out import publish_stored
+
+    stored = record.outcome_event or {}
+    mode = mode if mode is not None else read_mode(settings, control_scope(record.registry))
+    publisher = publisher if publisher is not None else publisher_for(config)
+    delivery = _delivery_for(mode, publisher)
+    if delivery == "publishing":
+        try:
+            publish_stored(publisher, stored)
+        except Exception as exc:  # HttpResponseError, network, auth: retried, finally dead-lettered and audited
+            attempt = int((message or {}).get("attempt", 0)) + 1
+            raise RetryLater(min(60.0, 2.0 ** attempt) * (0.5 + random.random() / 2),
+                             f"publishing {stored.get('eventType')} failed: {type(exc).__name__}: "
+                             f"{str(exc)[:200]}") from None
+        delivery = "published"
+    done = record.model_copy(update={"outcome_delivery": delivery,
+                                     "published_at": now if delivery == "published" else None})
+    if not replaced and not _mark_delivered(store, done, etag):
+        return _RESULTS[delivery]   # another copy of the chain saved it first (and audited it)
+    if done.status == "ready" and done.action == "push" and delivery == "published":
+        _record_lag(done)
+    _audit_outcome(settings, done, mode, delivery)
+    return _RESULTS[delivery]
+
+
+def _mark_delivered(store: Store, done: WaitRecord, etag: str | None) -> bool:
+    """Save the delivery of the decided outcome. A conflict (a delivery merged evidence meanwhile) is resolved by
+    re-reading, never by publishing or deciding again. False when someone else already finished it."""
+    for _ in range(MAX_INTAKE_WRITES):
+        try:
+            _save(store, done, etag)
+            return True
+        except Conflict:
+            current, found = _load(store, done.registry, done.repository, done.digest)
+            if (current is None or found is None or current.generation != done.generation
+                    or current.outcome_delivery != "publishing"):
+                return False
+            done = current.model_copy(update={"outcome_delivery": done.outcome_delivery,
+                                              "published_at": done.published_at})
+            etag = found.etag
+    raise RetryLater(0.5 + random.random(), "the wait kept changing while its outcome delivery was saved")
+
+
+def _audit_outcome(settings: Settings, record: WaitRecord, mode: Any, delivery: str) -> None:
+    stored = record.outcome_event or {}
+    event_type, why = str(stored.get("eventType", "")), record.outcome_reason or ""
+    outcome, reason = {
+        "published": ("acted", f"published {event_type}: {why}"),
+        "dry-run": ("dry-run", f"{mode.reason}: would publish {event_type}; {why}"),
+        "skipped": ("skipped", f"{mode.reason}: {event_type} not published; {why}"),
+        "recorded": ("recorded", f"{event_type} not published (HEALER_REPLICATION_TOPIC_ENDPOINT is not set); {why}"),
+    }[delivery]
     _audit(settings, outcome, reason, registry=record.registry, repository=record.repository, digest=record.digest,
            subject=record.outcome_event_id, eventType=event_type, outcomeEventId=record.outcome_event_id,
-           mode=mode.model_dump(), payload=outcome_payload(record))
-    return {"acted": "published", "dry-run": "dry-run", "skipped": "killed", "recorded": "recorded"}[outcome]
+           mode=mode.model_dump(), payload=stored.get("data"))
+
+
+def note_dead_letter(settings: Settings, body: bytes, *, now: Clock = time.time) -> bool:
+    """Mark the wait of a dead-lettered check so the status endpoint reports it stalled (and restarts it).
+    True when a wait was marked; malformed or stale messages mark nothing."""
+    try:
+        message = json.loads(body)
+        ref = parse_check_message(json.dumps({k: message.get(k) for k in
+                                              ("registry", "repository", "digest", "generation")}))
+    except (ValueError, TypeError, AttributeError):
+        return False
+    reason = str(message.get("deadLetterReason") or "failed repeatedly in the Functions host")[:300]
+    store = _store(settings)
+    for _ in range(MAX_INTAKE_WRITES):
+        record, found = _load(store, ref.registry, ref.repository, ref.digest)
+        if (record is None or found is None or record.generation != ref.generation
+                or not (record.status == "pending" or record.outcome_delivery == "publishing")):
+            return False
+        try:
+            _save(store, record.model_copy(update={"chain_note": f"dead-lettered at {_iso_now(now())}: {reason}"}),
+                  found.etag)
+            return True
+        except Conflict:
+            continue
+    return False
+
+
+def _iso_now(ts: float) -> str:
+    import datetime as dt
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -468,8 +612,11 @@ class StatusError(Exception):
 
 
 def status(settings: Settings, *, registry: str | None, repository: str | None, digest: str | None = None,
-           tag: str | None = None) -> dict[str, Any]:
-    """The wait for (registry, repository, digest), or for the newest push of `tag`. Raises StatusError."""
+           tag: str | None = None, now: Clock = time.time) -> dict[str, Any]:
+    """The wait for (registry, repository, digest), or for the newest push of `tag`. Raises StatusError.
+
+    A wait whose check chain died is reported `stalled` (why, last check) and its chain is restarted here (at most
+    once per cooldown), so it still reaches its real outcome."""
     registry, repository = (registry or "").strip().lower(), (repository or "").strip()
     if not REGISTRY_NAME_RE.fullmatch(registry) or len(repository) > 256 or not REPOSITORY_RE.fullmatch(repository):
         raise StatusError(400, "registry and repository are required and must be valid names")
@@ -488,11 +635,35 @@ def status(settings: Settings, *, registry: str | None, repository: str | None, 
         if index is None:
             raise StatusError(404, f"no push of {repository}:{tag} seen")
         digest = str(index.data["digest"])
-    record, _ = _load(store, registry, repository, str(digest))
-    if record is None:
+    record, found = _load(store, registry, repository, str(digest))
+    if record is None or found is None:
         raise StatusError(404, f"no wait for {repository}@{digest}")
-    view = status_view(record)
+    t = now()
+    policy = config.policy()
+    stalled = stalled_reason(record, policy, t)
+    restarted_now = False
+    if stalled is not None and restart_due(record, policy, t) and record.registry in policy.required_regions:
+        restarted_now = _restart(settings, store, record, found, t, stalled)
+    view = status_view(record, stalled=stalled, restarted=restarted_now)
     view["outcomeEventId"] = record.outcome_event_id
     if tag:
         view["requestedTag"] = tag
     return view
+
+
+def _restart(settings: Settings, store: Store, record: WaitRecord, found: Record, t: float, why: str) -> bool:
+    """Send a fresh check for a stalled wait. The ETag-guarded save first makes one caller among concurrent status
+    requests the restarter; a failed send is retried by a later request after the cooldown."""
+    fresh = restarted(record, t)
+    try:
+        _save(store, fresh, found.etag)
+    except Conflict:
+        return False        # it changed under us: somebody is moving it (or restarted it) already
+    try:
+        _send_check(settings, fresh)
+    except Exception as exc:
+        log.warning("restarting the check chain of %s failed: %s", record.wait_id, type(exc).__name__)
+        return False
+    _audit(settings, "pending", f"the wait had stalled ({why}); a status request restarted its check chain", registry=record.registry, repository=record.repository,
+           digest=record.digest, subject=record.outcome_event_id)
+    return True

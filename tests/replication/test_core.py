@@ -89,23 +89,59 @@ def test_ready_only_when_every_region_serves_it_and_payload():
     assert decide(d2.record, [], POLICY, T0 + 11).action == "done"
 
 
-def test_tag_missing_keeps_waiting_tag_other_digest_is_race():
+def test_tag_missing_keeps_waiting_tag_naming_a_newer_push_is_a_race_at_once():
     rec = new_wait()
     d = decide(rec, [obs(r, tags={"v1": None}) for r in REGIONS], POLICY, T0 + 5)
     assert d.action == "recheck"
+    later = {"v1": {D1: T0, D2: T0 + 2}}   # Healer saw v1 pushed again (D2) after our push
     d = decide(rec, [obs("eastus", tags={"v1": D1}), obs("westus", tags={"v1": D2}), obs("northeurope", "absent")],
-               POLICY, T0 + 5)
+               POLICY, T0 + 5, later)
+    assert POLICY.tag_race_grace_seconds == 60   # no grace needed for a known later push
     assert d.action == "publish_tag_race" and "westus:v1 -> " + D2 in d.reason
     assert d.record.status == "tag_race"
     assert status_view(d.record)["tagConflicts"] == [{"region": "westus", "tag": "v1", "resolvedDigest": D2}]
 
 
-def test_tag_race_grace():
-    policy = POLICY.model_copy(update={"tag_race_grace_seconds": 10})
+def test_tag_still_naming_an_older_push_is_lag_not_a_race():
+    """A routine re-push: the replica serves the new manifest before moving the tag off the previous push."""
+    earlier = {"v1": {D2: T0 - 3600, D1: T0}}
     rec = new_wait()
-    d = decide(rec, [obs("westus", tags={"v1": D2}, at=T0 + 5)], policy, T0 + 5)
+    d = decide(rec, [obs("eastus", tags={"v1": D1}), obs("westus", tags={"v1": D2}, at=T0 + 5)], POLICY, T0 + 5,
+               earlier)
+    assert d.action == "recheck" and d.probe_regions == ["westus", "northeurope"]
+    assert d.record.tag_lagging == {"westus:v1": D2} and d.record.tag_conflicts == {}
+    # long past any grace it is still lag, never a race
+    d = decide(d.record, [obs("westus", tags={"v1": D2}, at=T0 + 500)], POLICY, T0 + 500, earlier)
     assert d.action == "recheck"
-    d = decide(d.record, [obs("westus", tags={"v1": D2}, at=T0 + 16)], policy, T0 + 16)
+    assert status_view(d.record)["tagLagging"] == [{"region": "westus", "tag": "v1", "olderDigest": D2}]
+    d = decide(d.record, [obs("westus", tags={"v1": D1}, at=T0 + 510), obs("northeurope", tags={"v1": D1})],
+               POLICY, T0 + 510, earlier)
+    assert d.action == "publish_ready" and d.record.tag_lagging == {}
+    # a tag that never moves: the timeout names the region and the tag left behind
+    stuck = decide(new_wait(), [obs("eastus", tags={"v1": D1}), obs("westus", tags={"v1": D2}),
+                                obs("northeurope", tags={"v1": D1})], POLICY, T0 + 5, earlier)
+    late = decide(stuck.record, [obs("westus", tags={"v1": D2}, at=T0 + 601)], POLICY, T0 + 601, earlier)
+    assert late.action == "publish_timed_out" and "tags not yet moved: westus:v1" in late.reason
+    assert "tagConflicts" not in status_view(late.record)
+
+
+def test_tag_naming_an_unknown_digest_is_a_race_after_the_grace():
+    rec = new_wait()
+    d = decide(rec, [obs("westus", tags={"v1": D2}, at=T0 + 5)], POLICY, T0 + 5)
+    assert d.action == "recheck" and d.record.tag_conflicts == {"westus:v1": D2}
+    d = decide(d.record, [obs("westus", tags={"v1": D2}, at=T0 + 30)], POLICY, T0 + 30)
+    assert d.action == "recheck"
+    d = decide(d.record, [obs("westus", tags={"v1": D2}, at=T0 + 66)], POLICY, T0 + 66)
+    assert d.action == "publish_tag_race"
+    # the event of the later push arrives meanwhile: no need to wait out the grace
+    d = decide(rec, [obs("westus", tags={"v1": D2}, at=T0 + 5)], POLICY, T0 + 5)
+    d = decide(d.record, [obs("westus", tags={"v1": D2}, at=T0 + 8)], POLICY, T0 + 8, {"v1": {D2: T0 + 4}})
+    assert d.action == "publish_tag_race"
+
+
+def test_tag_race_grace_zero_reports_unknown_digests_at_once():
+    policy = POLICY.model_copy(update={"tag_race_grace_seconds": 0})
+    d = decide(new_wait(), [obs("westus", tags={"v1": D2}, at=T0 + 5)], policy, T0 + 5)
     assert d.action == "publish_tag_race"
 
 
@@ -134,8 +170,12 @@ def test_timeout_names_missing_regions():
 
 
 def test_check_message_and_entity_roundtrip():
+    from healers.replication.events_out import stored_outcome_event
     rec = decide(new_wait(), [obs("eastus", tags={"v1": D2})], POLICY.model_copy(update={"tag_race_grace_seconds": 99}),
                  T0 + 5).record
+    done = decide(rec, [obs("eastus", tags={"v1": D2})], POLICY, rec.deadline_at).record
+    done.outcome_event, done.outcome_delivery, done.outcome_reason = stored_outcome_event(done), "publishing", "x"
+    assert from_entity(json.loads(json.dumps(to_entity(done)))) == done
     ref = parse_check_message(check_message(rec))
     assert (ref.registry, ref.repository, ref.digest, ref.generation) == ("myreg", "team/app", D1, 0)
     entity = to_entity(rec)
@@ -145,6 +185,46 @@ def test_check_message_and_entity_roundtrip():
     for poison in ['{"registry": "myreg"}', "not json", '{"registry":"myreg","repository":"A","digest":"x","generation":0}']:
         with pytest.raises(ValueError):
             parse_check_message(poison)
+
+
+# ---------------------------------------------------------------------------------------------- stalls
+
+def test_a_check_running_long_after_the_deadline_times_out_without_counting_what_it_sees():
+    rec = new_wait()
+    everywhere = [obs(r, tags={"v1": D1}, at=rec.deadline_at + 61) for r in REGIONS]
+    d = decide(rec, everywhere, POLICY, rec.deadline_at + 61)
+    assert d.action == "publish_timed_out" and "check chain had stalled" in d.reason
+    assert d.record.first_seen == {} and d.record.missing_regions() == list(REGIONS)
+    # a check that is merely a little late (queue latency, whole-second visibility) still counts
+    assert decide(rec, everywhere, POLICY, rec.deadline_at + 3).action == "publish_ready"
+
+
+def test_stalled_reason_restart_and_status_view():
+    from healers.replication.core import restart_due, restarted, stalled_reason
+    rec = decide(new_wait(), [obs("eastus", tags={"v1": D1})], POLICY, T0 + 2).record
+    assert stalled_reason(rec, POLICY, T0 + 10) is None and not restart_due(rec, POLICY, T0 + 10)
+    overdue = stalled_reason(rec, POLICY, rec.next_check_at + 301)
+    assert overdue and "has not run" in overdue
+    past = stalled_reason(rec, POLICY, rec.deadline_at + 61)
+    assert past and "deadline passed" in past and "last check" in past
+    noted = rec.model_copy(update={"chain_note": "dead-lettered at X: gave up after 10 attempts"})
+    assert "dead-lettered" in stalled_reason(noted, POLICY, T0 + 10)
+    assert restart_due(noted, POLICY, T0 + 10)
+    again = restarted(noted, T0 + 10)
+    assert again.chain_note is None and again.next_check_at == T0 + 10 and again.restarted_at == T0 + 10
+    # past the deadline it stays stalled until a check finishes it, but is restarted at most once per cooldown
+    late = rec.deadline_at + 100
+    fresh = restarted(rec, late)
+    assert stalled_reason(fresh, POLICY, late + 1) and not restart_due(fresh, POLICY, late + 1)
+    assert restart_due(fresh, POLICY, late + 31)
+    view = status_view(rec, stalled=past, restarted=True)
+    assert view["status"] == "stalled" and view["stalled"]["checkRestarted"] is True
+    assert view["stalled"]["lastCheckAt"] == view["lastCheck"] is not None and view["missingRegions"]
+    # a decided outcome whose event was never confirmed published is stalled too; its status stays the decision
+    done = decide(rec, [], POLICY, rec.deadline_at).record.model_copy(update={"outcome_delivery": "publishing"})
+    assert stalled_reason(done, POLICY, done.completed_at + 5) is None
+    assert "not published yet" in stalled_reason(done, POLICY, done.completed_at + 61)
+    assert status_view(done, stalled="x")["status"] == "timed-out"
 
 
 def test_outcome_event_id_is_per_wait():

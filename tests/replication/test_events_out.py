@@ -11,7 +11,7 @@ from healers.replication.core import RegionObservation, ReplicationPolicy, decid
 from healers.replication.events import AcrImageEvent
 from healers.replication.events_out import (
     IMAGE_REPLICATED, IMAGE_REPLICATION_TIMED_OUT, TAG_RACE_DETECTED, OutcomePublisher, build_outcome_event,
-    publish_outcome,
+    publish_outcome, publish_stored, stored_outcome_event,
 )
 from standins.harness import free_port, start_python_server
 
@@ -56,7 +56,7 @@ def finished(kind: str):
         return decide(rec, obs, POLICY, T0 + 4)
     if kind == "race":
         obs = [RegionObservation(region="westus", manifest="present", tags={"v1": D2}, observed_at=T0 + 3)]
-        return decide(rec, obs, POLICY, T0 + 4)
+        return decide(rec, obs, POLICY, T0 + 4, {"v1": {D1: T0, D2: T0 + 2}})   # v1 re-pushed after ours
     obs = [RegionObservation(region="eastus", manifest="present", tags={"v1": D1}, observed_at=T0 + 3)]
     return decide(rec, obs, POLICY, T0 + 61)
 
@@ -81,6 +81,24 @@ def test_outcome_events_published_with_key_over_https(topic, control, trust_ca):
     assert ready["data"]["regions"]["westus"]["lagSeconds"] == 3.0 and ready["data"]["totalLagSeconds"] == 3.0
     assert events[1]["data"]["tagConflicts"] == [{"region": "westus", "tag": "v1", "resolvedDigest": D2}]
     assert events[2]["data"]["missingRegions"] == ["westus"]
+
+
+def test_stored_outcome_event_is_sent_byte_for_byte_as_decided(topic, control, trust_ca):
+    """The event saved with the wait before publishing survives Table storage (JSON) and is what goes out."""
+    import json
+
+    from azure.core.credentials import AzureKeyCredential
+    record = finished("timeout").record
+    stored = json.loads(json.dumps(stored_outcome_event(record)))
+    publisher = OutcomePublisher(f"{topic}/api/events", AzureKeyCredential(KEY))
+    try:
+        assert publish_stored(publisher, stored) == record.outcome_event_id
+        publisher.publish([build_outcome_event(record)])
+    finally:
+        publisher.close()
+    first, second = control.get("/_standin/events").json()["events"]
+    assert first == second and first["eventType"] == IMAGE_REPLICATION_TIMED_OUT
+    assert first["data"] == stored["data"] and first["eventTime"].startswith(stored["eventTime"][:19])
 
 
 def test_wrong_key_is_rejected(topic, control, trust_ca):

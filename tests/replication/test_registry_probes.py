@@ -30,13 +30,13 @@ def acr_event(image, action="push", event_id="e1"):
                          location="eastus", request_id=None, event_time=dt.datetime.now(dt.timezone.utc))
 
 
-def run_wait(prober, record, pol, timeout=20.0):
+def run_wait(prober, record, pol, timeout=20.0, history=None):
     """The shell's loop, compressed: probe what the core asks for, decide, repeat (polling, bounded)."""
     deadline = time.monotonic() + timeout
     decisions = []
     while time.monotonic() < deadline:
         observations = prober.observe_all(record, regions_to_probe(record))
-        d = decide(record, observations, pol, time.time())
+        d = decide(record, observations, pol, time.time(), history)
         decisions.append(d)
         if d.action != "recheck":
             return d, decisions
@@ -92,7 +92,9 @@ def test_tag_overwritten_during_replication_is_a_race(fleet, prober, replicator)
     replicator.copy_now("eastus", ["westus"], "team/race", "v1")
     b = push_image(fleet.url("eastus"), "team/race", "v1", seed="race-b")   # overwrite before the others catch up
     replicator.copy_now("eastus", ["northeurope"], "team/race", a.digest)   # digest arrives, tag too late
-    outcome, _ = run_wait(prober, record, pol)
+    # Healer saw v1 pushed again (b) after a: a replica naming b lost the race (no grace needed)
+    outcome, _ = run_wait(prober, record, pol, history={"v1": {a.digest: record.event_time,
+                                                                b.digest: record.event_time + 1}})
     assert outcome.action == "publish_tag_race"
     assert outcome.record.tag_conflicts == {"eastus:v1": b.digest}
 

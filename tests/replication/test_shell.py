@@ -164,16 +164,52 @@ def test_region_that_never_catches_up_times_out_naming_it(env, fleet, replicator
 
 
 def test_tag_overwritten_during_replication_is_reported_as_a_race(env, fleet, replicator, topic_events):
+    """The default grace (60 s) does not delay it: Healer saw v1 pushed again, so the tag names a NEWER push."""
+    a_at = dt.datetime.now(dt.timezone.utc)
     a = push(fleet, "team/race", "v1")
     replicator.copy_now("eastus", ["westus"], "team/race", "v1")
     b = push(fleet, "team/race", "v1")                                      # overwrite before the others catch up
     replicator.copy_now("eastus", ["northeurope"], "team/race", a.digest)   # digest arrives, the tag moved on
-    deliver(acr_event("myreg", "team/race", a.digest, tag="v1"))
-    pump(lambda: len(topic_events()) >= 1 and queue_empty())
-    [event] = topic_events()
-    assert event["eventType"] == "Healer.TagRaceDetected"
-    assert event["data"]["tagConflicts"] == [{"region": "eastus", "tag": "v1", "resolvedDigest": b.digest}]
+    deliver(acr_event("myreg", "team/race", a.digest, tag="v1", at=a_at))
+    deliver(acr_event("myreg", "team/race", b.digest, tag="v1", at=a_at + dt.timedelta(seconds=1)))
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/race", "v1")   # the overwrite replicates
+    pump(lambda: len(topic_events()) >= 2 and queue_empty())
+    by_digest = {e["data"]["digest"]: e for e in topic_events()}
+    assert len(topic_events()) == 2
+    race = by_digest[a.digest]
+    assert race["eventType"] == "Healer.TagRaceDetected"
+    assert race["data"]["tagConflicts"][0] == {"region": "eastus", "tag": "v1", "resolvedDigest": b.digest}
     assert status("team/race", digest=a.digest)["status"] == "tag-race"
+    assert by_digest[b.digest]["eventType"] == "Healer.ImageReplicated"   # the later push itself is fine
+    assert status("team/race", tag="v1")["digest"] == b.digest
+
+
+def test_routine_re_push_whose_replicas_move_the_tag_late_is_lag_not_a_race(env, fleet, replicator, topic_events,
+                                                                            monkeypatch):
+    """Even with no grace at all: a replica serving the new manifest while its tag still names the EARLIER push
+    Healer saw is lagging; the wait is ready once the tags move."""
+    monkeypatch.setenv("HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS", "0")
+    old = push(fleet, "team/repush", "v1")
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/repush", "v1")
+    deliver(acr_event("myreg", "team/repush", old.digest, tag="v1",
+                      at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)))
+    pump(lambda: len(topic_events()) >= 1 and queue_empty())
+    new = push(fleet, "team/repush", "v1")
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/repush", new.digest)   # manifest, not the tag
+    deliver(acr_event("myreg", "team/repush", new.digest, tag="v1"))
+    q = queue_client()
+    [m] = list(q.receive_messages(max_messages=1, visibility_timeout=30))
+    assert api.process(QueueMessage(id=m.id, body=m.content, dequeue_count=1)) == "recheck"
+    q.delete_message(m)
+    view = status("team/repush", tag="v1")
+    assert view["status"] == "pending" and view["digest"] == new.digest and "tagConflicts" not in view
+    assert {(t["region"], t["olderDigest"]) for t in view["tagLagging"]} == {("westus", old.digest),
+                                                                             ("northeurope", old.digest)}
+    replicator.schedule_copy("eastus", "team/repush", "v1", {"westus": 0.5, "northeurope": 1.0})   # tags move
+    pump(lambda: len(topic_events()) >= 2 and queue_empty())
+    events = topic_events()
+    assert [e["eventType"] for e in events] == ["Healer.ImageReplicated"] * 2
+    assert events[1]["data"]["digest"] == new.digest and "tagLagging" not in events[1]["data"]
 
 
 def test_delete_is_ready_when_every_replica_answers_404_and_a_reordered_push_is_stale(env, fleet, replicator,
@@ -249,7 +285,8 @@ def test_topic_down_retries_then_publishes_the_same_event_id_once(env, fleet, re
     [m] = list(q.receive_messages(max_messages=1, visibility_timeout=30))
     assert api.process(QueueMessage(id=m.id, body=m.content, dequeue_count=1)) == "retry"
     q.delete_message(m)
-    assert status("team/topicdown", tag="v1")["status"] == "pending"   # not saved before it is published
+    view = status("team/topicdown", tag="v1")   # decided and saved with its event before publishing: final
+    assert view["status"] == "ready" and view["outcomeDelivery"] == "publishing"
     # the topic comes back (and this time with a key: the local/test credential)
     monkeypatch.setenv("HEALER_REPLICATION_TOPIC_ENDPOINT", f"{topic}/api/events")
     monkeypatch.setenv("HEALER_REPLICATION_TOPIC_KEY", KEY)
@@ -257,6 +294,7 @@ def test_topic_down_retries_then_publishes_the_same_event_id_once(env, fleet, re
     assert results[-1] == "published"
     [event] = topic_events()
     assert event["id"] == status("team/topicdown", tag="v1")["outcomeEventId"]
+    assert status("team/topicdown", tag="v1")["outcomeDelivery"] == "published" and len(records("acted")) == 1
 
 
 def test_duplicate_check_chain_and_stale_generation_are_dropped(env, fleet, replicator, topic_events):
@@ -324,17 +362,203 @@ def test_wait_is_stored_as_flat_entity_with_etag(env, fleet):
     assert json.loads(rec.columns["tags"]) == ["v1"] and rk == f"team|flat@{image.digest}"
 
 
-def test_a_lost_check_chain_is_restarted_by_the_next_delivery(env, fleet):
+def patch_wait(repository: str, digest: str, **columns) -> None:
+    """Rewrite stored columns of a wait (to move it in time, as if minutes had passed)."""
+    store = Store(Settings(), shell.TABLE)
+    rec = store.get(*wait_keys("myreg", repository, digest))
+    rec.columns.update(columns)
+    store.replace(rec)
+
+
+def queued_checks() -> list[dict]:
+    return [json.loads(m.content) for m in queue_client().peek_messages(max_messages=32)]
+
+
+def test_a_lost_check_chain_is_restarted_by_the_next_delivery(env, fleet, replicator, topic_events):
     image = push(fleet, "team/stall", "v1")
     deliver(acr_event("myreg", "team/stall", image.digest, tag="v1"))
     queue_client().clear_messages()             # the check chain was lost (e.g. a crash between write and send)
-    store = Store(Settings(), shell.TABLE)
-    pk, rk = wait_keys("myreg", "team/stall", image.digest)
-    rec = store.get(pk, rk)
-    rec.columns["next_check_at"] = time.time() - shell.STALL_SECONDS - 60
-    store.replace(rec)
+    patch_wait("team/stall", image.digest, next_check_at=time.time() - shell.STALL_SECONDS - 60)
     assert deliver(acr_event("myreg", "team/stall", image.digest, tag="v1", location="westus")) == "duplicate"
     assert not queue_empty() and "stalled" in records("duplicate")[0]["reason"]
+    # the restarted chain carries on to the real outcome
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/stall", "v1")
+    pump(lambda: len(topic_events()) >= 1 and queue_empty())
+    assert [e["eventType"] for e in topic_events()] == ["Healer.ImageReplicated"]
+
+
+def test_a_lost_chain_past_its_deadline_restarted_by_the_next_delivery_times_out_once(env, fleet, replicator,
+                                                                                    topic_events):
+    image = push(fleet, "team/stall2", "v1")
+    deliver(acr_event("myreg", "team/stall2", image.digest, tag="v1"))
+    queue_client().clear_messages()
+    past = time.time() - 600
+    patch_wait("team/stall2", image.digest, deadline_at=past, next_check_at=past - 10)
+    # the replicas caught up long after the deadline: too late to count
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/stall2", "v1")
+    assert deliver(acr_event("myreg", "team/stall2", image.digest, tag="v1", location="westus")) == "duplicate"
+    assert len(queued_checks()) == 1
+    # a second delivery within the restart cooldown does not start a second chain
+    assert deliver(acr_event("myreg", "team/stall2", image.digest, tag="v1", location="northeurope")) == "duplicate"
+    assert len(queued_checks()) == 1
+    pump(lambda: len(topic_events()) >= 1 and queue_empty())
+    [event] = topic_events()
+    assert event["eventType"] == "Healer.ImageReplicationTimedOut"
+    assert event["data"]["missingRegions"] == list(REGIONS)
+    assert status("team/stall2", tag="v1")["status"] == "timed-out"
+    assert "check chain had stalled" in records("acted")[0]["reason"]
+
+
+def test_status_reports_a_stalled_wait_past_its_deadline_and_restarts_it_once(env, fleet, replicator,
+                                                                            topic_events):
+    image = push(fleet, "team/stall3", "v1")
+    deliver(acr_event("myreg", "team/stall3", image.digest, tag="v1"))
+    q = queue_client()
+    [m] = list(q.receive_messages(max_messages=1, visibility_timeout=30))
+    assert api.process(QueueMessage(id=m.id, body=m.content, dequeue_count=1)) == "recheck"   # one check ran
+    q.delete_message(m)
+    q.clear_messages()                                  # then the chain was lost
+    past = time.time() - 600
+    patch_wait("team/stall3", image.digest, deadline_at=past)
+    view = status("team/stall3", tag="v1")
+    assert view["status"] == "stalled" and view["stalled"]["checkRestarted"] is True
+    assert "deadline passed" in view["stalled"]["reason"] and view["stalled"]["lastCheckAt"]
+    assert len(queued_checks()) == 1
+    again = status("team/stall3", tag="v1")            # a pipeline polling again: reported, not restarted again
+    assert again["status"] == "stalled" and again["stalled"]["checkRestarted"] is False
+    assert len(queued_checks()) == 1
+    pump(lambda: len(topic_events()) >= 1 and queue_empty())
+    [event] = topic_events()
+    assert event["eventType"] == "Healer.ImageReplicationTimedOut"
+    assert status("team/stall3", tag="v1")["status"] == "timed-out"
+    assert any("a status request restarted its check chain" in r["reason"] for r in records("pending"))
+
+
+def test_a_dead_lettered_check_chain_is_reported_stalled_and_restarted(env, fleet, replicator, topic_events):
+    from shared.work import dead_letter
+    image = push(fleet, "team/dead", "v1")
+    deliver(acr_event("myreg", "team/dead", image.digest, tag="v1"))
+    q = queue_client()
+    [m] = list(q.receive_messages(max_messages=1, visibility_timeout=30))
+    dead_letter(Settings(), shell.QUEUE, {**json.loads(m.content), "attempt": 10},
+                "gave up after 10 attempts: storage unavailable")
+    q.delete_message(m)
+    poison = queue_client(shell.QUEUE + "-poison")
+    [p] = list(poison.receive_messages(max_messages=1))
+    assert api.dead_letter(QueueMessage(id=p.id, body=p.content, dequeue_count=1)) == "dead-letter"
+    poison.delete_message(p)
+    assert queue_empty()
+    view = status("team/dead", digest=image.digest)     # before its deadline, but nothing will ever check it
+    assert view["status"] == "stalled" and "dead-lettered" in view["stalled"]["reason"]
+    assert "gave up after 10 attempts" in view["stalled"]["reason"] and view["stalled"]["checkRestarted"]
+    assert status("team/dead", digest=image.digest)["status"] == "pending"   # its chain runs again
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/dead", "v1")
+    pump(lambda: len(topic_events()) >= 1 and queue_empty())
+    assert [e["eventType"] for e in topic_events()] == ["Healer.ImageReplicated"]
+
+
+# ---------------------------------------------------------------------------------------------- one outcome
+
+class Crash(BaseException):
+    """The worker process dies here (nothing catches it); the host redelivers the queue message."""
+
+
+class CrashingPublisher:
+    def __init__(self, after_publish: bool):
+        self.real = shell.publisher_for(shell.load_config(Settings()))
+        self.after_publish = after_publish
+
+    def publish(self, events):
+        if self.after_publish:
+            self.real.publish(events)
+        raise Crash()
+
+
+def first_check() -> tuple[QueueMessage, Callable[[], None]]:
+    q = queue_client()
+    [m] = list(q.receive_messages(max_messages=1, visibility_timeout=60))
+    return m, lambda: q.delete_message(m)
+
+
+def redeliver(m) -> str:
+    return api.process(QueueMessage(id=m.id, body=m.content, dequeue_count=2))
+
+
+def test_crash_after_the_marker_is_saved_publishes_the_decided_outcome_not_a_new_one(env, fleet, replicator,
+                                                                                   topic_events):
+    """Decided timed-out at the deadline, crashed before publishing; by the retry every replica serves it. A retry
+    that decided again would now say ready under the same event id: it must send the stored timeout."""
+    image = push(fleet, "team/final", "v1")
+    deliver(acr_event("myreg", "team/final", image.digest, tag="v1"))
+    m, done = first_check()
+    deadline = shell._load(Store(Settings(), shell.TABLE), "myreg", "team/final", image.digest)[0].deadline_at
+    with pytest.raises(Crash):
+        shell.handle_check(Settings(), json.loads(m.content), publisher=CrashingPublisher(after_publish=False),
+                           now=lambda: deadline + 1)
+    view = status("team/final", tag="v1")
+    assert view["status"] == "timed-out" and view["outcomeDelivery"] == "publishing" and topic_events() == []
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/final", "v1")
+    assert redeliver(m) == "published"
+    done()
+    [event] = topic_events()
+    assert event["eventType"] == "Healer.ImageReplicationTimedOut" and event["id"] == view["outcomeEventId"]
+    assert event["data"]["missingRegions"] == ["westus", "northeurope"]
+    assert status("team/final", tag="v1")["outcomeDelivery"] == "published" and len(records("acted")) == 1
+    assert redeliver(m) == "done" and len(topic_events()) == 1 and queue_empty()
+
+
+def test_crash_after_publishing_before_the_final_save_resends_the_identical_event(env, fleet, replicator,
+                                                                                 topic_events):
+    image = push(fleet, "team/final2", "v1")
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/final2", "v1")
+    deliver(acr_event("myreg", "team/final2", image.digest, tag="v1"))
+    m, done = first_check()
+    with pytest.raises(Crash):
+        shell.handle_check(Settings(), json.loads(m.content), publisher=CrashingPublisher(after_publish=True))
+    assert status("team/final2", tag="v1")["outcomeDelivery"] == "publishing" and len(topic_events()) == 1
+    assert redeliver(m) == "published"
+    done()
+    first, second = topic_events()
+    assert first == second and first["eventType"] == "Healer.ImageReplicated"   # same id, same data: deduped
+    view = status("team/final2", tag="v1")
+    assert view["status"] == "ready" and view["outcomeDelivery"] == "published" and len(records("acted")) == 1
+
+
+def test_a_delivery_merged_between_publish_and_final_save_neither_re_decides_nor_re_publishes(
+        env, fleet, replicator, topic_events):
+    image = push(fleet, "team/final3", "v1")
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/final3", "v1")
+    deliver(acr_event("myreg", "team/final3", image.digest, tag="v1"))
+    m, done = first_check()
+    real = shell.publisher_for(shell.load_config(Settings()))
+    late = acr_event("myreg", "team/final3", image.digest, tag="v1", location="northeurope")
+
+    class MergeDuringPublish:
+        def publish(self, events):
+            real.publish(events)
+            assert deliver(late) == "duplicate"        # evidence merged: the wait's ETag changes
+
+    assert shell.handle_check(Settings(), json.loads(m.content), publisher=MergeDuringPublish()) == "published"
+    done()
+    assert len(topic_events()) == 1 and queue_empty()
+    rec, _ = shell._load(Store(Settings(), shell.TABLE), "myreg", "team/final3", image.digest)
+    assert rec.outcome_delivery == "published" and late["id"] in rec.event_ids and len(records("acted")) == 1
+
+
+def test_an_unpublished_outcome_is_sent_before_a_new_generation_replaces_it(env, fleet, replicator, topic_events):
+    image = push(fleet, "team/final4", "v1")
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/final4", "v1")
+    deliver(acr_event("myreg", "team/final4", image.digest, tag="v1"))
+    m, done = first_check()
+    with pytest.raises(Crash):
+        shell.handle_check(Settings(), json.loads(m.content), publisher=CrashingPublisher(after_publish=False))
+    done()
+    assert topic_events() == []
+    assert deliver(acr_event("myreg", "team/final4", image.digest, action="delete")) == "recorded"
+    [event] = topic_events()
+    assert event["eventType"] == "Healer.ImageReplicated" and event["data"]["action"] == "push"
+    assert status("team/final4", digest=image.digest)["action"] == "delete"
+    queue_client().clear_messages()   # the delete's wait would otherwise time out into a later test
 
 
 def test_event_grid_retry_after_a_failed_first_check_send_resends_it(env, fleet, replicator, topic_events,
