@@ -154,7 +154,7 @@ param replicationDeadlineSeconds int = 1800
 @description('HEALER_REPLICATION_BACKOFF: re-check backoff {baseSeconds, factor, maxSeconds, minSeconds, jitter}. Empty: 2, 1.6, 30, 0.5, 0.25.')
 param replicationBackoff object = {}
 
-@description('HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: how long a replica\'s tag may name another digest before a race is reported.')
+@description('HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: how long a replica\'s tag may name a digest Healer never saw pushed before a race is reported (older pushes are lag, newer pushes a race at once).')
 param replicationTagRaceGraceSeconds int = 60
 
 @description('HEALER_REPLICATION_ACR_TENANT_ID: tenant sent in the ACR token exchange. Empty: the deployment tenant.')
