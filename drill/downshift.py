@@ -1,5 +1,7 @@
 """Drill: an AI app's tenants cross 80 % of their budgets, a 429 storm hits and resolves, an alert flaps, a human
-pins a model, and a new month begins (in Auckland before UTC).
+pins a model, and a new month begins (in Auckland before UTC). Then an app-wide 429 storm resolves while a tenant
+that inherits the app-wide value is over budget (the restore holds it at its model), and a worker dies between a
+write and its state save (the next tick recovers it: no HELD, no second step down).
 
 Healer's downshift functions run in this process with an injected clock (weeks pass in seconds); everything they
 talk to is real and over the wire: Azurite (state, queue, audit), the Log Analytics stand-in (spend through
@@ -52,7 +54,7 @@ def _row(tenant: str, amount: float, at: dt.datetime) -> dict[str, Any]:
             "ItemCount": 1, "Properties": {"tenant": tenant}, "AppRoleName": "chat-web"}
 
 
-def _alert(alert_id: str, condition: str, at: dt.datetime, tenant: str) -> bytes:
+def _alert(alert_id: str, condition: str, at: dt.datetime, tenant: str | None) -> bytes:
     body = json.loads((FIXTURES / "log_search_fired.json").read_text())
     ess = body["data"]["essentials"]
     ess.update(alertId=ess["alertId"].rsplit("/", 1)[0] + "/" + alert_id, alertRule="chat-429-ratio",
@@ -60,8 +62,13 @@ def _alert(alert_id: str, condition: str, at: dt.datetime, tenant: str) -> bytes
     if condition == "Resolved":
         ess["resolvedDateTime"] = at.isoformat()
     body["data"]["customProperties"] = {"healer.target": APP}
-    body["data"]["alertContext"]["condition"]["allOf"][0]["dimensions"] = [{"name": "tenant", "value": tenant}]
+    body["data"]["alertContext"]["condition"]["allOf"][0]["dimensions"] = (
+        [{"name": "tenant", "value": tenant}] if tenant else [])
     return json.dumps(body).encode()
+
+
+class WorkerDied(BaseException):
+    """The Functions worker process dies: nothing after this point of the evaluation runs."""
 
 
 class Drill:
@@ -145,7 +152,8 @@ def run(stack: LocalAzure) -> Timeline:
         apps = [{"resourceId": APP, "appConfigEndpoint": ac.endpoint, "key": KEY, "role": "chat-web",
                  "policy": {"ladder": ["gpt-4o", "gpt-4o-mini", "gpt-35-turbo"], "min_dwell_s": 600,
                             "max_dwell_s": 7200, "max_switches_per_hour": 3},
-                 "tenants": {"acme": {"budget": 100}, "globex": {"budget": 100}, "initech": {"budget": 100},
+                 "tenants": {"*": {"budget": 100000}, "acme": {"budget": 100}, "globex": {"budget": 100},
+                             "initech": {"budget": 100},
                              "umbrella": {"budget": 100}, "kiwi": {"budget": 100, "timezone": "Pacific/Auckland"}}}]
         os.environ.update({
             "HEALER_TABLE_PREFIX": "drill" + uuid.uuid4().hex[:6],
@@ -240,6 +248,53 @@ def run(stack: LocalAzure) -> Timeline:
         tl.check(d.value("umbrella") is None, "new month in UTC: umbrella restored")
         tl.check(d.value("acme") == "gpt-4o" and d.state("acme").get("status") == "HELD",
                  "the pinned tenant stays HELD across the month boundary")
+
+        # 6. An app-wide 429 storm (no tenant split) resolves while globex, which inherits the app-wide value, has
+        #    burnt past 80 %: budget outranks capacity, so the app-wide restore holds globex at its model first.
+        clock.set(dt.datetime(2026, 4, 2, 9, 0, tzinfo=UTC))
+        wide_id = str(uuid.uuid4())
+        d.post_alert(_alert(wide_id, "Fired", clock.now, None))
+        tl.add("monitor", f"[{d.stamp()}] app-wide 429 storm Fired (no tenant dimension)")
+        d.drain()
+        tl.check(d.value(None) == "gpt-4o-mini" and d.value("globex") is None,
+                 "app-wide downshift: tenants without their own value (globex, initech, ...) read gpt-4o-mini")
+        clock.advance(minutes=20)
+        d.post_alert(_alert(wide_id, "Resolved", clock.now, None))
+        tl.add("monitor", f"[{d.stamp()}] app-wide 429 storm Resolved")
+        d.drain()
+        clock.advance(minutes=11)
+        la.seed("AppMetrics", [_row("globex", 85.0, clock.now - dt.timedelta(minutes=20))])
+        tl.add("spend", f"[{d.stamp()}] globex spends $85 of its $100 this morning, reading the app-wide gpt-4o-mini")
+        d.tick()
+        tl.check(d.value(None) == "gpt-4o", "the app-wide value restored to gpt-4o after the dwell")
+        tl.check(d.value("globex") in ("gpt-4o-mini", "gpt-35-turbo") and d.writes("globex") == 3,
+                 "globex (over budget) not upshifted: it got its own value before the app-wide restore")
+        tl.check(d.value("initech") is None, "initech (under budget) follows the app-wide restore")
+
+        # 7. A worker dies right after writing umbrella's downshift, before saving the state.
+        from healers.downshift import actuators
+        real_write = actuators.AppConfigActuator.write
+
+        def write_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
+            real_write(self, *args, **kwargs)
+            raise WorkerDied("worker process killed after the write")
+        clock.advance(minutes=5)
+        msg = shell.alert_message(__import__("shared.alerts", fromlist=["parse_alert"]).parse_alert(
+            json.loads(_alert(str(uuid.uuid4()), "Fired", clock.now, "umbrella"))), {"tenant": "umbrella"})
+        actuators.AppConfigActuator.write = write_then_die  # type: ignore[method-assign]
+        try:
+            shell.handle(d.settings, msg, owner="doomed-worker", now=clock)
+        except WorkerDied:
+            tl.add("crash", f"[{d.stamp()}] umbrella's worker died after writing gpt-4o-mini, before saving state")
+        finally:
+            actuators.AppConfigActuator.write = real_write  # type: ignore[method-assign]
+        d.report()
+        clock.advance(seconds=d.settings.lease_seconds + 60)
+        d.tick()
+        st = d.state("umbrella")
+        tl.check(d.value("umbrella") == "gpt-4o-mini" and st.get("status") == "DOWNSHIFTED"
+                 and st.get("model") == "gpt-4o-mini", "next tick: the interrupted downshift recovered and recorded")
+        tl.check(d.writes("umbrella") == 3, "no second step down (umbrella: one write for this trip)")
     finally:
         os.environ.clear()
         os.environ.update(saved)

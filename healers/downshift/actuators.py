@@ -6,7 +6,8 @@ App Configuration: tenant `*` is the key with the null label; a tenant is the sa
 (`tenantKeys: label`) or the key `<key>:<tenant>` (`tenantKeys: key`). A tenant without its own key-value inherits
 the app-wide value. Writes carry the ETag read (`If-Match`, or `If-None-Match: *` when creating), tag the value
 `managed-by=healer`, then bump the sentinel key that apps' provider refresh watches. A locked key-value or a
-`pinned=true` tag is a human pin.
+`pinned=true` tag is a human pin; a pin on the app-wide value also pins every tenant that inherits it (Healer then
+holds those tenants instead of shadowing the pinned value with tenant values).
 
 App setting: the whole dictionary is read, changed in one name and written back (the update replaces it), so other
 settings and Key Vault references survive; the setting and its marker `HEALER_MANAGED_<name>` (the value Healer
@@ -103,9 +104,16 @@ class AppConfigActuator:
         if kv is not None:
             return self._current(kv)
         if tenant != "*":
-            inherited = self._get(*self.ident("*"))
-            return Current(inherited.value if inherited is not None else None, None, False, None, False)
+            base = self._get(*self.ident("*"))
+            return self._inherit(self._current(base) if base is not None else None)
         return Current(None, None, False, None, False)
+
+    @staticmethod
+    def _inherit(base: Current | None) -> Current:
+        """What a tenant without its own value reads: the app-wide value, and its pin (a human pin on the app-wide
+        value covers every tenant that inherits it, so Healer never shadows it with a tenant value). Not Healer's
+        own value (no tag), whoever wrote the app-wide one."""
+        return Current(base.value if base else None, None, bool(base and base.pinned), None, False)
 
     def read_all(self) -> dict[str, Current]:
         """Every tenant's own value in one paged listing, plus "*"; tenants missing here inherit "*"."""
@@ -128,8 +136,7 @@ class AppConfigActuator:
     def inherited(self, tenant: str, known: dict[str, Current]) -> Current:
         if tenant in known:
             return known[tenant]
-        base = known.get("*")
-        return Current(base.value if base else None, None, False, None, False)
+        return self._inherit(known.get("*"))
 
     def write(self, tenant: str, value: str, current: Current, reason: str, now: dt.datetime,
               remove: bool = False) -> WriteResult:
@@ -161,13 +168,7 @@ class AppConfigActuator:
             "actuator": self.kind, "endpoint": self.app.app_config_endpoint, "key": key, "label": label,
             "operation": "delete (inherit app-wide)" if remove else "set", "sentinel": self.app.sentinel_key,
             "restart": False}
-        sentinel = now.astimezone(dt.timezone.utc).isoformat()
-        try:
-            self.client.set_configuration_setting(ConfigurationSetting(
-                key=self.app.sentinel_key, value=sentinel, tags={MANAGED_TAG: HEALER}))
-            details["sentinelValue"] = sentinel
-        except Exception as exc:  # noqa: BLE001 - reported: apps refreshing on the sentinel do not see it yet
-            details["sentinelError"] = _failure(exc)
+        details.update(self.bump_sentinel(now))
         try:
             back: Current | None = self.read(tenant)
         except Exception as exc:  # noqa: BLE001 - unconfirmed; the next tick reads it again (drift)
@@ -177,6 +178,17 @@ class AppConfigActuator:
                      and (remove or back.written_by == HEALER))
         details["readBack"] = value_back
         return WriteResult(value_back, confirmed, details)
+
+    def bump_sentinel(self, now: dt.datetime) -> dict[str, Any]:
+        """Bump the key apps' provider refresh watches; reports a failure instead of raising."""
+        from azure.appconfiguration import ConfigurationSetting
+        sentinel = now.astimezone(dt.timezone.utc).isoformat()
+        try:
+            self.client.set_configuration_setting(ConfigurationSetting(
+                key=self.app.sentinel_key, value=sentinel, tags={MANAGED_TAG: HEALER}))
+            return {"sentinelValue": sentinel}
+        except Exception as exc:  # noqa: BLE001 - reported: apps refreshing on the sentinel do not see it yet
+            return {"sentinelError": _failure(exc)}
 
 
 def _failure(exc: Exception) -> str:
@@ -219,6 +231,9 @@ class AppSettingActuator:
 
     def inherited(self, tenant: str, known: dict[str, Current]) -> Current:
         return known.get(tenant) or Current(None)
+
+    def bump_sentinel(self, now: dt.datetime) -> dict[str, Any]:
+        return {}  # no sentinel: App Service restarts the app to apply a changed setting
 
     def write(self, tenant: str, value: str, current: Current, reason: str, now: dt.datetime,
               remove: bool = False) -> WriteResult:

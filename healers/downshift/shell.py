@@ -11,6 +11,18 @@ read back → record.
   per-tenant evaluation only where something would change (a trip, a restore step, drift → HELD, a release).
 * Audit: healer `downshift`, resource = the app, subject = the tenant ("*" = app-wide), details = the decision
   with its inputs (spend, budget, %, forecast, trips, dwell, tier).
+* Crash safety: before every write a pending-write intent (from, to, decision, at, the state to record) is saved in
+  the record under the lease (`healers.downshift.intent`). The next evaluation resolves a leftover intent before it
+  decides: landed → the switch is recorded as if confirmed (audited "acted", reason "recovered: ..."); still the
+  old value → the intent is dropped and the event re-decided; a third value → HELD (`unrecorded_write`). The tick
+  plans an evaluation for every tenant with a leftover intent.
+* Budget outranks capacity across the app-wide value (`healers.downshift.guard`): before an app-wide restore, every
+  tenant that inherits the app-wide value and is over budget gets its own Healer-managed value holding the model it
+  reads now (recorded in its state as DOWNSHIFTED for budget); if that cannot be done safely the restore waits.
+  The app-setting actuator has no per-tenant values: there an over-budget tenant makes the app-wide restore wait.
+* A human pin on the app-wide value covers the tenants that inherit it (the actuator reports them pinned, so they
+  are HELD and released on unpin): Healer never shadows a pinned app-wide value with tenant values, and never
+  guards while the app-wide record is HELD (no restore happens then).
 """
 from __future__ import annotations
 
@@ -21,6 +33,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
+from healers.downshift import guard
+from healers.downshift import intent as intent_mod
 from healers.downshift import spend as spend_mod
 from healers.downshift.actuators import Current, WriteConflict, WritePinned, actuator_for
 from healers.downshift.core import (BudgetSignal, CapacitySignal, Decision, DownshiftPolicy, DownshiftState, Inputs,
@@ -54,6 +68,10 @@ def utcnow() -> dt.datetime:
 
 class Refused(Exception):
     pass
+
+
+class GuardBlocked(Exception):
+    """An over-budget tenant could not be held at its value: the app-wide restore must wait."""
 
 
 # ---------------------------------------------------------------------------------------------- configuration
@@ -337,6 +355,8 @@ class Evaluation:
                   else DownshiftState(app=app.resource_id, tenant=tenant))
         actuator = ctx.actuator(app)
         current: Current = actuator.read(tenant)        # just before deciding
+        if record.data.get("pending") is not None:    # a write was in flight when a previous evaluation stopped
+            before = self._recover(record, before, current, policy)
         t = ctx.now()
         if spend is not None and spend.budget is None:
             spend = dataclasses.replace(spend, budget=app.budget(tenant))
@@ -359,6 +379,48 @@ class Evaluation:
             return {"hold": "held", "none": "none"}[decision.action] if after.status != "HELD" else "held"
         return self._gate_and_write(record, before, after, decision, current, details, approval_id,
                                     approved_action, approved_to)
+
+    def _recover(self, record: Record, before: DownshiftState, current: Current,
+                 policy: DownshiftPolicy) -> DownshiftState:
+        """Resolve the intent a crash left behind (see `healers.downshift.intent`); returns the state to decide on."""
+        ctx, app, tenant = self.ctx, self.app, self.tenant
+        t = ctx.now()
+        seen = {"value": current.value, "writtenBy": current.written_by, "own": current.own}
+        try:
+            pending = intent_mod.load(record.data.get("pending"))
+        except (ValueError, TypeError, KeyError):
+            state = intent_mod.held(before, current.value, t, "HELD: an unreadable pending write was left behind; "
+                                    f"the value is {current.value!r}; Healer will not write until released")
+            self._save(record, state, pending=None)
+            _audit(ctx, app, tenant, "recorded", state.last_reason, current=seen, recovery="unreadable")
+            return state
+        assert pending is not None
+        info = {k: v for k, v in pending.to_dict().items() if k != "after"}
+        outcome = intent_mod.outcome(pending, current.value, current.written_by, current.own)
+        move = f"{pending.action} {pending.from_model} → {pending.to_model}"
+        if outcome == "landed":
+            state = pending.state
+            self._save(record, state, created=pending.created, pending=None)
+            if pending.action in ("downshift", "restore"):
+                self._record_app_switch(policy, pending.at)
+            sentinel = ctx.actuator(app).bump_sentinel(t)  # the crash may have come before the sentinel bump
+            _audit(ctx, app, tenant, "acted", f"recovered: {move} had landed ({current.value!r}, Healer's) before "
+                   f"the evaluation stopped; recorded now as if confirmed — {pending.reason}",
+                   pending=info, current=seen, recovery="landed", sentinel=sentinel)
+            return state
+        if outcome == "not_landed":
+            self._save(record, before, pending=None)
+            _audit(ctx, app, tenant, "recorded", f"an interrupted {move} never landed (the value is still "
+                   f"{current.value!r}): intent dropped, re-deciding", pending=info, current=seen,
+                   recovery="not_landed")
+            return before
+        state = intent_mod.held(before, current.value, t, f"HELD: {move} was interrupted and the value is now "
+                                f"{current.value!r} ({'Healer' if current.written_by else 'not Healer'}'s, "
+                                f"{'own' if current.own else 'inherited'}): neither; Healer will not write until "
+                                "an operator releases it")
+        self._save(record, state, pending=None)
+        _audit(ctx, app, tenant, "recorded", state.last_reason, pending=info, current=seen, recovery="unknown")
+        return state
 
     @staticmethod
     def _notable(decision: Decision, before: DownshiftState, after: DownshiftState, event: dict[str, Any],
@@ -420,6 +482,17 @@ class Evaluation:
         details.update(policy=verdict.model_dump(), mode=mode.model_dump(), action=action)
         held_back = lambda: self._save(record, unapplied(before, after))  # noqa: E731
 
+        plan: guard.GuardPlan | None = None
+        if tenant == "*" and decision.action == "restore":
+            plan = self._guard_plan(current)
+            details["guard"] = plan.to_dict()
+            if plan.blocked:
+                held_back()
+                _audit(ctx, app, tenant, "skipped", f"app-wide restore {decision.from_model} → {decision.to_model} "
+                       f"waits (budget outranks capacity): {plan.blocked}; retried on the next tick", **details)
+                if approval_id:
+                    approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "skipped")
+                return "held"
         if approval_id:
             rec = approvals.get(ctx.settings, HEALER, approval_id)
             status = rec.data.get("status") if rec else None
@@ -450,7 +523,7 @@ class Evaluation:
             details.update(self._ask(before, decision, action))
             _audit(ctx, app, tenant, "pending", f"asked a human: {decision.reason}", **details)
             return "pending"
-        return self._write(record, before, after, decision, current, details, approval_id)
+        return self._write(record, before, after, decision, current, details, approval_id, plan)
 
     def _ask(self, before: DownshiftState, decision: Decision, action: str) -> dict[str, Any]:
         ctx, app, tenant = self.ctx, self.app, self.tenant
@@ -472,7 +545,8 @@ class Evaluation:
         return out
 
     def _write(self, record: Record, before: DownshiftState, after: DownshiftState, decision: Decision,
-               current: Current, details: dict[str, Any], approval_id: str | None) -> str:
+               current: Current, details: dict[str, Any], approval_id: str | None,
+               plan: guard.GuardPlan | None = None) -> str:
         ctx, app, tenant = self.ctx, self.app, self.tenant
         actuator = ctx.actuator(app)
         assert decision.to_model is not None
@@ -481,10 +555,37 @@ class Evaluation:
         if decision.action == "restore" and created and decision.to_model == after.baseline and tenant != "*":
             base = actuator.read("*")
             remove = base.value == decision.to_model  # deleting Healer's own key-value restores inheritance
+        if decision.action == "downshift" and not current.own:
+            created = True
+        if remove:
+            created = False
+        guarded: list[tuple[str, DownshiftState, bool]] = []
+        if plan is not None and plan.hold:
+            try:
+                for other in plan.hold:
+                    done = self._hold_tenant(other, current.value, decision.to_model, after.baseline)
+                    if done is not None:
+                        guarded.append(done)
+            except GuardBlocked as exc:
+                self._save(record, unapplied(before, after))
+                details["guarded"] = [g[0] for g in guarded]
+                _audit(ctx, app, tenant, "skipped", f"app-wide restore {decision.from_model} → {decision.to_model} "
+                       f"waits (budget outranks capacity): {exc}; retried on the next tick", **details)
+                if approval_id:
+                    approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "skipped")
+                return "held"
+            details["guarded"] = [g[0] for g in guarded]
+        # The intent first (under the lease): a crash after the write is then recovered, not HELD.
+        record.data["pending"] = intent_mod.PendingWrite(
+            decision.action, current.value, current.own, decision.to_model, not remove, ctx.now(), after.to_dict(),
+            created, decision.reason).to_dict()
+        ctx.store.replace(record)
         try:
             result = actuator.write(tenant, decision.to_model, current, decision.reason, ctx.now(), remove=remove)
         except (WriteConflict, WritePinned) as exc:
-            self._save(record, unapplied(before, after))
+            self._save(record, unapplied(before, after), pending=None)
+            if guarded:  # the holds only accompany an app-wide restore Healer makes: withdraw them
+                details["unguarded"] = self._unhold(guarded, current.value, str(exc))
             # Re-evaluate soon with a fresh read (the core then sees the pin or the human's value and holds).
             enqueue(ctx.settings, QUEUE, tick_message(app, tenant, None), delay_seconds=1)
             _audit(ctx, app, tenant, "skipped", f"write not carried out ({exc}): would {decision.reason}",
@@ -493,15 +594,13 @@ class Evaluation:
                 approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "skipped")
             return "skipped"
         except Exception as exc:
+            # Did it land? Unknown (e.g. a timeout after the service applied it): the intent stays, and the next
+            # evaluation tells from the value.
             self._save(record, unapplied(before, after))
-            _audit(ctx, app, tenant, "failed", f"write failed ({type(exc).__name__}): would {decision.reason}",
-                   **details)
+            _audit(ctx, app, tenant, "failed", f"write failed ({type(exc).__name__}): would {decision.reason}; the "
+                   "next evaluation checks whether it landed", **details)
             raise
-        if decision.action == "downshift" and not current.own:
-            created = True
-        if remove:
-            created = False
-        self._save(record, after, created=created)
+        self._save(record, after, created=created, pending=None)
         self._record_app_switch(app.policy(tenant), ctx.now())
         details["write"] = result.details
         details["readBack"] = {"value": result.value, "confirmed": result.confirmed}
@@ -515,6 +614,121 @@ class Evaluation:
         restart = "; the app restarts to apply it" if result.details.get("restart") not in (False, None) else ""
         _audit(ctx, app, tenant, "acted", f"{decision.reason}{restart}{note}", **details)
         return "acted"
+
+    # -------------------------------------------------------------------------------------- restore guard
+    def _guard_plan(self, current: Current) -> guard.GuardPlan:
+        """Which inheriting tenants an app-wide restore from `current` would upshift although over budget."""
+        ctx, app = self.ctx, self.app
+        t = ctx.now()
+        app_wide = app.config.actuator == "appSetting"
+        currents = {} if app_wide else ctx.actuator(app).read_all()
+        states, pending = _records(ctx, app)
+        result: spend_mod.SpendResult | None = None
+        if app.base_policy.track_budget:  # tenant policies differ from the app's only in time zone and period
+            try:
+                results, _, _ = collect_spend(ctx, [app], t)
+                result = results.get(app.key)
+            except Exception:  # noqa: BLE001 - unknown: the plan then makes the restore wait
+                log.warning("spend query for the restore guard of %s failed", app.key, exc_info=True)
+        self._guard_spend = result
+        return guard.plan(app, states, currents, result, t, current.value, app_wide_only=app_wide,
+                          pending=pending - {"*"})
+
+    def _hold_tenant(self, tenant: str, value: str | None, to_model: str, baseline: str | None
+                     ) -> tuple[str, DownshiftState, bool] | None:
+        """Give one inheriting over-budget tenant its own value holding `value`, under its lease, with an intent.
+        Returns (tenant, state before, created before) when written; None when it no longer needs it; raises
+        GuardBlocked when it cannot be done safely now."""
+        ctx, app, store = self.ctx, self.app, self.ctx.store
+        t = ctx.now()
+        lease = acquire_lease(store, self.partition, safe_key(tenant), f"{ctx.owner}/guard",
+                              ctx.settings.lease_seconds, t)
+        if lease is None:
+            raise GuardBlocked(f"tenant {tenant} is being evaluated")
+        rec = lease.record
+        try:
+            if rec.data.get("pending") is not None:
+                raise GuardBlocked(f"tenant {tenant} has a write in flight")
+            prev = (DownshiftState.from_dict(rec.data["state"]) if rec.data.get("state")
+                    else DownshiftState(app=app.resource_id, tenant=tenant))
+            prev_created = bool(rec.data.get("created"))
+            actuator = ctx.actuator(app)
+            cur = actuator.read(tenant)
+            if cur.own or prev.status == "HELD":
+                return None            # its own value now (the app-wide write does not move it), or an operator's
+            if cur.pinned:
+                raise GuardBlocked("the app-wide value is pinned")
+            if cur.value != value:
+                raise GuardBlocked(f"the app-wide value changed since it was read ({cur.value!r})")
+            policy = app.policy(tenant)
+            period = period_at(t, policy.timezone, policy.period)
+            obs = spend_mod.observation(getattr(self, "_guard_spend", None), app.config.role, tenant, period,
+                                        app.budget(tenant))
+            why = guard.over_budget(prev, obs, policy, t)
+            if not why or value is None:
+                return None
+            new = guard.held_state(prev, obs, policy, value, baseline, t, why)
+            reason = f"{new.last_reason}; the app-wide value goes {value} → {to_model} next"
+            new = dataclasses.replace(new, last_reason=reason[:1000])
+            rec.data["pending"] = intent_mod.PendingWrite("hold", value, False, value, True, t, new.to_dict(), True,
+                                                          reason).to_dict()
+            store.replace(rec)
+            try:
+                result = actuator.write(tenant, value, cur, reason, t)
+            except (WriteConflict, WritePinned) as exc:
+                rec.data["pending"] = None
+                store.replace(rec)
+                raise GuardBlocked(f"tenant {tenant}: {exc}") from exc
+            Evaluation(ctx, app, tenant)._save(rec, new, created=True, pending=None)
+            _audit(ctx, app, tenant, "acted", reason, guard={"value": value, "appWideTo": to_model, "why": why,
+                                                             "statusBefore": prev.status},
+                   write=result.details, readBack={"value": result.value, "confirmed": result.confirmed})
+            return tenant, prev, prev_created
+        finally:
+            rec.data["lease"] = None
+            try:
+                store.replace(rec)
+            except Conflict:
+                log.warning("lease on %s/%s was taken over before release", app.key, tenant)
+
+    def _unhold(self, guarded: list[tuple[str, DownshiftState, bool]], value: str | None, why: str) -> list[str]:
+        """The app-wide restore did not happen (a human changed or pinned the app-wide value meanwhile): remove the
+        values just written to hold tenants, so they follow the app-wide value (and a human's pin) again. Best
+        effort: a hold that cannot be withdrawn stays, recorded, and restores on the tenant's own path."""
+        ctx, app, store = self.ctx, self.app, self.ctx.store
+        undone = []
+        for tenant, prev, prev_created in guarded:
+            t = ctx.now()
+            lease = acquire_lease(store, self.partition, safe_key(tenant), f"{ctx.owner}/guard",
+                              ctx.settings.lease_seconds, t)
+            if lease is None:
+                continue
+            rec = lease.record
+            try:
+                actuator = ctx.actuator(app)
+                cur = actuator.read(tenant)
+                if rec.data.get("pending") is not None or not (cur.own and cur.value == value
+                                                               and cur.written_by == "healer"):
+                    continue
+                base = actuator.read("*")
+                reason = (f"withdrew its own value {value}: the app-wide restore was not carried out ({why}); it "
+                          f"inherits {base.value!r} again")
+                rec.data["pending"] = intent_mod.PendingWrite("unhold", value, True, base.value, False, t,
+                                                              prev.to_dict(), prev_created, reason).to_dict()
+                store.replace(rec)
+                actuator.write(tenant, value or "", cur, reason, t, remove=True)
+                Evaluation(ctx, app, tenant)._save(rec, prev, created=prev_created, pending=None)
+                _audit(ctx, app, tenant, "acted", reason, guard={"withdrawn": True})
+                undone.append(tenant)
+            except Exception:  # noqa: BLE001 - best effort; the intent (if saved) is resolved by its next evaluation
+                log.warning("could not withdraw the hold on %s/%s", app.key, tenant, exc_info=True)
+            finally:
+                rec.data["lease"] = None
+                try:
+                    store.replace(rec)
+                except Conflict:
+                    pass
+        return undone
 
 
 # ---------------------------------------------------------------------------------------------- operator release
@@ -542,11 +756,16 @@ class TickReport:
 
 
 def _states(ctx: Context, app: ManagedApp) -> dict[str, DownshiftState]:
-    """Every tenant's state of one app: one partition listing (1,000 entities per page)."""
+    return _records(ctx, app)[0]
+
+
+def _records(ctx: Context, app: ManagedApp) -> tuple[dict[str, DownshiftState], set[str]]:
+    """Every tenant's state of one app, and the tenants with a pending write: one partition listing (1,000 entities
+    per page)."""
     import json
 
     from shared.storage import table
-    out = {}
+    out, pending = {}, set()
     entities = table(ctx.settings, TABLE).query_entities(
         "PartitionKey eq @pk", parameters={"pk": safe_key(app.key)}, select=["RowKey", "data"],
         results_per_page=1000)
@@ -554,11 +773,16 @@ def _states(ctx: Context, app: ManagedApp) -> dict[str, DownshiftState]:
         if entity["RowKey"] == APP_ROW:
             continue
         try:
-            state = DownshiftState.from_dict(json.loads(entity.get("data") or "{}").get("state"))
-        except (ValueError, TypeError):
+            data = json.loads(entity.get("data") or "{}")
+            if data.get("pending") is not None:  # its `after` state names the tenant (RowKey is lower-cased)
+                after = (data["pending"].get("after") if isinstance(data["pending"], dict) else None) or {}
+                pending.add(str(after.get("tenant") or (data.get("state") or {}).get("tenant")
+                                or entity["RowKey"])[:64])
+            state = DownshiftState.from_dict(data.get("state"))
+        except (ValueError, TypeError, AttributeError):
             continue
         out[state.tenant] = state
-    return out
+    return out, pending
 
 
 def collect_spend(ctx: Context, apps: list[ManagedApp], now: dt.datetime,
@@ -600,10 +824,11 @@ def fresh_spend(ctx: Context, app: ManagedApp, tenant: str) -> SpendObservation 
 
 
 def plan_app(app: ManagedApp, states: dict[str, DownshiftState], currents: dict[str, Current],
-             result: spend_mod.SpendResult | None, now: dt.datetime, actuator: Any
+             result: spend_mod.SpendResult | None, now: dt.datetime, actuator: Any, pending: Any = ()
              ) -> list[tuple[str, SpendObservation | None, str]]:
-    """Pure: which tenants need a serialised evaluation now, with their spend and why."""
-    tenants = set(app.config.tenants) | set(states) | {"*"}
+    """Pure: which tenants need a serialised evaluation now, with their spend and why (`pending`: tenants with a
+    write intent left behind, always evaluated)."""
+    tenants = set(app.config.tenants) | set(states) | {"*"} | set(pending)
     if result is not None and not result.unknown and (app.config.default_budget is not None):
         tenants |= {t for (r, t) in result.cells if t and (app.config.role is None or r == app.config.role)}
     if app.config.actuator == "appSetting":
@@ -615,9 +840,18 @@ def plan_app(app: ManagedApp, states: dict[str, DownshiftState], currents: dict[
         obs = spend_mod.observation(result, app.config.role, tenant, period, app.budget(tenant))
         before = states.get(tenant) or DownshiftState(app=app.resource_id, tenant=tenant)
         current = actuator.inherited(tenant, currents)
+        if tenant not in states and not current.own and current.pinned:
+            # A pinned app-wide value: a tenant Healer never recorded is evaluated (and HELD) only if it would have
+            # something to do; no record per idle tenant.
+            _, free = decide(Inputs(observed=dataclasses.replace(current, pinned=False).observed, spend=obs),
+                             before, policy, now)
+            if free.status == "NORMAL" and not free.budget_active and not free.capacity_active:
+                continue
         decision, after = decide(Inputs(observed=current.observed, spend=obs), before, policy, now)
         why = ""
-        if decision.writes:
+        if tenant in pending:
+            why = "pending write"
+        elif decision.writes:
             why = decision.action
         elif before.status != after.status:
             why = f"{before.status} → {after.status}"
@@ -651,8 +885,8 @@ def tick(settings: Settings, *, owner: str, now: Clock = utcnow, client: Any = N
         except Exception as exc:  # one app's store being down must not stop the others
             _audit(ctx, app, "*", "failed", f"could not read the current values ({type(exc).__name__})")
             continue
-        states = _states(ctx, app)
-        plan = plan_app(app, states, currents, spend.get(app.key), t, actuator)
+        states, pending = _records(ctx, app)
+        plan = plan_app(app, states, currents, spend.get(app.key), t, actuator, pending)
         report.tenants += len(set(app.config.tenants) | set(states))
         for tenant, obs, why in plan:
             enqueue(settings, QUEUE, tick_message(app, tenant, obs))
