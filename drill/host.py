@@ -28,8 +28,8 @@ class HealerHost:
 
 
 def start_healer(stack: LocalAzure, settings: dict[str, str], name: str = "healer") -> HealerHost:
-    port, key = free_port(), secrets.token_urlsafe(16)
+    port, key = free_port(), secrets.token_hex(16)
     env = {**stack.env(), **settings}
-    server = start_process(name, [sys.executable, "-m", "standins.funchost", "--port", str(port), "--key", key],
+    server = start_process(name, [sys.executable, "-m", "standins.funchost", "--port", str(port), f"--key={key}"],
                            {"http": port}, stack.workdir, env=env)
     return HealerHost(server, key)
