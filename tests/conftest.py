@@ -25,6 +25,11 @@ def registered_functions():
 
 
 @pytest.fixture(scope="session")
+def functions(registered_functions):
+    return registered_functions
+
+
+@pytest.fixture(scope="session")
 def workdir():
     return scratch_dir("healer-tests-")
 

@@ -6,33 +6,13 @@ import json
 import subprocess
 import sys
 
-import azure.functions as func
 from azure.functions.queue import QueueMessage
 import pytest
 
 from tests.conftest import alert_payload
+from tests.functions import call, http, trigger
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def functions(registered_functions):
-    return registered_functions
-
-
-def trigger(fn) -> dict:
-    """The trigger binding as the host reads it (the function.json the worker reports)."""
-    return next(b for b in json.loads(fn.get_function_json())["bindings"] if b["type"].endswith("Trigger"))
-
-
-def call(functions, name, *args):
-    return functions[name].get_user_function()(*args)
-
-
-def http(method: str, route: str, body=None, params=None, route_params=None, headers=None) -> func.HttpRequest:
-    raw = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
-    return func.HttpRequest(method=method, url=f"http://localhost/api/{route}", headers=headers or {},
-                            params=params or {}, route_params=route_params or {}, body=raw)
 
 
 def test_importing_function_app_pulls_no_heavy_sdk():

@@ -17,21 +17,9 @@ from tests.conftest import alert_payload
 from tests.downshift.test_budget import COMMON_ACTUAL, LEGACY
 from tests.downshift.test_shell_env import (AI_APP, OPS_APP, cost_rows, downshift_env,  # noqa: F401
                                             downshift_servers, kv, records)
+from tests.functions import call, trigger
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def functions(registered_functions):
-    return registered_functions
-
-
-def trigger(fn) -> dict:
-    return next(b for b in json.loads(fn.get_function_json())["bindings"] if b["type"].endswith("Trigger"))
-
-
-def call(functions, name, *args):
-    return functions[name].get_user_function()(*args)
 
 
 def post(route: str, body) -> func.HttpRequest:

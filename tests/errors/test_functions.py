@@ -12,17 +12,9 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
 from tests.errors import synth
+from tests.functions import call
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def functions(registered_functions):
-    return registered_functions
-
-
-def call(functions, name, *args):
-    return functions[name].get_user_function()(*args)
 
 
 def post(body) -> func.HttpRequest:

@@ -11,22 +11,10 @@ from azure.functions.queue import QueueMessage
 
 from drill.replication import acr_event
 from standins.funchost import decode_eventgrid, eventgrid_webhook
+from tests.functions import bindings, call
 
 pytestmark = pytest.mark.integration
 DIGEST = "sha256:" + "b" * 64
-
-
-@pytest.fixture(scope="module")
-def functions(registered_functions):
-    return registered_functions
-
-
-def bindings(fn) -> list[dict]:
-    return json.loads(fn.get_function_json())["bindings"]
-
-
-def call(functions, name, *args):
-    return functions[name].get_user_function()(*args)
 
 
 @pytest.fixture
