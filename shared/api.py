@@ -92,7 +92,14 @@ def decide_approval(req: func.HttpRequest, settings: Settings, principal: Princi
     except approvals.ApprovalError as exc:
         return problem(409 if "already" in str(exc) or "changed" in str(exc) else 404, str(exc))
     if decided["status"] == "approved":
-        enqueue(settings, decided["queue"], {**decided["message"], "approvalId": aid})
+        failed = queue_or_503(settings, decided["queue"], {**decided["message"], "approvalId": aid},
+                              f"approval {aid}")
+        if failed:  # approved but nothing will run it: put it back so the approver's retry is not a 409
+            try:
+                approvals.reopen(settings, healer, aid)
+            except Exception as exc:
+                log.error("could not reopen approval %s after a queue failure: %s", aid, type(exc).__name__)
+            return failed
     audit.record(settings, healer=healer, outcome="approved" if decided["status"] == "approved" else "rejected",
                  reason=f"{decided['action']} {decided['status']} by {by}", resource=decided["resource"],
                  subject=decided["subject"], details={"approvalId": aid, "note": decided.get("note", "")}, now=now)

@@ -76,6 +76,22 @@ def decide(settings: Settings, *, healer: str, aid: str, approve: bool, by: str,
     return rec.data
 
 
+def reopen(settings: Settings, healer: str, aid: str) -> bool:
+    """Undo an approval whose work could not be queued, so a human can approve it again. False if it moved on."""
+    store = Store(settings, "approvals")
+    rec = store.get(healer, aid)
+    if rec is None or rec.data["status"] != "approved":
+        return False
+    for k in ("decidedBy", "decidedAt", "note"):
+        rec.data.pop(k, None)
+    rec.data["status"] = rec.columns["status"] = "pending"
+    try:
+        store.replace(rec)
+    except Conflict:
+        return False
+    return True
+
+
 def mark_executed(settings: Settings, healer: str, aid: str, now: dt.datetime, outcome: str) -> None:
     store = Store(settings, "approvals")
     rec = store.get(healer, aid)

@@ -47,8 +47,8 @@ def record(settings: Settings, *, healer: str, outcome: str, reason: str, resour
     Store(settings, "audit").insert(rec)
     entry["id"] = f"{rec.partition}/{rec.row}"
     log.info("%s %s: %s", healer, outcome, reason[:300],
-             extra={"healer.healer": healer, "healer.outcome": outcome, "healer.resource": resource,
-                    "healer.subject": subject, "healer.audit_id": entry["id"]})
+             extra={"healer.healer": healer, "healer.outcome": outcome, "healer.resource": entry["resource"],
+                    "healer.subject": entry["subject"], "healer.audit_id": entry["id"]})
     try:
         _decisions_counter().add(1, {"healer": healer, "outcome": outcome})
     except Exception:  # telemetry must never break a decision

@@ -77,6 +77,9 @@ def _entra(settings: Settings, headers: dict[str, str], purpose: Purpose) -> Pri
         raise AuthError(401, "token audience is not Healer") from None
     except jwt.InvalidIssuerError:
         raise AuthError(401, "token issuer is not the configured tenant") from None
+    except jwt.PyJWKClientConnectionError:
+        # Our fetch of the tenant's keys failed, not the caller: 503 so the action group retries the alert.
+        raise AuthError(503, "token signing keys are unavailable right now; retry") from None
     except jwt.PyJWKClientError:
         raise AuthError(401, "token signing key is unknown") from None
     except jwt.InvalidTokenError as exc:

@@ -134,3 +134,18 @@ def test_every_binding_expression_is_a_declared_setting_present_in_the_sample(fu
     assert expressions, "the timers read their schedules from settings"
     assert expressions <= declared
     assert expressions <= set(sample), f"missing from local.settings.sample.json: {expressions - set(sample)}"
+
+
+def test_approval_whose_work_cannot_be_queued_is_503_and_stays_approvable(functions, storage_env):
+    """Approved but never queued would be a lost action (and a 409 on the approver's retry)."""
+    import datetime as dt
+    from shared import approvals
+    from shared.config import Settings
+    now = dt.datetime.now(dt.timezone.utc)
+    pending, _ = approvals.park(Settings(), healer="rollback", subject="s-1", action="rollback.swap", resource="r",
+                                reason="ask", message={"v": 1}, queue_name="bad_queue_name!", now=now)
+    route = {"healer": "rollback", "id": pending["id"]}
+    resp = call(functions, "approvals_decide", http("POST", "approvals/rollback/x",
+                                                    {"decision": "approve", "by": "oncall"}, route_params=route))
+    assert resp.status_code == 503
+    assert approvals.get(Settings(), "rollback", pending["id"]).data["status"] == "pending"

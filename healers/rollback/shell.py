@@ -208,6 +208,8 @@ class Run:
         op = self.lease.record.data.get("op")
         if op:
             resumed = self.resume()
+            if op.get("approvalId") and resumed is not None:
+                approvals.mark_executed(self.settings, HEALER, op["approvalId"], self.now(), resumed)
             if op.get("incident") == self.alert.alert_id and resumed is not None:
                 _mark_decided(self.settings, self.alert, resumed, "resumed an interrupted rollback", self.now())
                 return resumed
@@ -253,6 +255,10 @@ class Run:
         rec = approvals.get(self.settings, HEALER, approval_id)
         if rec is None or rec.data.get("subject") != self.alert.alert_id:
             self.audit("refused", f"approval {approval_id} is not an approval of this alert")
+            return "refused"
+        if rec.data.get("action") != ACTION or str(rec.data.get("resource", "")).lower() != self.target.key:
+            self.audit("refused", f"approval {approval_id} approved {str(rec.data.get('action'))[:60]} on "
+                       f"{str(rec.data.get('resource'))[:300]}, not {ACTION} on {self.target.resource_id}")
             return "refused"
         status = rec.data.get("status")
         if status == "executed":

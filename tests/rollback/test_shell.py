@@ -155,6 +155,44 @@ def test_forged_approval_id_is_refused(incident, arm):
     assert handle(msg) == "refused" and healer_swaps(arm) == 0
 
 
+def test_approval_for_another_resource_or_action_is_refused(incident, arm, monkeypatch):
+    """An approval of this alert that names a different app (the rule map moved meanwhile) is not a licence here."""
+    monkeypatch.setenv("HEALER_POLICY", json.dumps({"version": 1, "rules": [
+        {"action": "rollback.swap", "resource": "*", "effect": "ask"}]}))
+    msg = message(fired_alert())
+    assert handle(msg) == "pending"
+    [pending] = approvals.list_pending(Settings(), "rollback")
+    approvals.decide(Settings(), healer="rollback", aid=pending["id"], approve=True, by="oncall", note="",
+                     now=dt.datetime.now(dt.timezone.utc))
+    store = Store(Settings(), "approvals")
+    rec = store.get("rollback", pending["id"])
+    rec.data["resource"] = SHOP.replace("shop-web", "other-web")
+    store.replace(rec)
+    assert handle({**pending["message"], "approvalId": pending["id"]}) == "refused"
+    assert "not rollback.swap on" in records("refused")[0]["reason"] and healer_swaps(arm) == 0
+
+
+def test_crash_mid_approved_swap_still_marks_the_approval_executed(incident, arm, monkeypatch):
+    monkeypatch.setenv("HEALER_POLICY", json.dumps({"version": 1, "rules": [
+        {"action": "rollback.swap", "resource": "*", "effect": "ask"}]}))
+    assert handle(message(fired_alert())) == "pending"
+    [pending] = approvals.list_pending(Settings(), "rollback")
+    approvals.decide(Settings(), healer="rollback", aid=pending["id"], approve=True, by="oncall", note="",
+                     now=dt.datetime.now(dt.timezone.utc))
+    approved = {**pending["message"], "approvalId": pending["id"]}
+
+    def die(step: str) -> None:
+        if step == "swap-finished":
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        handle(approved, step=die)
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=Settings().lease_seconds + 1)
+    assert handle(approved, now=lambda: later) == "acted"
+    assert approvals.get(Settings(), "rollback", pending["id"]).data["status"] == "executed"
+    assert healer_swaps(arm) == 1
+
+
 def test_concurrent_swap_409_is_retried_later_then_acts_once(incident, arm):
     arm.inject_swap_conflict(APP, "staging", count=1)
     msg = message(fired_alert())

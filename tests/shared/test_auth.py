@@ -113,3 +113,12 @@ def test_reader_role_reads_but_cannot_approve(settings, keys):
     assert auth(settings, token(keys[0], roles=["Healer.Approver"]), "reader").method == "entra"
     with pytest.raises(AuthError):
         auth(settings, token(keys[0], roles=["ActionGroupsSecureWebhook"]), "reader")
+
+
+def test_unreachable_jwks_is_503_so_the_sender_retries(keys):
+    """Our failure to fetch the tenant's keys is not the caller's fault: a 401 would make Azure Monitor drop the alert."""
+    down = Settings({"HEALER_AUTH_MODE": "entra", "HEALER_ENTRA_TENANT_ID": TENANT, "HEALER_ENTRA_AUDIENCE": AUDIENCE,
+                     "HEALER_ENTRA_JWKS_URL": f"http://127.0.0.1:{free_port()}/keys"})
+    with pytest.raises(AuthError) as err:
+        auth(down, token(keys[0]))
+    assert err.value.status == 503
