@@ -23,6 +23,7 @@ class Mode(BaseModel):
     killed: bool
     dry_run: bool
     reason: str
+    unreadable: bool = False  # the controls could not be read: killed to fail closed, and worth asking again
 
 
 def effective_mode(settings_kill: bool, settings_dry: bool, global_ctl: dict[str, Any] | None,
@@ -30,7 +31,8 @@ def effective_mode(settings_kill: bool, settings_dry: bool, global_ctl: dict[str
                    read_error: str | None = None) -> Mode:
     """Pure: combine every source of kill/dry-run into one mode with a reason."""
     if read_error:
-        return Mode(killed=True, dry_run=True, reason=f"fail closed: controls unreadable ({read_error})")
+        return Mode(killed=True, dry_run=True, unreadable=True,
+                    reason=f"fail closed: controls unreadable ({read_error})")
     g, a = global_ctl or {}, app_ctl or {}
     kills = [("setting HEALER_KILL_SWITCH", settings_kill), ("global control", g.get("kill")),
              ("app control", a.get("kill"))]

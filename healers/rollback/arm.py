@@ -25,6 +25,10 @@ class TransientArmError(Exception):
     """ARM answered with an error worth retrying later (e.g. 400 'allocation changed')."""
 
 
+class SwapFailed(Exception):
+    """The swap's long-running operation ended in failure (not a polling hiccup): it will not finish by itself."""
+
+
 def _when(value: Any) -> dt.datetime | None:
     if value is None:
         return None
@@ -119,7 +123,10 @@ def resume_swap(settings: Settings, site: SiteId, slot: str, token: str) -> Any:
 
 
 def wait(poller: Any, heartbeat: Callable[[], None] = lambda: None, every: float = 30.0) -> None:
-    """Wait for the long-running operation, calling `heartbeat` every `every` seconds while it runs."""
+    """Wait for the long-running operation, calling `heartbeat` every `every` seconds while it runs.
+
+    Raises TransientArmError when polling itself failed (the operation may still be running: poll again later from
+    the continuation token) and SwapFailed when the operation ended in failure."""
     from azure.core.exceptions import HttpResponseError
     try:
         while True:
@@ -129,7 +136,9 @@ def wait(poller: Any, heartbeat: Callable[[], None] = lambda: None, every: float
             heartbeat()
         poller.result()
     except HttpResponseError as exc:
-        raise _classify(exc) from exc
+        if exc.status_code in (408, 429, 500, 502, 503, 504):
+            raise TransientArmError(f"polling the swap failed with HTTP {exc.status_code}; it may still run") from exc
+        raise SwapFailed(f"HTTP {exc.status_code}: {str(exc.message or exc)[:300]}") from exc
 
 
 def check_health(url: str | None) -> str | None:

@@ -219,6 +219,8 @@ class Run:
         app, t = _app_state(self.lease), self.now()
         obs = self.observe()
         mode = read_mode(self.settings, self.target.key, self.target.dry_run)
+        if mode.unreadable:  # fail closed now, but do not record a decision: decide again when storage answers
+            raise RetryLater(30 + random.random() * 30, mode.reason)
         policy_doc, why = load_policy(self.settings.policy_document)
         policy = evaluate(policy_doc, ACTION, self.target.resource_id, why)
         d = decide(fired_at=self.alert.fired_at, slot_name=self.slot, obs=obs, app=app, mode=mode, policy=policy,
@@ -306,8 +308,38 @@ class Run:
         op.update(phase="swapping", token=token)
         self.save_op(op)
         self.step("swap-started")
-        arm.wait(poller, heartbeat=self.renew)
+        return self.await_swap(poller, op, observed)
+
+    def await_swap(self, poller: Any, op: dict[str, Any], observed: dict[str, Any] | None = None) -> str:
+        """Wait for the swap's operation. A polling hiccup comes back later (the token is saved); a failed
+        operation is escalated — never retried, never left wedging the app."""
+        try:
+            arm.wait(poller, heartbeat=self.renew)
+        except arm.TransientArmError as exc:
+            op["pollAttempts"] = attempt = int(op.get("pollAttempts", 0)) + 1
+            self.save_op(op)
+            raise RetryLater(busy_delay(attempt), str(exc)) from None
+        except arm.SwapFailed as exc:
+            return self.swap_failed(op, str(exc))
         return self.swap_finished(op, observed)
+
+    def swap_failed(self, op: dict[str, Any], reason: str) -> str:
+        after = self.observe()
+        if after.production.build == op["good"]:  # ARM reported failure, yet the swap took effect: verify it
+            return self.swap_finished(op)
+        app = _app_state(self.lease)
+        app.escalated = f"the swap operation failed: {reason}"
+        self.save_app(app, op=None)
+        details = {"before": {"production": op["bad"], self.slot: op["good"]}, "after": after.model_dump(mode="json"),
+                   "startedAt": op["startedAt"], "approvalId": op.get("approvalId")}
+        details["notification"] = notify(
+            self.settings, kind="escalation", title=f"Healer's rollback swap of {self.site.name} failed",
+            text=f"{app.escalated}. Production still runs {after.production.build}. Healer will not swap again; "
+                 f"a human must look.", facts={"resource": self.target.resource_id, "incident": op["incident"]})
+        self.audit("escalated", f"{app.escalated}; production still runs {after.production.build}; no further "
+                   f"swaps until re-armed", **details)
+        self.step("verified")
+        return "escalated"
 
     def swap_finished(self, op: dict[str, Any], observed: dict[str, Any] | None = None) -> str:
         op["phase"] = "verifying"
@@ -350,8 +382,7 @@ class Run:
         phase = op.get("phase")
         log.info("resuming %s operation on %s for incident %s", phase, self.site.name, op.get("incident"))
         if phase == "swapping" and op.get("token"):
-            arm.wait(arm.resume_swap(self.settings, self.site, self.slot, op["token"]), heartbeat=self.renew)
-            return self.swap_finished(op)
+            return self.await_swap(arm.resume_swap(self.settings, self.site, self.slot, op["token"]), op)
         if phase == "verifying":
             return self.verify(op)
         # phase "intent": the swap may never have been sent, may be running, or may have finished.

@@ -273,6 +273,24 @@ def test_crash_after_swap_started_resumes_the_persisted_operation(incident, arm)
     assert healer_swaps(arm) == 1 and build_of(arm, RG, APP) == "v41"
 
 
+def test_a_failed_swap_operation_escalates_instead_of_wedging_the_app(incident, arm):
+    """ARM accepts the swap, then the operation ends failed: escalate once, leave production alone, never retry,
+    and leave no half-done operation behind (re-arm works)."""
+    arm.set_swap_behavior(fail={"status": 400, "code": "SwapFailed",
+                                "message": "Cannot swap site slots: the target slot failed to warm up."})
+    msg = message(fired_alert())
+    assert handle(msg) == "escalated"
+    [esc] = records("escalated")
+    assert "swap operation failed" in esc["reason"] and "warm up" in esc["reason"]
+    assert build_of(arm, RG, APP) == "v42" and healer_swaps(arm) == 1
+    arm.set_swap_behavior(fail=None)
+    assert handle(message(fired_alert())) == "skipped" and healer_swaps(arm) == 1   # never swaps again
+    ops = Store(Settings(), "ops").get("rollback", safe_key(SHOP.lower()))
+    assert ops.data["op"] is None
+    out = shell.rearm(Settings(), SHOP, by="oncall", reason="fixed the slot", now=dt.datetime.now(dt.timezone.utc))
+    assert "swap operation failed" in out["before"]["escalated"]
+
+
 def test_concurrent_worker_waits_for_the_lease(incident, arm):
     msg = message(fired_alert())
     from shared.state import acquire_lease

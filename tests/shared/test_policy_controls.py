@@ -68,3 +68,8 @@ def test_controls_combine_and_fail_closed():
     assert effective_mode(False, False, None, None, target_dry_run=True).dry_run
     broken = effective_mode(False, False, None, None, read_error="ServiceRequestError")
     assert broken.killed and "fail closed" in broken.reason
+
+
+def test_unreadable_controls_are_marked_so_callers_can_retry():
+    assert effective_mode(False, False, None, None, read_error="ServiceRequestError").unreadable
+    assert not effective_mode(True, True, {"kill": True}, None).unreadable
