@@ -140,6 +140,10 @@ param openAiAccountId string = ''
 @description('GitHub token of the error-clustering healer, stored in Key Vault as healer-github-token. Empty: set the secret later.')
 param githubToken string = ''
 
+@secure()
+@description('PEM private key of the GitHub App the error-clustering healer authenticates as (instead of githubToken), stored in Key Vault as healer-github-app-private-key. Empty: set the secret later.')
+param githubAppPrivateKey string = ''
+
 // ------------------------------------------------------------------------------------------------ replication healer
 
 @description('HEALER_REPLICATION_REGISTRIES: registry short name -> regions that must serve each pushed image, e.g. {"myreg": ["eastus", "westeurope"]}. List the registries in watchedRegistryIds too.')
@@ -231,6 +235,12 @@ param errorsGithubApiUrl string = 'https://api.github.com'
 
 @description('HEALER_ERRORS_GITHUB_REPOSITORY: owner/name that gets the draft pull requests. Empty: no PRs; the token reference is set only when this is.')
 param errorsGithubRepository string = ''
+
+@description('HEALER_ERRORS_GITHUB_APP_ID: numeric id of a GitHub App to authenticate as instead of a token. Set with errorsGithubAppInstallationId and errorsGithubRepository: the App settings (private key reference) replace the token reference.')
+param errorsGithubAppId string = ''
+
+@description('HEALER_ERRORS_GITHUB_APP_INSTALLATION_ID: numeric id of that App\'s installation on the repository owner.')
+param errorsGithubAppInstallationId string = ''
 
 @description('HEALER_ERRORS_BASE_BRANCH. Empty: the repository\'s default branch.')
 param errorsBaseBranch string = ''
@@ -403,7 +413,10 @@ var healerSettings = {
   HEALER_ERRORS_IN_APP_PREFIXES: errorsInAppPrefixes
   HEALER_ERRORS_GITHUB_API_URL: errorsGithubApiUrl
   HEALER_ERRORS_GITHUB_REPOSITORY: errorsGithubRepository
-  HEALER_ERRORS_GITHUB_TOKEN: empty(errorsGithubRepository) ? '' : '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-github-token)'
+  HEALER_ERRORS_GITHUB_TOKEN: (empty(errorsGithubRepository) || !empty(errorsGithubAppId)) ? '' : '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-github-token)'
+  HEALER_ERRORS_GITHUB_APP_ID: empty(errorsGithubRepository) ? '' : errorsGithubAppId
+  HEALER_ERRORS_GITHUB_APP_INSTALLATION_ID: empty(errorsGithubRepository) ? '' : errorsGithubAppInstallationId
+  HEALER_ERRORS_GITHUB_APP_PRIVATE_KEY: (empty(errorsGithubRepository) || empty(errorsGithubAppId)) ? '' : '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-github-app-private-key)'
   HEALER_ERRORS_BASE_BRANCH: errorsBaseBranch
   HEALER_ERRORS_SOURCE_REF: errorsSourceRef
   HEALER_ERRORS_SOURCE_PREFIX: errorsSourcePrefix
@@ -488,6 +501,7 @@ module keyVault 'modules/keyvault.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     notifyWebhookUrl: notifyWebhookUrl
     githubToken: githubToken
+    githubAppPrivateKey: githubAppPrivateKey
     llmApiKey: errorsLlmApiKey
   }
 }

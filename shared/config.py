@@ -127,7 +127,16 @@ SETTINGS: tuple[Setting, ...] = (
             "https://api.github.com"),
     Setting("HEALER_ERRORS_GITHUB_REPOSITORY", "owner/name of the repository that gets the draft pull requests."),
     Setting("HEALER_ERRORS_GITHUB_TOKEN", "GitHub token with contents+pull-requests write on that repository "
-            "(a Key Vault reference in Azure).", secret=True),
+            "(a Key Vault reference in Azure). Or use a GitHub App (the three settings below), not both.",
+            secret=True),
+    Setting("HEALER_ERRORS_GITHUB_APP_ID", "GitHub App id (numeric; the JWT issuer). With "
+            "HEALER_ERRORS_GITHUB_APP_INSTALLATION_ID and HEALER_ERRORS_GITHUB_APP_PRIVATE_KEY, Healer authenticates "
+            "as that installation (tokens minted and refreshed by githubkit) instead of with a token. The app needs "
+            "Contents and Pull requests read/write on the repository."),
+    Setting("HEALER_ERRORS_GITHUB_APP_INSTALLATION_ID", "Installation id of that GitHub App on the repository's "
+            "owner (numeric)."),
+    Setting("HEALER_ERRORS_GITHUB_APP_PRIVATE_KEY", "The GitHub App's private key (RSA, PEM; a Key Vault "
+            "reference in Azure).", secret=True),
     Setting("HEALER_ERRORS_BASE_BRANCH", "Branch pull requests target (default: the repository's default)."),
     Setting("HEALER_ERRORS_SOURCE_REF", "Ref (commit/tag/branch) of the deployed code whose files ground the "
             "model (default: the base branch)."),

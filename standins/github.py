@@ -19,9 +19,21 @@ commits and merges can be inspected with git. Served (REST v3 shapes, optional `
                                                           with a `Link` header (rel="next"/"last") as on GitHub
 Auth: `Authorization: token T` or `Bearer T`, else 401 {"message": "Bad credentials"}.
 
+GitHub App (optional, `--app-id A --app-installation-id I --app-public-key PEMFILE [--app-token-seconds S]`):
+  POST   /app/installations/{I}/access_tokens             `Authorization: Bearer <app JWT>`: RS256, signed by the
+                                                          app's key, iss = A, iat/exp present, exp in the future and
+                                                          at most 10 minutes after iat, iat not in the future (60 s
+                                                          skew) → 201 {"token", "expires_at", "permissions",
+                                                          "repository_selection"}; 401 for a bad JWT, 404 for
+                                                          another installation
+  GET    /app/installations/{I}                           the installation (app JWT)
+  An installation token is accepted as `token T`/`Bearer T` until its expires_at (S seconds, default 3600); the
+  request log records which credential each request carried ("auth": "token" | "installation:<n>" | "none").
+
 Control API (no auth): POST /_standin/repos {"owner", "name", "files": {path: text}, "default_branch"};
 GET /_standin/pulls (every PR with its comments); GET /_standin/requests (every request: method, path, body);
-GET /_standin/files/{o}/{r}?ref= (every file at ref); POST /_standin/reset;
+GET /_standin/files/{o}/{r}?ref= (every file at ref); POST /_standin/reset (also forgets installation tokens);
+POST /_standin/app {"token_seconds"}; GET /_standin/app/tokens (installation tokens minted: n, expires_at);
 POST /_standin/faults {"method", "path" (regex searched in the request path), "status", "count"}: the next `count`
 matching authenticated requests answer `status` without doing anything (a crash or outage between two calls).
 """
@@ -31,10 +43,13 @@ import base64
 import datetime as dt
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -53,6 +68,11 @@ class State:
         self.comments: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.requests: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
+        self.app_id = ""
+        self.app_installation_id = 0
+        self.app_public_key = b""
+        self.app_token_seconds = 3600
+        self.installation_tokens: dict[str, tuple[int, float]] = {}  # token -> (n, expires at, epoch seconds)
         self.lock = threading.RLock()
 
 
@@ -105,13 +125,28 @@ def commit_files(repo: Path, branch: str, files: dict[str, bytes], message: str)
 class GitHubHandler(JsonHandler):
     """GitHub REST stand-in."""
 
-    def _auth(self) -> bool:
-        header = self.headers.get("Authorization") or ""
-        scheme, _, token = header.partition(" ")
+    def _credential(self) -> tuple[str, str]:
+        """(scheme, credential) of the Authorization header."""
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        return scheme.lower(), token.strip()
+
+    def _log(self, auth: str) -> None:
         with STATE.lock:
-            STATE.requests.append({"method": self.command, "path": self.path,
+            STATE.requests.append({"method": self.command, "path": self.path, "auth": auth,
                                    "body": self.body_bytes().decode("utf-8", "replace")})
-        if scheme.lower() in ("token", "bearer") and token and token == STATE.token:
+
+    def _auth(self) -> bool:
+        scheme, token = self._credential()
+        auth = "none"
+        if scheme in ("token", "bearer") and token:
+            with STATE.lock:
+                issued = STATE.installation_tokens.get(token)
+            if token == STATE.token:
+                auth = "token"
+            elif issued is not None and issued[1] > time.time():
+                auth = f"installation:{issued[0]}"
+        self._log(auth)
+        if auth != "none":
             return not self._faulted()
         self.send_json(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
         return False
@@ -136,6 +171,86 @@ class GitHubHandler(JsonHandler):
 
     def _error(self, status: int, message: str) -> None:
         self.send_json(status, {"message": message, "documentation_url": "https://docs.github.com/rest"})
+
+    # ------------------------------------------------------------------ GitHub App
+    def _app_jwt(self) -> bool:
+        """Verify the app JWT of an /app request as GitHub does; answers 401 when it is not acceptable."""
+        import jwt
+        scheme, token = self._credential()
+        self._log("app-jwt" if scheme == "bearer" and token.count(".") == 2 else "none")
+        if not STATE.app_id:
+            self._error(404, "Not Found")
+            return False
+        if scheme != "bearer" or not token:
+            self._error(401, "A JSON web token could not be decoded")
+            return False
+        try:
+            claims = jwt.decode(token, STATE.app_public_key, algorithms=["RS256"],
+                                options={"require": ["iss", "iat", "exp"], "verify_iat": False}, leeway=0)
+        except jwt.ExpiredSignatureError:
+            self._error(401, "'Expiration time' claim ('exp') must be a numeric value representing the future time "
+                             "at which the assertion expires")
+            return False
+        except jwt.InvalidTokenError:
+            self._error(401, "A JSON web token could not be decoded")
+            return False
+        now_s = time.time()
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if not isinstance(iat, (int, float)) or not isinstance(exp, (int, float)) or iat > now_s + 60:
+            self._error(401, "'Issued at' claim ('iat') must be an Integer representing the time that the assertion "
+                             "was issued")
+            return False
+        if exp - iat > 600 or exp > now_s + 660:
+            self._error(401, "'Expiration time' claim ('exp') is too far in the future")
+            return False
+        if str(claims.get("iss")) != STATE.app_id:
+            self._error(401, "Integration not found")  # a JWT that verifies, from another app id
+            return False
+        return not self._faulted()
+
+    def _installation_json(self) -> dict[str, Any]:
+        return {"id": STATE.app_installation_id, "app_id": int(STATE.app_id), "target_type": "Organization",
+                "account": {"login": "contoso"}, "repository_selection": "all",
+                "permissions": {"contents": "write", "pull_requests": "write", "metadata": "read"}}
+
+    @route("POST", r"/(?:api/v3/)?app/installations/(?P<installation>\d+)/access_tokens")
+    def installation_token(self, installation: str) -> None:
+        if not self._app_jwt():
+            return
+        if int(installation) != STATE.app_installation_id:
+            return self._error(404, "Not Found")
+        token = "ghs_" + secrets.token_hex(18)
+        expires = time.time() + STATE.app_token_seconds
+        with STATE.lock:
+            STATE.installation_tokens[token] = (len(STATE.installation_tokens) + 1, expires)
+        expires_at = dt.datetime.fromtimestamp(expires, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.send_json(201, {"token": token, "expires_at": expires_at,
+                             "permissions": self._installation_json()["permissions"],
+                             "repository_selection": "all"})
+
+    @route("GET", r"/(?:api/v3/)?app/installations/(?P<installation>\d+)")
+    def get_installation(self, installation: str) -> None:
+        if not self._app_jwt():
+            return
+        if int(installation) != STATE.app_installation_id:
+            return self._error(404, "Not Found")
+        self.send_json(200, self._installation_json())
+
+    @route("POST", r"/_standin/app")
+    def configure_app(self) -> None:
+        body = self.json_body() or {}
+        seconds = body.get("token_seconds")
+        if not isinstance(seconds, int) or not 1 <= seconds <= 86_400:
+            return self._error(400, "token_seconds must be 1..86400")
+        with STATE.lock:
+            STATE.app_token_seconds = seconds
+        self.send_json(200, {"token_seconds": seconds})
+
+    @route("GET", r"/_standin/app/tokens")
+    def app_tokens(self) -> None:
+        with STATE.lock:
+            items = [{"n": n, "expires_at": e} for n, e in STATE.installation_tokens.values()]
+        self.send_json(200, {"tokens": sorted(items, key=lambda t: t["n"])})
 
     # ------------------------------------------------------------------ repos and refs
     @route("GET", REPO)
@@ -435,6 +550,7 @@ class GitHubHandler(JsonHandler):
             STATE.comments.clear()
             STATE.requests.clear()
             STATE.faults.clear()
+            STATE.installation_tokens.clear()
         self.send_json(200, {"reset": True})
 
     @route("POST", r"/_standin/faults")
@@ -455,9 +571,17 @@ def main(argv: list[str] | None = None) -> None:
     def extra(parser) -> None:
         parser.add_argument("--root", help="directory for the bare repositories")
         parser.add_argument("--token", required=True, help="the token clients must send")
+        parser.add_argument("--app-id", default="", help="GitHub App id whose JWTs mint installation tokens")
+        parser.add_argument("--app-installation-id", type=int, default=0, help="that App's installation id")
+        parser.add_argument("--app-public-key", help="PEM file: the App's public key (verifies its JWTs)")
+        parser.add_argument("--app-token-seconds", type=int, default=3600, help="installation token lifetime")
 
     def configure(args) -> None:
         STATE.token = args.token
+        if args.app_id:
+            STATE.app_id, STATE.app_installation_id = str(args.app_id), args.app_installation_id
+            STATE.app_public_key = Path(args.app_public_key).read_bytes()
+            STATE.app_token_seconds = args.app_token_seconds
         if args.root:
             STATE.root = Path(args.root)
             STATE.root.mkdir(parents=True, exist_ok=True)
@@ -511,6 +635,14 @@ class GitHubStandin:
     def reset(self) -> None:
         self.control("POST", "reset", {})
 
+    def app_token_seconds(self, seconds: int) -> None:
+        """Lifetime of the installation tokens minted from now on."""
+        self.control("POST", "app", {"token_seconds": seconds})
+
+    def app_tokens(self) -> list[dict[str, Any]]:
+        """Installation tokens minted so far: [{"n", "expires_at" (epoch seconds)}], by n."""
+        return self.control("GET", "app/tokens")["tokens"]
+
     def fault(self, method: str, path: str, status: int, count: int = 1) -> None:
         """The next `count` requests `method` whose path matches the regex `path` answer `status`."""
         self.control("POST", "faults", {"method": method, "path": path, "status": status, "count": count})
@@ -523,12 +655,26 @@ class GitHubStandin:
         self.server.stop()
 
 
-def start_github(workdir: Path, token: str) -> GitHubStandin:
+@dataclass(frozen=True)
+class StandinApp:
+    """A GitHub App the stand-in knows: its id, its one installation and its public key (PEM)."""
+    app_id: int
+    installation_id: int
+    public_key_pem: str
+    token_seconds: int = 3600
+
+
+def start_github(workdir: Path, token: str, app: StandinApp | None = None) -> GitHubStandin:
     from standins.harness import free_port, start_python_server
     port = free_port()
     root = workdir / "github-repos"
-    server = start_python_server("github", "standins.github", ["--port", str(port), "--root", str(root),
-                                                               "--token", token], port, workdir)
+    args = ["--port", str(port), "--root", str(root), "--token", token]
+    if app is not None:
+        key_file = workdir / f"github-app-{port}.pub.pem"
+        key_file.write_text(app.public_key_pem)
+        args += ["--app-id", str(app.app_id), "--app-installation-id", str(app.installation_id),
+                 "--app-public-key", str(key_file), "--app-token-seconds", str(app.token_seconds)]
+    server = start_python_server("github", "standins.github", args, port, workdir)
     return GitHubStandin(server, f"http://127.0.0.1:{port}", token, root)
 
 

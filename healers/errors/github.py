@@ -6,13 +6,18 @@ workflow could run.
 Calls: GET /repos/{o}/{r}, GET /repos/{o}/{r}/git/ref/heads/{b}, POST /repos/{o}/{r}/git/refs,
 PATCH /repos/{o}/{r}/git/refs/heads/{b}, GET/PUT /repos/{o}/{r}/contents/{path}, GET /repos/{o}/{r}/pulls?head=,
 POST /repos/{o}/{r}/pulls (draft), PATCH /repos/{o}/{r}/pulls/{n}, GET/POST /repos/{o}/{r}/issues/{n}/comments.
+
+Auth: a token, or a GitHub App installation (`GitHubApp`): githubkit signs an RS256 app JWT (iss = app id, 10
+minutes) and exchanges it at POST /app/installations/{id}/access_tokens for an installation token, which it caches
+until a minute before its `expires_at` and then refreshes by itself.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from healers.errors.triage import TRIAGE_DIR
@@ -20,6 +25,61 @@ from healers.errors.triage import TRIAGE_DIR
 
 class GitHubError(Exception):
     pass
+
+
+class GitHubAuthError(GitHubError):
+    """GitHub refused Healer's credentials: every further call would fail the same way."""
+
+
+@dataclass(frozen=True)
+class GitHubApp:
+    """A GitHub App installation. `private_key` is the app's PEM private key (never printed)."""
+    app_id: int
+    installation_id: int
+    private_key: str = field(repr=False)
+
+
+MAX_PRIVATE_KEY_CHARS = 16_000
+
+
+def app_private_key(text: str) -> str:
+    """The app's PEM private key, checked: an RSA private key without a passphrase (GitHub App keys are RSA and
+    the JWT is RS256). Accepts the key with its newlines written as the two characters backslash-n, as app settings
+    sometimes hold it. Raises ValueError with a message that quotes nothing of the key."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    pem = text.strip()
+    if "\n" not in pem and "\\n" in pem:
+        pem = pem.replace("\\n", "\n")
+    if not pem or len(pem) > MAX_PRIVATE_KEY_CHARS or "-----BEGIN" not in pem:
+        raise ValueError("is not a PEM private key")
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValueError("is not a readable PEM private key (or it has a passphrase)") from None
+    except Exception:  # cryptography's UnsupportedAlgorithm and the like
+        raise ValueError("is not a supported PEM private key") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("is not an RSA private key (GitHub App keys are RSA)")
+    return pem + "\n"
+
+
+_TOKEN_CACHES: dict[str, Any] = {}  # credentials digest -> githubkit MemCacheStrategy
+MAX_TOKEN_CACHES = 8
+
+
+def _token_cache(api_url: str, app: GitHubApp) -> Any:
+    """githubkit's default cache is process-wide and keyed by app id and installation id only: a second key or API
+    host for the same ids would reuse the first one's JWT and installation token. One cache per credentials (and
+    host) keeps them apart while a warm host still reuses an installation token across runs until it expires."""
+    from githubkit.cache import MemCacheStrategy
+    digest = hashlib.sha256("\0".join((api_url, str(app.app_id), str(app.installation_id),
+                                        app.private_key)).encode()).hexdigest()
+    if digest not in _TOKEN_CACHES:
+        while len(_TOKEN_CACHES) >= MAX_TOKEN_CACHES:
+            _TOKEN_CACHES.pop(next(iter(_TOKEN_CACHES)))
+        _TOKEN_CACHES[digest] = MemCacheStrategy()
+    return _TOKEN_CACHES[digest]
 
 
 MAX_PATH_CHARS = 400
@@ -61,19 +121,24 @@ class Comment:
 
 
 class Repo:
-    def __init__(self, api_url: str, token: str, repository: str, *, timeout: float = 30.0,
+    def __init__(self, api_url: str, auth: str | GitHubApp, repository: str, *, timeout: float = 30.0,
                  write_prefix: str = WRITE_PREFIX):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            from githubkit import GitHub
+            from githubkit import AppInstallationAuthStrategy, GitHub
         if repository.count("/") != 1:
             raise GitHubError("repository must be 'owner/name'")
         self.owner, self.name = repository.split("/")
         if not write_prefix.endswith("/") or not safe_path(write_prefix.rstrip("/")):
             raise GitHubError("write_prefix must be a folder path ending in '/'")
         self.write_prefix = write_prefix
-        self.gh = GitHub(token, base_url=api_url.rstrip("/") + "/", timeout=timeout, http_cache=False,
-                         user_agent="healer-errors")
+        base_url = api_url.rstrip("/") + "/"
+        if isinstance(auth, GitHubApp):
+            strategy: Any = AppInstallationAuthStrategy(auth.app_id, auth.private_key, auth.installation_id)
+            self.gh = GitHub(strategy, base_url=base_url, timeout=timeout, http_cache=False,
+                             user_agent="healer-errors", cache_strategy=_token_cache(base_url, auth))
+        else:
+            self.gh = GitHub(auth, base_url=base_url, timeout=timeout, http_cache=False, user_agent="healer-errors")
 
     def _call(self, fn, *args, **kwargs) -> Any:
         from githubkit.exception import GitHubException, RequestFailed
@@ -81,11 +146,19 @@ class Repo:
             return fn(self.owner, self.name, *args, **kwargs)
         except RequestFailed as exc:
             status = exc.response.status_code
+            if status == 401:
+                raise GitHubAuthError(f"GitHub {fn.__name__} answered HTTP 401: bad credentials") from None
             if status == 404:
                 return None
             raise GitHubError(f"GitHub {fn.__name__} answered HTTP {status}") from None
         except GitHubException as exc:  # transport (refused, reset, timeout) or auth: this group fails, not the run
             cause = getattr(exc, "exc", None)
+            if isinstance(cause, RequestFailed) and cause.request.url.path.endswith("/access_tokens"):
+                # the App's installation token request, failed inside githubkit's auth flow
+                raise GitHubAuthError(
+                    "GitHub App authentication failed: the installation token request answered HTTP "
+                    f"{cause.response.status_code} (check HEALER_ERRORS_GITHUB_APP_ID, "
+                    "HEALER_ERRORS_GITHUB_APP_INSTALLATION_ID and HEALER_ERRORS_GITHUB_APP_PRIVATE_KEY)") from None
             raise GitHubError(f"GitHub {fn.__name__} failed: {type(exc).__name__}"
                               + (f" ({type(cause).__name__})" if cause is not None else "")) from None
 

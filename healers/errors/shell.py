@@ -22,7 +22,7 @@ from typing import Any, Callable
 from healers.errors import kql, llm, stacks
 from healers.errors.cluster import Group, cluster
 from healers.errors.collect import CollectError, Collected, Source, collect
-from healers.errors.github import GitHubError, PullRef, Repo
+from healers.errors.github import GitHubApp, GitHubAuthError, GitHubError, PullRef, Repo, app_private_key
 from healers.errors.patch import check_and_apply
 from healers.errors.rank import Ranked, rank, updated_baseline
 from healers.errors.redact import redact
@@ -61,6 +61,7 @@ class ErrorsConfig:
     github_api: str
     repository: str | None
     token: str | None
+    app: GitHubApp | None
     base_branch: str | None
     source_ref: str | None
     source_prefix: str
@@ -77,6 +78,35 @@ def _int(settings: Settings, name: str, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ConfigError(f"setting {name} must be between {lo} and {hi}")
     return value
+
+
+APP_SETTINGS = ("HEALER_ERRORS_GITHUB_APP_ID", "HEALER_ERRORS_GITHUB_APP_INSTALLATION_ID",
+                "HEALER_ERRORS_GITHUB_APP_PRIVATE_KEY")
+MISSING_GITHUB_AUTH = ("with HEALER_ERRORS_GITHUB_REPOSITORY set, configure HEALER_ERRORS_GITHUB_TOKEN or a GitHub "
+                       "App (" + ", ".join(APP_SETTINGS) + ")")
+
+
+def github_app(settings: Settings) -> GitHubApp | None:
+    """The GitHub App settings, checked: all three or none, and not together with a token. Pure."""
+    given = {name: (settings.get(name) or "").strip() for name in APP_SETTINGS}
+    if not any(given.values()):
+        return None
+    if settings.get("HEALER_ERRORS_GITHUB_TOKEN"):
+        raise ConfigError("settings HEALER_ERRORS_GITHUB_TOKEN and the GitHub App settings (" + ", ".join(
+            n for n, v in given.items() if v) + ") are mutually exclusive: configure one way to authenticate")
+    missing = [n for n, v in given.items() if not v]
+    if missing:
+        raise ConfigError("a GitHub App needs all of " + ", ".join(APP_SETTINGS) + "; missing: " + ", ".join(missing))
+    ids = {}
+    for name in APP_SETTINGS[:2]:
+        if not re.fullmatch(r"[0-9]{1,19}", given[name]) or int(given[name]) == 0:
+            raise ConfigError(f"setting {name} must be a positive integer")
+        ids[name] = int(given[name])
+    try:
+        key = app_private_key(given["HEALER_ERRORS_GITHUB_APP_PRIVATE_KEY"])
+    except ValueError as exc:
+        raise ConfigError(f"setting HEALER_ERRORS_GITHUB_APP_PRIVATE_KEY {exc}") from None
+    return GitHubApp(ids[APP_SETTINGS[0]], ids[APP_SETTINGS[1]], key)
 
 
 def load_config(settings: Settings) -> ErrorsConfig:
@@ -113,6 +143,7 @@ def load_config(settings: Settings) -> ErrorsConfig:
         github_api=settings.require("HEALER_ERRORS_GITHUB_API_URL"),
         repository=settings.get("HEALER_ERRORS_GITHUB_REPOSITORY"),
         token=settings.get("HEALER_ERRORS_GITHUB_TOKEN"),
+        app=github_app(settings),
         base_branch=settings.get("HEALER_ERRORS_BASE_BRANCH"),
         source_ref=settings.get("HEALER_ERRORS_SOURCE_REF"),
         source_prefix=(settings.get("HEALER_ERRORS_SOURCE_PREFIX") or "").strip("/"),
@@ -152,9 +183,10 @@ def build_clients(cfg: ErrorsConfig) -> Clients:
     from healers.errors.collect import make_client as logs_client
     repo = None
     if cfg.repository:
-        if not cfg.token:
-            raise ConfigError("setting HEALER_ERRORS_GITHUB_TOKEN is required with HEALER_ERRORS_GITHUB_REPOSITORY")
-        repo = Repo(cfg.github_api, cfg.token, cfg.repository)
+        auth = cfg.app or cfg.token
+        if not auth:
+            raise ConfigError(MISSING_GITHUB_AUTH)
+        repo = Repo(cfg.github_api, auth, cfg.repository)
     model = llm.make_client(cfg.model) if cfg.model else None
     return Clients(logs_client(cfg.source, credential()), repo, model)
 
@@ -308,6 +340,7 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
     top = drafting_plan(ranked, cfg.top_n, carried)
     reserve = group_reserve_seconds(cfg)
     time_left = lambda: guard.left() - GITHUB_ALLOWANCE_SECONDS  # noqa: E731  (what a model call may use)
+    auth_failure: str | None = None
     for r in top:
         subject = r.group.short
         entry = {"fingerprint": r.group.fingerprint, "title": r.group.title, "occurrences": r.group.occurrences,
@@ -330,10 +363,16 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
         else:
             if r.group.fingerprint in carried:
                 entry["carried"] = True
-            try:
-                result, detail = draft(cfg, clients, r, window, budget, time_left)
-            except GitHubError as exc:
-                result, detail = "failed", str(exc)
+            if auth_failure is not None:  # GitHub refused the credentials: the other groups would fail alike
+                result, detail = "failed", f"not attempted: {auth_failure}"
+            else:
+                try:
+                    result, detail = draft(cfg, clients, r, window, budget, time_left)
+                except GitHubAuthError as exc:
+                    auth_failure = str(exc)
+                    result, detail = "failed", auth_failure
+                except GitHubError as exc:
+                    result, detail = "failed", str(exc)
             entry.update(result=result, detail=detail)
             outcome = {"created": "acted", "regression": "acted", "updated": "acted", "unchanged": "duplicate",
                        "dismissed": "skipped", "stale": "skipped", "failed": "failed"}[result]

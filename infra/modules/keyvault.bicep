@@ -1,4 +1,4 @@
-// Key Vault in RBAC mode for Healer's secrets (GitHub token, notification webhook URL, telemetry connection
+// Key Vault in RBAC mode for Healer's secrets (GitHub token or App private key, notification webhook URL, telemetry connection
 // string, LLM key). App settings reference secrets as @Microsoft.KeyVault(VaultName=...;SecretName=...); Healer's
 // identity holds Key Vault Secrets User on this vault only (rbac.bicep).
 param name string
@@ -12,6 +12,9 @@ param notifyWebhookUrl string = ''
 @secure()
 @description('GitHub token for the error-clustering healer. Empty: no secret is written (set it later).')
 param githubToken string = ''
+@secure()
+@description('PEM private key of the GitHub App the error-clustering healer may authenticate as. Empty: no secret is written (set it later).')
+param githubAppPrivateKey string = ''
 @secure()
 @description('Key of an OpenAI-compatible endpoint for the error-clustering healer. Empty: no secret is written.')
 param llmApiKey string = ''
@@ -66,6 +69,15 @@ resource githubSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empt
   properties: {
     value: githubToken
     contentType: 'text/plain'
+  }
+}
+
+resource githubAppKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(githubAppPrivateKey)) {
+  parent: vault
+  name: 'healer-github-app-private-key'
+  properties: {
+    value: githubAppPrivateKey
+    contentType: 'application/x-pem-file'
   }
 }
 

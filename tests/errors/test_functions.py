@@ -77,7 +77,7 @@ def test_malformed_and_poison_messages_are_audited(functions, errors_env):
 
 
 @pytest.mark.parametrize("setting,value,error,fragment", [
-    ("HEALER_ERRORS_GITHUB_TOKEN", None, "ConfigError", "HEALER_ERRORS_GITHUB_TOKEN is required"),
+    ("HEALER_ERRORS_GITHUB_TOKEN", None, "ConfigError", "configure HEALER_ERRORS_GITHUB_TOKEN or a GitHub App"),
     ("HEALER_ERRORS_GITHUB_REPOSITORY", "no-slash", "GitHubError", "repository must be 'owner/name'"),
     ("HEALER_ERRORS_TOP_N", "many", "ConfigError", "HEALER_ERRORS_TOP_N must be an integer"),
 ])
