@@ -155,6 +155,13 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
         seen = _claim(settings, alert, "", t)
         if seen is not None and seen.data.get("status") == "decided":
             return _duplicate(settings, alert, target, seen, t)
+        resolved = Store(settings, "dedupe").get(HEALER, safe_key(alert.alert_id + ":resolved"))
+        if resolved is not None:  # reordered delivery: the incident is over; a late Fired must not act
+            reason = f"the alert was already Resolved (recorded {resolved.data.get('at', '?')}) when this Fired " \
+                     f"delivery was processed: a late Fired never acts"
+            _audit(settings, "skipped", reason, target.resource_id, alert, t)
+            _mark_decided(settings, alert, "skipped", reason, t)
+            return "skipped"
     ops = Store(settings, "ops")
     lease = acquire_lease(ops, HEALER, safe_key(target.key), owner, settings.lease_seconds, t)
     if lease is None:

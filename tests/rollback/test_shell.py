@@ -83,6 +83,15 @@ def test_alert_storm_causes_exactly_one_rollback(incident, arm):
     assert "latched" in records("skipped")[0]["reason"]
 
 
+def test_fired_delivered_after_its_own_resolved_never_acts(incident, arm):
+    alert_id = "aaaaaaaa-0000-4000-8000-00000000000f"
+    assert handle(message(fired_alert("Resolved", alert_id=alert_id))) == "recorded"
+    assert handle(message(fired_alert(alert_id=alert_id))) == "skipped"
+    assert "already Resolved" in records("skipped")[0]["reason"]
+    assert handle(message(fired_alert(alert_id=alert_id))) == "duplicate"
+    assert healer_swaps(arm) == 0 and build_of(arm, RG, APP) == "v42"
+
+
 def test_target_outside_allowlist_is_refused_and_audited(incident, arm):
     other = "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/x/providers/Microsoft.Web/sites/other"
     assert handle(message(fired_alert(**{"healer.target": other}))) == "refused"
