@@ -10,7 +10,6 @@ Healer's triage folder and a fenced diff in the PR body, never as a commit to so
 """
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import random
@@ -54,17 +53,6 @@ def _seed_day(la, start: dt.datetime, seed: int, build_line: int, *, extras: boo
     return len(rows)
 
 
-def _github_text(gh) -> str:
-    parts = []
-    for r in gh.requests():
-        parts.append(r["path"] + "\n" + r["body"])
-        try:
-            body = json.loads(r["body"]) if r["body"] else {}
-        except ValueError:
-            continue
-        if isinstance(body, dict) and isinstance(body.get("content"), str):
-            parts.append(base64.b64decode(body["content"]).decode("utf-8", "replace"))
-    return "\n".join(parts)
 
 
 def _wait_for(predicate, deadline_s: float) -> bool:
@@ -170,7 +158,7 @@ def run(stack: LocalAzure) -> Timeline:
                          "re-posted by the next run)")
                 tl.check(all(v == 1 for v in open_per_branch.values()), "still one open PR per fingerprint")
 
-            wire = _github_text(gh)
+            wire = gh.sent_text()
             branch_text = "\n".join(text for p in gh.pulls() for text in
                                     gh.files(OWNER, REPO, p["head"]["ref"]).values())
             model_text = json.dumps(ai.requests())

@@ -612,6 +612,21 @@ class GitHubStandin:
     def requests(self) -> list[dict[str, Any]]:
         return self.control("GET", "requests")["requests"]
 
+    def sent_text(self) -> str:
+        """Everything clients sent to this GitHub (paths, bodies, and file contents decoded from base64)."""
+        import base64
+        import json as _json
+        parts = []
+        for r in self.requests():
+            parts.append(r["path"] + "\n" + r["body"])
+            try:
+                body = _json.loads(r["body"]) if r["body"] else {}
+            except ValueError:
+                continue
+            if isinstance(body, dict) and isinstance(body.get("content"), str):
+                parts.append(base64.b64decode(body["content"]).decode("utf-8", "replace"))
+        return "\n".join(parts)
+
     def files(self, owner: str, name: str, ref: str) -> dict[str, str]:
         return self.control("GET", f"files/{owner}/{name}?ref={ref}")["files"]
 

@@ -117,25 +117,12 @@ def test_secret_and_email_never_reach_github(errors_env):
     la.seed("AppExceptions", [synth.exception_row("workspace", W1.start + dt.timedelta(hours=h), cause, rng,
                                                   message=leak, item_count=50) for h in range(3)])
     run(W1)
-    wire = github_text(gh)
+    wire = gh.sent_text()
     key = synth.SECRET_CONN.split("AccountKey=")[1].split(";")[0]
     assert key not in wire and key[:12] not in wire and "ops@contoso.com" not in wire
     assert "AccountKey=<redacted>" in wire and "<email>" in wire
 
 
-def github_text(gh) -> str:
-    """Everything Healer sent to GitHub, with file contents decoded."""
-    import base64
-    parts = []
-    for r in gh.requests():
-        parts.append(r["path"] + "\n" + r["body"])
-        try:
-            body = json.loads(r["body"]) if r["body"] else {}
-        except ValueError:
-            continue
-        if isinstance(body, dict) and isinstance(body.get("content"), str):
-            parts.append(base64.b64decode(body["content"]).decode("utf-8", "replace"))
-    return "\n".join(parts)
 
 
 def test_dry_run_kill_switch_and_policy_deny_draft_nothing(errors_env, monkeypatch):
