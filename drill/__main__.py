@@ -32,7 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     try:
         for name in names:
-            timeline = importlib.import_module(f"drill.{name}").run(stack)
+            try:
+                timeline = importlib.import_module(f"drill.{name}").run(stack)
+            except Exception as exc:  # a crashed scenario is a failed one; the others still run
+                print(f"== {name} ==\n  result: FAILED: scenario crashed: {type(exc).__name__}: {str(exc)[:500]}",
+                      flush=True)
+                failed.append(name)
+                continue
             print(timeline.render(), flush=True)
             if timeline.failures:
                 failed.append(name)

@@ -146,7 +146,11 @@ class Drill:
 def run(stack: LocalAzure) -> Timeline:
     tl = Timeline("downshift: budgets at 80 %, a 429 storm, a flapping alert, a human pin, a new month")
     la = start_log_analytics(stack.workdir, stack.ca, stack.secret)
-    ac = start_appconfig(stack.workdir, stack.ca, stack.secret)
+    try:
+        ac = start_appconfig(stack.workdir, stack.ca, stack.secret)
+    except BaseException:
+        la.stop()
+        raise
     saved = dict(os.environ)
     try:
         apps = [{"resourceId": APP, "appConfigEndpoint": ac.endpoint, "key": KEY, "role": "chat-web",

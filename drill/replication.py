@@ -14,6 +14,7 @@ ignored).
 from __future__ import annotations
 
 import datetime as dt
+import contextlib
 import json
 import ssl
 import sys
@@ -79,21 +80,32 @@ def run(stack: LocalAzure) -> Timeline:
     from standins.registries import Replicator, push_image, start_registries
 
     tl = Timeline("replication: geo-replicated pushes, lag, timeout, tag race, delete")
-    fleet = start_registries(REGISTRY, REGIONS, stack.workdir / "drill-registries")
-    topic, topic_url = start_topic(stack)
-    replicator = Replicator(fleet)
-    settings = {
-        "HEALER_TABLE_PREFIX": "drill" + uuid.uuid4().hex[:6],
-        "HEALER_REPLICATION_REGISTRIES": json.dumps({REGISTRY: list(REGIONS)}),
-        "HEALER_REPLICATION_ENDPOINTS": json.dumps(fleet.endpoint_map()),
-        "HEALER_REPLICATION_DEADLINE_SECONDS": "8",
-        "HEALER_REPLICATION_BACKOFF": json.dumps({"baseSeconds": 1, "factor": 1.5, "maxSeconds": 2,
-                                                  "minSeconds": 0.5, "jitter": 0.3}),
-        "HEALER_REPLICATION_TOPIC_ENDPOINT": f"{topic_url}/api/events",   # no key: Entra token via the identity
-    }
-    healer = start_healer(stack, settings, name="healer-replication")
-    control = httpx.Client(base_url=topic_url, verify=ssl.create_default_context(cafile=str(stack.ca.ca_path)))
-    hook = httpx.Client(base_url=healer.url.rsplit("/api", 1)[0], timeout=30)
+    cleanup = contextlib.ExitStack()  # whatever started is stopped, even if a later start fails
+    try:
+        fleet = start_registries(REGISTRY, REGIONS, stack.workdir / "drill-registries")
+        cleanup.callback(fleet.stop)
+        topic, topic_url = start_topic(stack)
+        cleanup.callback(topic.stop)
+        replicator = Replicator(fleet)
+        cleanup.callback(replicator.stop)
+        settings = {
+            "HEALER_TABLE_PREFIX": "drill" + uuid.uuid4().hex[:6],
+            "HEALER_REPLICATION_REGISTRIES": json.dumps({REGISTRY: list(REGIONS)}),
+            "HEALER_REPLICATION_ENDPOINTS": json.dumps(fleet.endpoint_map()),
+            "HEALER_REPLICATION_DEADLINE_SECONDS": "8",
+            "HEALER_REPLICATION_BACKOFF": json.dumps({"baseSeconds": 1, "factor": 1.5, "maxSeconds": 2,
+                                                      "minSeconds": 0.5, "jitter": 0.3}),
+            "HEALER_REPLICATION_TOPIC_ENDPOINT": f"{topic_url}/api/events",   # no key: Entra token via the identity
+        }
+        healer = start_healer(stack, settings, name="healer-replication")
+        cleanup.callback(healer.stop)
+        control = httpx.Client(base_url=topic_url, verify=ssl.create_default_context(cafile=str(stack.ca.ca_path)))
+        cleanup.callback(control.close)
+        hook = httpx.Client(base_url=healer.url.rsplit("/api", 1)[0], timeout=30)
+        cleanup.callback(hook.close)
+    except BaseException:
+        cleanup.close()
+        raise
     try:
         east = fleet.url("eastus")
         # 1. ready: two lagging replicas; ACR also emits a delivery per replica, and Event Grid repeats one.
@@ -213,10 +225,5 @@ def run(stack: LocalAzure) -> Timeline:
         tl.check(outcomes.count("duplicate") >= 2, "duplicated deliveries recorded as duplicates, not new waits")
         tl.check(not replicator.errors, f"replication jobs ran cleanly {replicator.errors[:1]}")
     finally:
-        hook.close()
-        control.close()
-        healer.stop()
-        replicator.stop()
-        topic.stop()
-        fleet.stop()
+        cleanup.close()
     return tl
