@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from drill.host import start_healer  # noqa: E402
 from standins.harness import scratch_dir  # noqa: E402
 from standins.stack import LocalAzure, seed_bad_release, site_id  # noqa: E402
+from tests.alert_samples import alert_body  # noqa: E402
 
 RG, APP = "bench-rg", "bench-web"
 TARGET = site_id(RG, APP)
-FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "alerts" / "metric_fired.json"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -44,12 +44,8 @@ def ms(v: float) -> str:
 
 
 def alert(alert_id: str | None = None) -> dict:
-    body = json.loads(FIXTURE.read_text())
-    ess = body["data"]["essentials"]
-    ess["alertId"] = ess["alertId"].rsplit("/", 1)[0] + "/" + (alert_id or str(uuid.uuid4()))
-    ess["firedDateTime"] = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)).isoformat()
-    body["data"]["customProperties"] = {"healer.target": TARGET, "healer.slot": "staging"}
-    return body
+    return alert_body("metric_fired.json", alert_id=alert_id,
+                      custom_properties={"healer.target": TARGET, "healer.slot": "staging"})
 
 
 def healer_settings() -> dict[str, str]:

@@ -16,20 +16,19 @@ import json
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 
 from drill.timeline import Timeline
 from standins.appconfig import start_appconfig
+from tests.alert_samples import alert_body
 from standins.log_analytics import start_log_analytics
 from standins.stack import LocalAzure, site_id
 
 UTC = dt.timezone.utc
 APP = site_id("ai-prod", "chat-web")
 KEY = "ai:model"
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "alerts"
 WORKSPACE = "44444444-5555-6666-7777-888888888888"
 
 
@@ -55,15 +54,8 @@ def _row(tenant: str, amount: float, at: dt.datetime) -> dict[str, Any]:
 
 
 def _alert(alert_id: str, condition: str, at: dt.datetime, tenant: str | None) -> bytes:
-    body = json.loads((FIXTURES / "log_search_fired.json").read_text())
-    ess = body["data"]["essentials"]
-    ess.update(alertId=ess["alertId"].rsplit("/", 1)[0] + "/" + alert_id, alertRule="chat-429-ratio",
-               monitorCondition=condition, firedDateTime=at.isoformat())
-    if condition == "Resolved":
-        ess["resolvedDateTime"] = at.isoformat()
-    body["data"]["customProperties"] = {"healer.target": APP}
-    body["data"]["alertContext"]["condition"]["allOf"][0]["dimensions"] = (
-        [{"name": "tenant", "value": tenant}] if tenant else [])
+    body = alert_body("log_search_fired.json", alert_id=alert_id, rule="chat-429-ratio", condition=condition,
+                      fired=at, resolved=at, custom_properties={"healer.target": APP}, tenant=tenant)
     return json.dumps(body).encode()
 
 

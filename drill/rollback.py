@@ -11,25 +11,18 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from drill.host import start_healer
 from drill.timeline import Timeline
+from tests.alert_samples import alert_body
 from standins.stack import LocalAzure, build_of, seed_bad_release, site_id
 
 RG, APP = "shop-prod", "shop-web"
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "alerts"
 
 
 def _alert(name: str, alert_id: str, rule: str, condition: str, fired: dt.datetime, target: str) -> dict:
-    body = json.loads((FIXTURES / name).read_text())
-    ess = body["data"]["essentials"]
-    ess.update(alertId=ess["alertId"].rsplit("/", 1)[0] + "/" + alert_id, alertRule=rule,
-               monitorCondition=condition, firedDateTime=fired.isoformat())
-    if condition == "Resolved":
-        ess["resolvedDateTime"] = dt.datetime.now(dt.timezone.utc).isoformat()
-    body["data"]["customProperties"] = {"healer.target": target, "healer.slot": "staging"}
-    return body
+    return alert_body(name, alert_id=alert_id, rule=rule, condition=condition, fired=fired,
+                      custom_properties={"healer.target": target, "healer.slot": "staging"})
 
 
 def _wait_quiet(client, conn: str, deadline_s: float, min_records: int) -> list[dict]:

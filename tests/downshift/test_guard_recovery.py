@@ -25,16 +25,9 @@ T0 = dt.datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 def capacity(alert_id: str, condition: str, at: dt.datetime, tenant: str | None, target: str = AI_APP) -> dict:
     from healers.downshift.api import alert_dimensions
     from shared.alerts import parse_alert
-    from tests.conftest import alert_payload
-    body = alert_payload("log_search_fired.json")
-    ess = body["data"]["essentials"]
-    ess.update(alertId=ess["alertId"].rsplit("/", 1)[0] + "/" + alert_id, alertRule="chat-429-ratio",
-               monitorCondition=condition, firedDateTime=at.isoformat())
-    if condition == "Resolved":
-        ess["resolvedDateTime"] = at.isoformat()
-    body["data"]["customProperties"] = {"healer.target": target}
-    if tenant:
-        body["data"]["alertContext"]["condition"]["allOf"][0]["dimensions"] = [{"name": "tenant", "value": tenant}]
+    from tests.alert_samples import alert_body
+    body = alert_body("log_search_fired.json", alert_id=alert_id, rule="chat-429-ratio", condition=condition,
+                      fired=at, resolved=at, custom_properties={"healer.target": target}, tenant=tenant)
     return shell.alert_message(parse_alert(body), alert_dimensions(body))
 
 

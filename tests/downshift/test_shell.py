@@ -117,17 +117,10 @@ def test_unknown_spend_never_upshifts(downshift_env):
 
 
 def capacity(alert_id: str, condition: str, at: dt.datetime, tenant: str | None) -> dict:
-    from tests.conftest import alert_payload
+    from tests.alert_samples import alert_body
     from shared.alerts import parse_alert
-    body = alert_payload("log_search_fired.json")
-    ess = body["data"]["essentials"]
-    ess.update(alertId=ess["alertId"].rsplit("/", 1)[0] + "/" + alert_id, alertRule="chat-429-ratio",
-               monitorCondition=condition, firedDateTime=at.isoformat())
-    if condition == "Resolved":
-        ess["resolvedDateTime"] = at.isoformat()
-    body["data"]["customProperties"] = {"healer.target": AI_APP}
-    if tenant:
-        body["data"]["alertContext"]["condition"]["allOf"][0]["dimensions"] = [{"name": "tenant", "value": tenant}]
+    body = alert_body("log_search_fired.json", alert_id=alert_id, rule="chat-429-ratio", condition=condition,
+                      fired=at, resolved=at, custom_properties={"healer.target": AI_APP}, tenant=tenant)
     from healers.downshift.api import alert_dimensions
     return shell.alert_message(parse_alert(body), alert_dimensions(body))
 

@@ -18,6 +18,7 @@ from shared.state import Store, safe_key
 from shared.work import RetryLater
 from standins.harness import free_port, start_process, start_python_server
 from standins.stack import build_of, seed_bad_release
+from tests.alert_samples import alert_body
 from tests.conftest import SHOP, alert_payload
 
 pytestmark = pytest.mark.integration
@@ -30,16 +31,9 @@ class Crash(Exception):
 
 def fired_alert(condition: str = "Fired", alert_id: str | None = None, rule: str = "shop-web-http5xx",
                 fired: dt.datetime | None = None, **props) -> dict:
-    body = alert_payload("metric_fired.json")
-    ess = body["data"]["essentials"]
-    ess["alertId"] = ess["alertId"].rsplit("/", 1)[0] + "/" + (alert_id or str(uuid.uuid4()))
-    ess["monitorCondition"] = condition
-    ess["alertRule"] = rule
-    ess["firedDateTime"] = (fired or dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)).isoformat()
-    if condition == "Resolved":
-        ess["resolvedDateTime"] = dt.datetime.now(dt.timezone.utc).isoformat()
-    body["data"]["customProperties"].update(props)
-    return body
+    props = {**alert_payload("metric_fired.json")["data"]["customProperties"], **props}
+    return alert_body("metric_fired.json", alert_id=alert_id, rule=rule, condition=condition, fired=fired,
+                      custom_properties=props)
 
 
 def message(body: dict) -> dict:
