@@ -28,17 +28,7 @@ from tests.errors import synth
 OWNER, REPO = "contoso", "shop"
 WORKSPACE = "11111111-2222-3333-4444-555555555555"
 TRIAGE = ".healer/errors/"
-PRICING_PATCH = """--- a/app/pricing.py
-+++ b/app/pricing.py
-@@ -1,3 +1,5 @@
- def compute(cart):
-     total = sum(i.price for i in cart)
-+    if not cart:
-+        return 0
-     return total / len(cart)
-"""
-ANSWER = {"summary": "Empty carts divide by zero.", "likely_cause": "compute() divides by len(cart).",
-          "proposed_fix": "Return 0 for an empty cart.", "confidence": "medium", "patch": PRICING_PATCH}
+PRICING_PATCH, ANSWER = synth.PRICING_PATCH, synth.PRICING_ANSWER
 
 
 def _seed_day(la, start: dt.datetime, seed: int, build_line: int, *, extras: bool) -> int:

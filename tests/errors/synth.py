@@ -164,3 +164,17 @@ def day_of_rows(schema: str, start: dt.datetime, n: int, seed: int, *, causes: t
 
 def details_json(row: dict[str, Any]) -> str:
     return json.dumps(row.get("details") or row.get("Details"))
+
+
+# A fix for the pricing root cause that applies cleanly to SOURCES["app/pricing.py"], and a model answer carrying it.
+PRICING_PATCH = """--- a/app/pricing.py
++++ b/app/pricing.py
+@@ -1,3 +1,5 @@
+ def compute(cart):
+     total = sum(i.price for i in cart)
++    if not cart:
++        return 0
+     return total / len(cart)
+"""
+PRICING_ANSWER = {"summary": "Empty carts divide by zero.", "likely_cause": "compute() divides by len(cart).",
+                  "proposed_fix": "Return 0 for an empty cart.", "confidence": "medium", "patch": PRICING_PATCH}

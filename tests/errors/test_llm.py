@@ -19,17 +19,8 @@ from tests.errors.conftest import OWNER, REPO, assert_only_triage_writes, use_mo
 pytestmark = pytest.mark.integration
 END = dt.datetime(2025, 3, 3, 6, tzinfo=dt.timezone.utc)
 W = Window(END - dt.timedelta(days=1), END)
-GOOD_PATCH = """--- a/app/pricing.py
-+++ b/app/pricing.py
-@@ -1,3 +1,5 @@
- def compute(cart):
-     total = sum(i.price for i in cart)
-+    if not cart:
-+        return 0
-     return total / len(cart)
-"""
-ANSWER = {"summary": "Empty carts divide by zero.", "likely_cause": "compute() divides by len(cart).",
-          "proposed_fix": "Return 0 for an empty cart.", "confidence": "high", "patch": GOOD_PATCH}
+GOOD_PATCH = synth.PRICING_PATCH
+ANSWER = {**synth.PRICING_ANSWER, "confidence": "high"}
 
 
 def seed_pricing(la, *, leak: bool = True) -> None:
