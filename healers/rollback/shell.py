@@ -14,13 +14,13 @@ from typing import Any, Callable
 
 from healers.rollback import arm
 from healers.rollback.core import AppState, Latch, decide, verify
-from shared import approvals, audit
+from shared import approvals, audit, gate
 from shared.alerts import Alert
 from shared.config import RollbackTarget, Settings
-from shared.controls import read_mode
+from shared.controls import Mode
 from shared.notify import notify
-from shared.policy import evaluate, load_policy
-from shared.resource_ids import SiteId, parse_site_id
+from shared.policy import PolicyDecision
+from shared.resource_ids import SiteId, canonical, parse_site_id
 from shared.state import (Conflict, Lease, Record, Store, acquire_lease, release_lease, renew_lease, safe_key,
                           save_under_lease)
 from shared.work import RetryLater, busy_delay
@@ -34,6 +34,9 @@ TARGET_PROPERTY = "healer.target"
 SLOT_PROPERTY = "healer.slot"
 
 Step = Callable[[str], None]
+# The core's own gate inputs are held open: every gate (kill, policy, dry-run, ask) is shared.gate's, after the core.
+_UNGATED_MODE = Mode(killed=False, dry_run=False, reason="gated by shared.gate")
+_UNGATED_POLICY = PolicyDecision(effect="allow", reason="gated by shared.gate")
 
 
 def _no_step(_: str) -> None:
@@ -68,7 +71,7 @@ def resolve_target(settings: Settings, alert: Alert) -> tuple[RollbackTarget, st
                           f"HEALER_ROLLBACK_RULE_MAP")
         resource, slot = mapped.resource_id, slot or mapped.slot
     try:
-        site = parse_site_id(resource)
+        site = parse_site_id(canonical(resource))  # one canonical form before any key (slots/production = the app)
     except ValueError as exc:
         raise Refused(str(exc)) from None
     if site.slot:
@@ -144,6 +147,9 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
             _audit(settings, "recorded", "Resolved: recorded, never acted on", _target_hint(alert), alert, t)
             return "recorded"
         return "duplicate"
+    if gate.config_refusal(settings, healer=HEALER, resource=_target_hint(alert), subject=alert.alert_id,
+                           what=f"decide on alert {alert.rule[:100]}", now=t) is not None:
+        return "refused"  # an invalid configuration acts on nothing (and is not read further)
     try:
         target, slot = resolve_target(settings, alert)
     except Refused as exc:
@@ -225,13 +231,9 @@ class Run:
             return refusal
         app, t = _app_state(self.lease), self.now()
         obs = self.observe()
-        mode = read_mode(self.settings, self.target.key, self.target.dry_run)
-        if mode.unreadable:  # fail closed now, but do not record a decision: decide again when storage answers
-            raise RetryLater(30 + random.random() * 30, mode.reason)
-        policy_doc, why = load_policy(self.settings.policy_document)
-        policy = evaluate(policy_doc, ACTION, self.target.resource_id, why)
-        d = decide(fired_at=self.alert.fired_at, slot_name=self.slot, obs=obs, app=app, mode=mode, policy=policy,
-                   approved=approval_id is not None, max_rollbacks=self.target.max_rollbacks,
+        # The core decides whether a rollback is warranted; the gates (kill, policy, dry-run, ask) are shared.gate's.
+        d = decide(fired_at=self.alert.fired_at, slot_name=self.slot, obs=obs, app=app, mode=_UNGATED_MODE,
+                   policy=_UNGATED_POLICY, approved=approval_id is not None, max_rollbacks=self.target.max_rollbacks,
                    window=dt.timedelta(minutes=self.target.window_minutes),
                    max_build_age=dt.timedelta(minutes=self.target.max_build_age_minutes), now=t)
         observed = obs.model_dump(mode="json")
@@ -241,14 +243,11 @@ class Run:
             app.latch = None
             self.save_app(app, self.lease.record.data.get("op"))
         if d.action == "swap":
-            outcome = self.swap(d.good, d.bad, approval_id, observed)
+            verdict = gate.check(self.settings, self.proposal(d.reason, approval_id, observed), t)
+            outcome = self.swap(d.good, d.bad, approval_id, observed) if verdict.act else verdict.outcome
         else:
-            outcome = {"skip": "skipped", "refuse": "refused", "ask": "pending", "dry-run": "dry-run",
-                       "killed": "skipped"}[d.action]
-            details: dict[str, Any] = {"observed": observed, "policy": policy.model_dump(),
-                                       "mode": mode.model_dump()}
-            if d.action == "ask":
-                details.update(self.ask(d.reason, t))
+            outcome = "skipped"
+            details: dict[str, Any] = {"observed": observed}
             if d.tell_human:
                 details["notification"] = notify(
                     self.settings, kind="attention", title=f"Healer cannot roll back {self.site.name}",
@@ -258,6 +257,16 @@ class Run:
             approvals.mark_executed(self.settings, HEALER, approval_id, self.now(), outcome)
         _mark_decided(self.settings, self.alert, outcome, d.reason, self.now())
         return outcome
+
+    def proposal(self, plan: str, approval_id: str | None, observed: dict[str, Any]) -> gate.Proposal:
+        a = self.alert
+        return gate.Proposal(
+            healer=HEALER, action=ACTION, resource=self.target.resource_id, subject=a.alert_id,
+            plan=plan[0].lower() + plan[1:], params={"slot": self.slot}, target_dry_run=self.target.dry_run,
+            approval_id=approval_id, queue=QUEUE, on_parked=self.ask,
+            on_approve={"v": 1, "kind": "approved", "alert": a.model_dump(mode="json"), "attempt": 0},
+            details={"rule": a.rule, "condition": a.monitor_condition, "firedAt": a.fired_at.isoformat(),
+                     "observed": observed})
 
     def check_approval(self, approval_id: str) -> str | None:
         """None when the approval lets this alert's action run; else the outcome of refusing it (audited)."""
@@ -278,19 +287,14 @@ class Run:
             return "refused"
         return None
 
-    def ask(self, reason: str, t: dt.datetime) -> dict[str, Any]:
-        """Park the action for a human and notify (once per alert). Returns audit details."""
-        pending, created = approvals.park(
-            self.settings, healer=HEALER, subject=self.alert.alert_id, action=ACTION,
-            resource=self.target.resource_id, reason=reason,
-            message={"v": 1, "kind": "approved", "alert": self.alert.model_dump(mode="json"), "attempt": 0},
-            queue_name=QUEUE, now=t)
-        details: dict[str, Any] = {"approvalId": pending["id"]}
+    def ask(self, pending: dict[str, Any], created: bool) -> dict[str, Any]:
+        """The gate parked the swap for a human: notify (once per alert). Returns audit details."""
+        details: dict[str, Any] = {}
         if created:
             details["notification"] = notify(
                 self.settings, kind="approval-requested", title=f"Healer asks: roll back {self.site.name}?",
-                text=reason, facts={"approvalId": pending["id"], "resource": self.target.resource_id,
-                                    "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
+                text=pending["reason"], facts={"approvalId": pending["id"], "resource": self.target.resource_id,
+                                               "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
         return details
 
     # ------------------------------------------------------------------------------------------ act
@@ -413,7 +417,7 @@ def _target_hint(alert: Alert) -> str:
 
 def rearm(settings: Settings, resource_id: str, *, by: str, reason: str, now: dt.datetime) -> dict[str, Any]:
     """Clear an app's latch and escalation so automatic rollback may act again."""
-    site = parse_site_id(resource_id)
+    site = parse_site_id(canonical(resource_id))
     target = settings.rollback_targets.get(site.app_id.lower())
     if target is None:
         raise Refused(f"{site.app_id} is not in the rollback allowlist")
