@@ -41,12 +41,10 @@ from healers.downshift.core import (BudgetSignal, CapacitySignal, Decision, Down
                                     PolicyError, SpendObservation, decide, unapplied)
 from healers.downshift.ladder import LadderError
 from healers.downshift.periods import PeriodError, period_at
-from shared import approvals, audit
+from shared import approvals, audit, gate
 from shared.alerts import Alert
 from shared.config import ConfigError, DownshiftApp, Settings
-from shared.controls import read_mode
 from shared.notify import notify
-from shared.policy import evaluate, load_policy
 from shared.state import Conflict, Record, Store, acquire_lease, safe_key
 from shared.work import Discard, RetryLater, busy_delay, enqueue
 
@@ -236,6 +234,10 @@ def _audit(ctx: Context, app: ManagedApp | None, tenant: str, outcome: str, reas
 def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Clock = utcnow,
            ctx: Context | None = None) -> str:
     """Process one work message; returns the outcome (several joined by ',' for a budget alert on many apps)."""
+    if gate.config_refusal(settings, healer=HEALER, subject=str(message.get("tenant") or "*")[:64],
+                           resource=str(message.get("app") or "")[:600],
+                           what=f"evaluate a {str(message.get('kind'))[:20]} message") is not None:
+        return "refused"  # an invalid configuration acts on nothing (and is not read further)
     ctx = ctx or Context.create(settings, owner, now)
     ctx.attempt = int(message.get("attempt", 0) or 0)
     kind = message.get("kind")
@@ -476,10 +478,7 @@ class Evaluation:
                         approved_action: str | None, approved_to: str | None) -> str:
         ctx, app, tenant = self.ctx, self.app, self.tenant
         action = ACTIONS[decision.action]
-        mode = read_mode(ctx.settings, app.key, app.config.dry_run)
-        doc, why = load_policy(ctx.settings.policy_document)
-        verdict = evaluate(doc, action, app.resource_id, why)
-        details.update(policy=verdict.model_dump(), mode=mode.model_dump(), action=action)
+        details.update(action=action)
         held_back = lambda: self._save(record, unapplied(before, after))  # noqa: E731
 
         plan: guard.GuardPlan | None = None
@@ -505,36 +504,33 @@ class Evaluation:
                 if status == "approved":
                     approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "skipped")
                 return "skipped"
-        if mode.killed:
+        verdict = gate.check(ctx.settings, self._proposal(before, decision, action, details, approval_id), ctx.now())
+        if not verdict.act:
             held_back()
-            _audit(ctx, app, tenant, "skipped", f"{mode.reason}: would {decision.reason}", **details)
-            return "skipped"
-        if verdict.effect == "deny":
-            held_back()
-            _audit(ctx, app, tenant, "refused", f"policy denies {action}: {verdict.reason}; would {decision.reason}",
-                   **details)
-            return "refused"
-        if mode.dry_run:
-            held_back()
-            _audit(ctx, app, tenant, "dry-run", f"{mode.reason}: would {decision.reason}", **details)
-            return "dry-run"
-        if verdict.effect == "ask" and not approval_id:
-            held_back()
-            details.update(self._ask(before, decision, action))
-            _audit(ctx, app, tenant, "pending", f"asked a human: {decision.reason}", **details)
-            return "pending"
+            return verdict.outcome
+        details.update({k: verdict.details[k] for k in ("policy", "mode") if k in verdict.details})
         return self._write(record, before, after, decision, current, details, approval_id, plan)
 
-    def _ask(self, before: DownshiftState, decision: Decision, action: str) -> dict[str, Any]:
-        ctx, app, tenant = self.ctx, self.app, self.tenant
+    def _proposal(self, before: DownshiftState, decision: Decision, action: str, details: dict[str, Any],
+                  approval_id: str | None) -> gate.Proposal:
+        app, tenant = self.app, self.tenant
+        ladder = app.policy(tenant).ladder.models
+        rung = ladder.index(decision.to_model) if decision.to_model in ladder else None
         subject = (f"{app.key}|{tenant}|{decision.from_model}->{decision.to_model}|"
                    f"{_iso(before.since) or 'start'}|{before.trips}")
-        pending, created = approvals.park(
-            ctx.settings, healer=HEALER, subject=subject, action=action, resource=app.resource_id,
-            reason=decision.reason, queue_name=QUEUE, now=ctx.now(),
-            message={"v": 1, "kind": "approved", "app": app.key, "tenant": tenant, "action": action,
-                     "to": decision.to_model, "attempt": 0})
-        out: dict[str, Any] = {"approvalId": pending["id"]}
+        return gate.Proposal(
+            healer=HEALER, action=action, resource=app.resource_id, subject=tenant, approval_subject=subject,
+            plan=decision.reason, details=details, target_dry_run=app.config.dry_run, approval_id=approval_id,
+            params={"tenant": tenant, "from": decision.from_model, "to": decision.to_model, "rung": rung,
+                    "rungs": len(ladder)},
+            queue=QUEUE, on_parked=lambda pending, created: self._ask(pending, created, decision),
+            on_approve={"v": 1, "kind": "approved", "app": app.key, "tenant": tenant, "action": action,
+                        "to": decision.to_model, "attempt": 0})
+
+    def _ask(self, pending: dict[str, Any], created: bool, decision: Decision) -> dict[str, Any]:
+        """The gate parked the write for a human: notify once. Returns audit details."""
+        ctx, app, tenant = self.ctx, self.app, self.tenant
+        out: dict[str, Any] = {}
         if created:
             out["notification"] = notify(
                 ctx.settings, kind="approval-requested",
