@@ -47,6 +47,7 @@ ACTIONS: dict[str, str] = {
     "replication.publish": "publish a replication outcome event to Healer's Event Grid topic",
 }
 CLASSES = ("refused", "killed", "dry-run", "pending", "act")
+GATED_OUTCOMES = frozenset({"refused", "skipped", "dry-run", "pending"})  # audit outcomes the gate itself wrote
 _OUTCOME = {"refused": "refused", "killed": "skipped", "dry-run": "dry-run", "pending": "pending", "act": "acted"}
 
 
