@@ -22,7 +22,11 @@ Action = Literal["push", "delete"]
 WaitStatus = Literal["pending", "ready", "timed_out", "tag_race"]
 # What became of a decided outcome: "publishing" is the marker saved BEFORE the event is sent; any later check of
 # the wait re-sends exactly the stored event (never decides again) until it is saved as "published".
-Delivery = Literal["publishing", "published", "dry-run", "skipped", "recorded"]
+# How a decided outcome's event went out: "publishing" (saved, being sent), "published"; or, when the gate stopped
+# the publish: "skipped" (kill switch), "refused" (policy deny or invalid configuration), "dry-run", and
+# "awaiting-approval" (policy ask; the approval publishes it). "recorded": no topic configured. Pipelines that wait
+# on the event get it only when "published"; GET /api/replication/status shows the outcome and its delivery.
+Delivery = Literal["publishing", "published", "dry-run", "skipped", "refused", "awaiting-approval", "recorded"]
 ManifestState = Literal["present", "absent", "unauthorized", "error"]
 NextAction = Literal["publish_ready", "publish_timed_out", "publish_tag_race", "recheck", "done"]
 
