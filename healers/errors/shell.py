@@ -376,6 +376,8 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
         subject = r.group.short
         entry = {"fingerprint": r.group.fingerprint, "title": r.group.title, "occurrences": r.group.occurrences,
                  "change": r.change, "score": r.score}
+        if approved is not None:
+            entry["approvalId"] = approved["approvalId"]
         if clients.repo is None:
             entry["result"] = "recorded"
             _audit(settings, "recorded", "no GitHub repository configured: triage recorded only", resource, subject,
