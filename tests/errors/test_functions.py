@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 def post(body) -> func.HttpRequest:
-    return func.HttpRequest(method="POST", url="http://localhost/api/errors/run", headers={}, params={},
+    from tests.conftest import OPERATOR
+    return func.HttpRequest(method="POST", url="http://localhost/api/errors/run", headers=dict(OPERATOR), params={},
                             route_params={}, body=json.dumps(body).encode())
 
 

@@ -353,7 +353,9 @@ def test_queue_function_end_to_end_and_retry_reenqueues(incident, arm, storage_e
 
 def _http(method: str, route: str, body=None, params=None, route_params=None):
     import azure.functions as func
-    return func.HttpRequest(method=method, url=f"http://localhost/api/{route}", headers={}, params=params or {},
+    from tests.conftest import OPERATOR
+    return func.HttpRequest(method=method, url=f"http://localhost/api/{route}", headers=dict(OPERATOR),
+                            params=params or {},
                             route_params=route_params or {}, body=json.dumps(body).encode() if body else b"")
 
 
