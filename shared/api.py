@@ -113,7 +113,8 @@ def health(req: func.HttpRequest, settings: Settings, principal: Principal) -> f
         return respond(503, {"status": "configuration-invalid", "actsOnNothing": True,
                              "problems": [p.as_dict() for p in found]})
     return respond(200, {"status": "ok", "authMode": settings.auth_mode, "killSwitch": settings.kill_switch,
-                         "dryRun": settings.dry_run, "operatorKey": bool(settings.get("HEALER_OPERATOR_KEY")),
+                         "dryRun": settings.dry_run, "operatorKey": not (settings.get("HEALER_OPERATOR_KEY") or "@Microsoft.KeyVault(").startswith(
+                             "@Microsoft.KeyVault("),
                          "healers": {
                              "rollback": len(settings.rollback_targets), "downshift": len(settings.downshift_apps),
                              "replication": bool(settings.get("HEALER_REPLICATION_REGISTRIES")),
