@@ -33,9 +33,10 @@ def guarded(purpose: str, handler: Handler, req: func.HttpRequest) -> func.HttpR
         return problem(exc.status, exc.reason)
     except BadRequest as exc:
         return problem(exc.status, exc.reason)
-    except ConfigError as exc:
+    except ConfigError as exc:   # the configuration is invalid: Healer acts on nothing until it is fixed
         log.error("configuration error: %s", exc)
-        return problem(500, f"Healer is misconfigured: {exc}")
+        return problem(503, f"Healer's configuration is invalid ({str(exc)[:500]}); GET /api/health lists every "
+                            f"problem")
 
 
 def _path(url: str) -> str:
