@@ -97,10 +97,10 @@ def resource_key(resource: str) -> str:
 
 def read_mode(settings: Settings, healer: str, scope: str | None, target_dry_run: bool = False) -> Mode:
     """Kill switch / dry-run from the settings and the controls: global, the healer's, and the resource's."""
+    keys = [GLOBAL, safe_key(healer)] + ([safe_key(scope)] if scope else [])
     try:
-        store = Store(settings, "controls")
-        rows = [store.get(PARTITION, GLOBAL), store.get(PARTITION, safe_key(healer)),
-                store.get(PARTITION, safe_key(scope)) if scope else None]
+        found = Store(settings, "controls").get_many(PARTITION, keys)   # one round trip
+        rows = [found.get(k) for k in keys] + [None] * (3 - len(keys))
     except Exception as exc:  # any storage failure → fail closed
         log.warning("controls unreadable: %s", type(exc).__name__)
         return effective_mode(False, False, None, None, read_error=type(exc).__name__)
