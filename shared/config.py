@@ -56,6 +56,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Healer.Approver"),
     Setting("HEALER_ENTRA_READER_ROLE", "App role that may read the audit, approvals, controls and status "
             "(approvers may too).", "Healer.Reader"),
+    Setting("HEALER_EASY_AUTH", "'true' when App Service Authentication (Easy Auth) fronts the app: the console's "
+            "requests are then identified by the platform's X-MS-CLIENT-PRINCIPAL header (never trusted otherwise).",
+            "false"),
+    Setting("HEALER_CONSOLE_SECRET", "Key Vault reference: the secret that signs the console's CSRF tokens (Easy "
+            "Auth mode).", secret=True),
     Setting("HEALER_MAX_BODY_BYTES", "Largest request body accepted, in bytes.", "262144"),
     # Safety
     Setting("HEALER_KILL_SWITCH", "'true' stops every action (decisions are still recorded).", "false"),
