@@ -35,10 +35,13 @@ def rearm(req: func.HttpRequest, settings: Settings, principal: Principal) -> fu
     if not isinstance(body, dict) or not isinstance(body.get("resourceId"), str):
         raise BadRequest(400, "body must be {\"resourceId\": \"/subscriptions/.../sites/<app>\", \"by\": ..., "
                               "\"reason\": ...}")
+    forget = body.get("forgetBuild")
+    if forget is not None and (not isinstance(forget, str) or not forget or len(forget) > 1024):
+        raise BadRequest(400, "forgetBuild must be the build marker value of one remembered bad build")
     by = caller_name(principal, body)
     try:
         result = shell.rearm(settings, body["resourceId"], by=by, reason=str(body.get("reason", ""))[:500],
-                             now=dt.datetime.now(dt.timezone.utc))
+                             now=dt.datetime.now(dt.timezone.utc), forget_build=forget)
     except shell.Refused as exc:
         return problem(409 if "in flight" in str(exc) else 404, str(exc))
     except ValueError as exc:

@@ -9,7 +9,9 @@ delivery. The rule here is Flagger's: a rollback *sticks*. Healer swaps only whe
 * staging exists, runs, and differs from production; nothing is half-done (swap with preview pending);
 * the app is not latched by an earlier rollback and is under its rollback budget for the window.
 
-After a rollback the app is latched until a new deployment is seen or an operator re-arms it.
+After a rollback the app is latched until a new deployment is seen or an operator re-arms it. Independently of the
+latch, every build Healer rolled away from is remembered (`AppState.bad_builds`, kept across re-arms and latch
+releases): Healer never swaps a remembered bad build into production until an operator forgets it explicitly.
 """
 from __future__ import annotations
 
@@ -51,11 +53,42 @@ class Latch(BaseModel):
     incident: str
 
 
+MAX_BAD_BUILDS = 50
+
+
+class BadBuild(BaseModel):
+    """A build Healer rolled away from, and why. Kept across re-arms and latch releases."""
+    at: dt.datetime
+    incident: str
+    reason: str = Field("", max_length=500)
+    replaced_by: str | None = None
+
+
 class AppState(BaseModel):
     """What Healer remembers about one app (persisted in the ops table)."""
     latch: Latch | None = None
     rollbacks: list[dt.datetime] = Field(default_factory=list)
     escalated: str | None = None
+    bad_builds: dict[str, BadBuild] = Field(default_factory=dict)
+
+
+def remember_rollback(app: AppState, *, good: str, bad: str, at: dt.datetime, incident: str, reason: str,
+                      latch: bool = True) -> AppState:
+    """The app after Healer rolled production away from `bad` (pure: returns a new state).
+
+    The bad build is remembered beyond the latch; the record is bounded to the newest MAX_BAD_BUILDS builds."""
+    bad_builds = {**app.bad_builds, bad: BadBuild(at=at, incident=incident, reason=reason[:500], replaced_by=good)}
+    if len(bad_builds) > MAX_BAD_BUILDS:
+        bad_builds = dict(sorted(bad_builds.items(), key=lambda kv: kv[1].at)[-MAX_BAD_BUILDS:])
+    return app.model_copy(update={
+        "bad_builds": bad_builds,
+        "latch": Latch(good=good, bad=bad, at=at, incident=incident) if latch else app.latch,
+        "rollbacks": [r for r in app.rollbacks if at - r < dt.timedelta(days=7)] + [at] if latch else app.rollbacks})
+
+
+def forget_bad_build(app: AppState, build: str) -> AppState:
+    """The app after an operator cleared one remembered bad build (pure)."""
+    return app.model_copy(update={"bad_builds": {b: v for b, v in app.bad_builds.items() if b != build}})
 
 
 class Decision(BaseModel):
@@ -138,6 +171,12 @@ def decide(*, fired_at: dt.datetime, slot_name: str, obs: Observed, app: AppStat
                     f"{int(max_build_age.total_seconds() // 60)} min rollback horizon; {slot_name} is too old to trust")
     if app.latch and slot.build == app.latch.bad:
         return skip(f"{slot_name} holds {slot.build}, a build Healer already rolled back from")
+    remembered = app.bad_builds.get(slot.build)
+    if remembered is not None:
+        return Decision(action="skip", clear_latch=clear_latch, tell_human=True, reason=(
+            f"{slot_name} holds {slot.build}, a build Healer already rolled back from at {_fmt(remembered.at)} "
+            f"({remembered.reason[:200] or 'incident ' + remembered.incident}); it is never swapped back in "
+            f"automatically: clear it with POST /api/rollback/rearm {{\"forgetBuild\": \"{slot.build}\"}}"))
 
     # 3. A rollback is warranted. Now the safety gates.
     plan = f"swap {slot_name} ({slot.build}, last known good) into production (now {prod.build}, arrived by swap at " \

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from healers.rollback import arm
-from healers.rollback.core import AppState, Latch, decide, verify
+from healers.rollback.core import AppState, decide, forget_bad_build, remember_rollback, verify
 from shared import approvals, audit
 from shared.alerts import Alert
 from shared.config import RollbackTarget, Settings
@@ -334,7 +334,9 @@ class Run:
         after = self.observe()
         if after.production.build == op["good"]:  # ARM reported failure, yet the swap took effect: verify it
             return self.swap_finished(op)
-        app = _app_state(self.lease)
+        app = remember_rollback(_app_state(self.lease), good=op["good"], bad=op["bad"], at=self.now(),
+                                incident=op["incident"], latch=False, reason=f"alert {self.alert.rule[:120]} "
+                                f"({op['incident']}): Healer tried to roll {op['bad']} back; the swap failed")
         app.escalated = f"the swap operation failed: {reason}"
         self.save_app(app, op=None)
         details = {"before": {"production": op["bad"], self.slot: op["good"]}, "after": after.model_dump(mode="json"),
@@ -359,9 +361,9 @@ class Run:
         health = arm.check_health(self.target.health_url)
         problem = verify(obs=after, good=op["good"], health=health)
         t = self.now()
-        app = _app_state(self.lease)
-        app.rollbacks = [r for r in app.rollbacks if t - r < dt.timedelta(days=7)] + [t]
-        app.latch = Latch(good=op["good"], bad=op["bad"], at=t, incident=op["incident"])
+        app = remember_rollback(_app_state(self.lease), good=op["good"], bad=op["bad"], at=t,
+                                incident=op["incident"], reason=f"alert {self.alert.rule[:120]} "
+                                f"({op['incident']}): {op['bad']} rolled back to {op['good']}")
         app.escalated = problem
         self.save_app(app, op=None)
         details = {"before": {"production": op["bad"], self.slot: op["good"]},
@@ -411,8 +413,10 @@ def _target_hint(alert: Alert) -> str:
 
 # ---------------------------------------------------------------------------------------------- operator
 
-def rearm(settings: Settings, resource_id: str, *, by: str, reason: str, now: dt.datetime) -> dict[str, Any]:
-    """Clear an app's latch and escalation so automatic rollback may act again."""
+def rearm(settings: Settings, resource_id: str, *, by: str, reason: str, now: dt.datetime,
+          forget_build: str | None = None) -> dict[str, Any]:
+    """Clear an app's latch and escalation so automatic rollback may act again. Remembered bad builds stay
+    remembered; `forget_build` clears that one (it must be remembered)."""
     site = parse_site_id(resource_id)
     target = settings.rollback_targets.get(site.app_id.lower())
     if target is None:
@@ -424,11 +428,23 @@ def rearm(settings: Settings, resource_id: str, *, by: str, reason: str, now: dt
     try:
         if lease.record.data.get("op"):
             raise Refused("a swap is in flight on this app; re-arm after it finishes")
+        app = _app_state(lease)
+        forgotten = None
+        if forget_build is not None:
+            if forget_build not in app.bad_builds:
+                raise Refused(f"build {forget_build[:100]!r} is not remembered as bad for {site.name}")
+            forgotten = {forget_build: app.bad_builds[forget_build].model_dump(mode="json")}
+            app = forget_bad_build(app, forget_build)
         before = {"latch": lease.record.data.get("latch"), "escalated": lease.record.data.get("escalated")}
-        lease.record.data.update(latch=None, escalated=None)
+        lease.record.data.update(latch=None, escalated=None,
+                                 bad_builds=app.model_dump(mode="json")["bad_builds"])
         save_under_lease(ops, lease)
     finally:
         release_lease(ops, lease)
-    audit.record(settings, healer=HEALER, outcome="recorded", reason=f"re-armed by {by}: {reason}"[:500],
-                 resource=target.resource_id, subject="rearm", details={"before": before}, now=now)
-    return {"resourceId": target.resource_id, "rearmed": True, "before": before}
+    what = f"re-armed by {by}" + (f", forgot bad build {forget_build}" if forgotten else "")
+    audit.record(settings, healer=HEALER, outcome="recorded", reason=f"{what}: {reason}"[:500],
+                 resource=target.resource_id, subject="rearm",
+                 details={"before": before, "forgotten": forgotten,
+                          "rememberedBadBuilds": sorted(app.bad_builds)[:50]}, now=now)
+    return {"resourceId": target.resource_id, "rearmed": True, "before": before, "forgotten": forgotten,
+            "badBuilds": sorted(app.bad_builds)}

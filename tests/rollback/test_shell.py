@@ -405,3 +405,26 @@ def test_registered_functions_webhook_to_approval_to_rollback_to_rearm(incident,
     unknown = fn["rollback_rearm"](_http("POST", "rollback/rearm", {"resourceId": SHOP.replace("shop-web", "nope"),
                                                                     "by": "oncall"}))
     assert unknown.status_code == 404
+
+
+def test_rearm_does_not_forget_the_bad_build_and_forgetting_is_explicit_and_audited(incident, arm, healer_env):
+    """Issue 14's trial: rollback → re-arm (no new deployment) → a new alert must not swap the known-bad build back
+    into production. An operator forgets the build explicitly (audited); only then may Healer swap it."""
+    assert handle(message(fired_alert())) == "acted"
+    assert build_of(arm, RG, APP) == "v41" and build_of(arm, RG, APP, "staging") == "v42"
+    shell.rearm(Settings(), SHOP, by="oncall", reason="looked", now=dt.datetime.now(dt.timezone.utc))
+    later = fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2))
+    assert handle(message(later)) == "skipped"
+    [skipped] = records("skipped")
+    assert "already rolled back from" in skipped["reason"] and "forgetBuild" in skipped["reason"]
+    assert healer_swaps(arm) == 1 and build_of(arm, RG, APP) == "v41"
+    with pytest.raises(shell.Refused, match="not remembered"):
+        shell.rearm(Settings(), SHOP, by="oncall", reason="x", now=dt.datetime.now(dt.timezone.utc),
+                    forget_build="v99")
+    out = shell.rearm(Settings(), SHOP, by="oncall", reason="v42 was fine after all",
+                      now=dt.datetime.now(dt.timezone.utc), forget_build="v42")
+    assert "v42" in out["forgotten"] and out["badBuilds"] == []
+    [rec] = [r for r in records("recorded") if "forgot bad build v42" in r["reason"]]
+    assert rec["details"]["forgotten"]["v42"]["replaced_by"] == "v41"
+    again = fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2))
+    assert handle(message(again)) == "acted" and build_of(arm, RG, APP) == "v42"   # forgotten: judged like any build
