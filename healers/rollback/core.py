@@ -26,12 +26,53 @@ from shared.policy import PolicyDecision
 Action = Literal["swap", "skip", "refuse", "ask", "dry-run", "killed"]
 
 
+DEPLOY_SUCCESS = 4  # Kudu DeployStatus: 0 pending, 1 building, 2 deploying, 3 failed, 4 success
+
+
+class DeploymentNote(BaseModel):
+    """A deployment that did not succeed (failed or still running): audited, never counted as a deployment."""
+    id: str
+    status: int | None = None
+    at: dt.datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return {3: "failed"}.get(self.status, "in progress" if self.status in (0, 1, 2) else f"status {self.status}")
+
+
 class SlotView(BaseModel):
     exists: bool = True
     state: str = "Running"
     build: str | None = None
-    last_deployed_at: dt.datetime | None = None
+    last_deployed_at: dt.datetime | None = None  # the newest SUCCESSFUL deployment only
+    last_deployment_id: str | None = None
     target_swap_slot: str | None = None
+    not_counted: list[DeploymentNote] = Field(default_factory=list)  # newest unsuccessful deployments (bounded)
+
+
+def successful(status: int | None, complete: bool | None = None) -> bool:
+    """Only a successful deployment (status 4 / complete) counts as a deployment."""
+    return status == DEPLOY_SUCCESS
+
+
+def deployment_history(deployments: list[DeploymentNote]) -> dict:
+    """SlotView fields from a slot's deployments: only successful ones count as deployed; the newest five others
+    are kept to be audited as failed / in progress."""
+    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    done = sorted((d for d in deployments if successful(d.status) and d.at), key=lambda d: d.at or epoch)
+    others = sorted((d for d in deployments if not successful(d.status)), key=lambda d: d.at or epoch, reverse=True)
+    return {"last_deployed_at": done[-1].at if done else None, "last_deployment_id": done[-1].id if done else None,
+            "not_counted": others[:5]}
+
+
+def uncounted_since(obs: "Observed", since: dt.datetime | None) -> list[str]:
+    """Descriptions of the unsuccessful deployments after `since` (what the audit says was not counted)."""
+    out = []
+    for name, view in (("production", obs.production), ("slot", obs.slot)):
+        for note in view.not_counted:
+            if since is None or (note.at and note.at > since):
+                out.append(f"{name} deployment {note.id[:60]} at {_fmt(note.at)} {note.label}: not counted")
+    return out
 
 
 class SwapStatus(BaseModel):

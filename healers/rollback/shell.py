@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from healers.rollback import arm
-from healers.rollback.core import AppState, decide, forget_bad_build, remember_rollback, verify
+from healers.rollback.core import AppState, decide, forget_bad_build, remember_rollback, uncounted_since, verify
 from shared import approvals, audit
 from shared.alerts import Alert
 from shared.config import RollbackTarget, Settings
@@ -235,6 +235,9 @@ class Run:
                    window=dt.timedelta(minutes=self.target.window_minutes),
                    max_build_age=dt.timedelta(minutes=self.target.max_build_age_minutes), now=t)
         observed = obs.model_dump(mode="json")
+        since = min([t for t in (obs.last_swap.at if obs.last_swap else None, app.latch.at if app.latch else None)
+                     if t] or [None])
+        observed["deploymentsNotCounted"] = uncounted_since(obs, since)
         if d.clear_latch and app.latch:
             self.audit("recorded", f"latch released: a new deployment was seen (production {obs.production.build})",
                        previousLatch=app.latch.model_dump(mode="json"))

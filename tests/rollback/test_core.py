@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from healers.rollback.core import (AppState, Latch, Observed, SlotView, SwapStatus, decide, forget_bad_build,
+from healers.rollback.core import (AppState, DeploymentNote, Latch, Observed, SlotView, SwapStatus, decide,
+                                   deployment_history, forget_bad_build, new_deployment_since_latch,
                                    remember_rollback, verify)
 from shared.alerts import PayloadError, parse_alert
 from shared.controls import Mode
@@ -388,3 +389,19 @@ def test_bad_build_memory_is_bounded_to_the_newest():
         app = remember_rollback(app, good="g", bad=f"b{i}", at=T0 + dt.timedelta(minutes=i), incident=str(i),
                                 reason="r")
     assert len(app.bad_builds) == 50 and "b59" in app.bad_builds and "b0" not in app.bad_builds
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(-120, 120)), max_size=12))
+def test_only_a_successful_deployment_releases_the_latch(deployments):
+    """Random deployment histories around a latch: the latch is released iff a successful (status 4) deployment
+    came after it; failed and in-progress ones are listed to be audited, never counted."""
+    latch = Latch(good="v1", bad="v2", at=T0, incident="a")
+    notes = [DeploymentNote(id=f"d{i}", status=status, at=T0 + dt.timedelta(minutes=m))
+             for i, (status, m) in enumerate(deployments)]
+    for slot_side in ("production", "slot"):
+        views = {"production": SlotView(build="v1"), "slot": SlotView(build="v2")}
+        views[slot_side] = views[slot_side].model_copy(update=deployment_history(notes))
+        released = new_deployment_since_latch(latch, Observed(**views))
+        assert bool(released) == any(s == 4 and m > 0 for s, m in deployments)
+        assert all(n.status != 4 for n in views[slot_side].not_counted)

@@ -428,3 +428,38 @@ def test_rearm_does_not_forget_the_bad_build_and_forgetting_is_explicit_and_audi
     assert rec["details"]["forgotten"]["v42"]["replaced_by"] == "v41"
     again = fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2))
     assert handle(message(again)) == "acted" and build_of(arm, RG, APP) == "v42"   # forgotten: judged like any build
+
+
+def test_a_failed_deploy_after_the_swap_does_not_block_the_rollback_and_is_audited(incident, arm):
+    arm.deploy(RG, APP, "staging", build_id="v43", status=3, id="dep-failed-43",
+               log=["Fetching changes.", "npm ERR! code ELIFECYCLE", "Deployment failed."])
+    arm.deploy(RG, APP, "production", build_id="v44", status=1, id="dep-building-44")
+    assert build_of(arm, RG, APP, "staging") == "v41", "a failed deployment changes nothing the slot runs"
+    assert handle(message(fired_alert())) == "acted" and build_of(arm, RG, APP) == "v41"
+    [acted] = records("acted")
+    notes = acted["details"]["observedBefore"]["deploymentsNotCounted"]
+    assert any("dep-failed-43" in n and "failed" in n for n in notes)
+    assert any("dep-building-44" in n and "in progress" in n for n in notes)
+
+
+def test_a_failed_deploy_after_a_rollback_does_not_release_the_latch(incident, arm):
+    assert handle(message(fired_alert())) == "acted"
+    arm.deploy(RG, APP, "staging", build_id="v45", status=3, id="dep-failed-45")
+    arm.deploy(RG, APP, "production", build_id="v46", status=3, id="dep-failed-46")
+    assert handle(message(fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)))) \
+        == "skipped"
+    assert "latched" in records("skipped")[0]["reason"] and healer_swaps(arm) == 1
+    assert not [r for r in records("recorded") if "latch released" in r["reason"]]
+
+
+def test_deployment_log_and_connection_strings_follow_the_contract(incident, arm, healer_env):
+    from healers.rollback import arm as arm_calls
+    from shared.resource_ids import parse_site_id
+    from shared.webapps import web_client
+    site = parse_site_id(SHOP)
+    arm.deploy(RG, APP, "staging", build_id="v47", id="dep-47", log=["step one", "step two"])
+    assert arm_calls.deployment_log(Settings(), site, "staging", "dep-47") == "Deployed build v47\nstep one\nstep two"
+    assert "HTTP 404" in arm_calls.deployment_log(Settings(), site, None, "nope")
+    arm.patch_slot(RG, APP, "production", connection_strings={"Db": {"value": "Server=x", "type": "SQLAzure"}})
+    conns = web_client(Settings(), site.subscription).web_apps.list_connection_strings(RG, APP)
+    assert conns.properties["Db"].value == "Server=x" and conns.properties["Db"].type == "SQLAzure"
