@@ -180,6 +180,12 @@ class RollbackTarget(BaseModel):
     max_rollbacks: int = Field(2, alias="maxRollbacks", ge=1)
     window_minutes: int = Field(1440, alias="windowMinutes", ge=1)
     max_build_age_minutes: int = Field(1440, alias="maxBuildAgeMinutes", ge=1)
+    # Attribution before action (issue 14)
+    on_config_change: str = Field("ask", alias="onConfigChange", pattern=r"^(ask|skip)$")
+    activity_log: bool = Field(True, alias="activityLog")
+    app_config_endpoint: str | None = Field(None, alias="appConfigEndpoint", max_length=300)
+    app_config_keys: str = Field("*", alias="appConfigKeys", max_length=300)
+    app_config_label: str | None = Field(None, alias="appConfigLabel", max_length=300)
 
     @field_validator("resource_id")
     @classmethod
@@ -187,6 +193,13 @@ class RollbackTarget(BaseModel):
         from shared.resource_ids import parse_site_id
         parse_site_id(v)
         return v.rstrip("/")
+
+    @field_validator("app_config_endpoint")
+    @classmethod
+    def _https_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("appConfigEndpoint must be an https:// URL")
+        return v.rstrip("/") if v else v
 
     @field_validator("build_marker")
     @classmethod

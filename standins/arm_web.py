@@ -16,6 +16,7 @@ ARM surface (all need `api-version` and a bearer token for https://management.az
   GET  {s}/deployments/{id}/log              Deployment whose properties.details is the deployment's log text
   POST {s}/slotsswap                         CsmSlotEntity -> 202 + Location (+ Retry-After) long-running operation
   GET  {s}/operationresults/{id}             202 while running, 200 when done, the error status when failed
+Azure Monitor's ARM routes (Activity Log, metrics) are served here too: see standins/arm_monitor.py.
 Control API under /_standin/ (no auth): see standins/README.md and `ArmWebControl` below.
 
 Functional core: `parse_seed`, `swap_slots`, `render_*` are pure; the handler is the imperative shell.
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from standins import tokens
+from standins.arm_monitor import MonitorRoutes, record_config_write
 from standins.httpbase import JsonHandler, route, serve
 
 PRODUCTION = "production"
@@ -430,6 +432,8 @@ class World:
         self.counters: collections.Counter[str] = collections.Counter()
         self.routes: collections.Counter[str] = collections.Counter()
         self.log: collections.deque[dict] = collections.deque(maxlen=500)
+        self.activity: list[dict] = []                      # Activity Log events (standins.arm_monitor)
+        self.metrics: dict[str, dict[str, dict[str, float]]] = {}  # resource -> metric -> minute -> value
 
     def running_op(self, key: tuple[str, str]) -> SwapOp | None:
         return next((op for op in self.ops.values() if op.app_key == key and op.status == "InProgress"), None)
@@ -528,7 +532,8 @@ class ArmWebHandler(JsonHandler):
                                            "status": self._status, "time_utc": utc_now()})
 
     def _handle_arm(self, path: str, matched: tuple[Callable[..., Any], dict] | None) -> None:
-        if tokens.check_bearer(self, self.token_secret, self.audiences) is None:
+        self.claims = tokens.check_bearer(self, self.token_secret, self.audiences)
+        if self.claims is None:
             with self.lock:
                 self.world.counters["auth_failures"] += 1
             return
@@ -622,6 +627,8 @@ class ArmWebHandler(JsonHandler):
         if conflict:
             return conflict
         s.app_settings = settings
+        record_config_write(self.world, self.claims, site_id(sub, app, s) + "/config/appsettings", sub,
+                            app.resource_group)
         return 200, render_config(sub, app, s, "appsettings", dict(s.app_settings)), {}
 
     @route("GET", SITE + r"/config/slotConfigNames")
@@ -667,6 +674,7 @@ class ArmWebHandler(JsonHandler):
         if conflict:
             return conflict
         s.site_config.update({k: v for k, v in props.items() if v is not None})
+        record_config_write(self.world, self.claims, site_id(sub, app, s) + "/config/web", sub, app.resource_group)
         return 200, render_config(sub, app, s, "web", site_config_props(s)), {}
 
     @route("GET", SITE + SLOT + r"/deployments")
@@ -796,6 +804,12 @@ class ArmWebHandler(JsonHandler):
                     s.app_settings.pop(k, None)
                 else:
                     s.app_settings.update(parse_settings({k: v}))
+        if "app_settings" in body or "connection_strings" in body:  # a portal edit leaves an Activity Log event
+            what = "appsettings" if "app_settings" in body else "connectionstrings"
+            record_config_write(self.world, None, site_id(app.subscription_id or "00000000-0000-0000-0000-000000000000",
+                                                         app, s) + f"/config/{what}",
+                                app.subscription_id or "", app.resource_group,
+                                caller=str(body.get("caller") or "portal-user@contoso.com")[:200])
         if "connection_strings" in body:  # merge; a None value deletes
             for k, v in (body["connection_strings"] or {}).items():
                 if v is None:
@@ -972,6 +986,15 @@ class ArmWebControl:
             "linux_fx_version": linux_fx_version, "author": author, "message": message, "status": status,
             "log": log, "id": id})
 
+    def add_activity(self, events: list[dict]) -> dict:
+        """Activity Log events: [{resource_id, operation (default sites/config/write), caller, at, status}]."""
+        return self._call("POST", "/activity", {"events": events})
+
+    def set_metric(self, resource_id: str, metric: str, points: list[tuple[dt.datetime, float]]) -> dict:
+        """Per-minute values of `metric` on `resource_id` served by Microsoft.Insights/metrics."""
+        return self._call("PUT", "/metrics", {"resource_id": resource_id, "metric": metric,
+                                              "points": [{"at": t.isoformat(), "value": v} for t, v in points]})
+
     def patch_slot(self, resource_group: str, name: str, slot: str, **fields: Any) -> dict:
         """fields: state, target_swap_slot, app_settings / connection_strings (merge, None deletes), site_config,
         linux_fx_version."""
@@ -1036,6 +1059,10 @@ class ArmWebControl:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"counter {name} stayed at {counters.get(name, 0)} < {at_least}")
             threading.Event().wait(0.02)
+
+
+ArmWebHandler.routes = ArmWebHandler.routes + [
+    (*getattr(fn, "_route"), fn) for fn in MonitorRoutes.__dict__.values() if hasattr(fn, "_route")]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ import uuid
 import azure.functions as func
 
 from healers.rollback import shell
+from healers.rollback.signal import parse_signal
 from shared.alerts import PayloadError, parse_alert
 from shared.api import caller_name, queue_or_503
 from shared.auth import Principal
@@ -25,7 +26,8 @@ def accept_alert(req: func.HttpRequest, settings: Settings, principal: Principal
         alert = parse_alert(body)
     except PayloadError as exc:
         raise BadRequest(400, f"not an Azure Monitor alert Healer accepts: {exc}") from None
-    failed = queue_or_503(settings, shell.QUEUE, shell.work_message(alert), f"alert {alert.alert_id}")
+    failed = queue_or_503(settings, shell.QUEUE, shell.work_message(alert, parse_signal(body)),
+                          f"alert {alert.alert_id}")
     return failed or respond(202, {"accepted": True, "alertId": alert.alert_id, "condition": alert.monitor_condition,
                          "queue": shell.QUEUE})
 

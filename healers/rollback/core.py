@@ -20,10 +20,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from healers.rollback.attribution import ConfigChange, suspects
 from shared.controls import Mode
 from shared.policy import PolicyDecision
 
 Action = Literal["swap", "skip", "refuse", "ask", "dry-run", "killed"]
+OnChange = Literal["ask", "skip"]
 
 
 DEPLOY_SUCCESS = 4  # Kudu DeployStatus: 0 pending, 1 building, 2 deploying, 3 failed, 4 success
@@ -139,6 +141,7 @@ class Decision(BaseModel):
     bad: str | None = None
     clear_latch: bool = False  # the latch was released by a new deployment seen in `observed`
     tell_human: bool = False   # skipped for a reason only a human can clear (e.g. a half-done swap with preview)
+    suspects: list[ConfigChange] = Field(default_factory=list)  # configuration changes between swap and alert
 
 
 def _fmt(t: dt.datetime | None) -> str:
@@ -158,7 +161,8 @@ def new_deployment_since_latch(latch: Latch, obs: Observed) -> str | None:
 
 def decide(*, fired_at: dt.datetime, slot_name: str, obs: Observed, app: AppState, mode: Mode,
            policy: PolicyDecision, approved: bool, max_rollbacks: int, window: dt.timedelta,
-           max_build_age: dt.timedelta, now: dt.datetime) -> Decision:
+           max_build_age: dt.timedelta, now: dt.datetime, changes: list[ConfigChange] | None = None,
+           dependency: str | None = None, on_config_change: OnChange = "ask") -> Decision:
     prod, slot = obs.production, obs.slot
     clear_latch = False
 
@@ -219,7 +223,20 @@ def decide(*, fired_at: dt.datetime, slot_name: str, obs: Observed, app: AppStat
             f"({remembered.reason[:200] or 'incident ' + remembered.incident}); it is never swapped back in "
             f"automatically: clear it with POST /api/rollback/rearm {{\"forgetBuild\": \"{slot.build}\"}}"))
 
-    # 3. A rollback is warranted. Now the safety gates.
+    # 3. Attribution: is the swapped build really to blame?
+    if dependency:
+        return Decision(action="skip", clear_latch=clear_latch, tell_human=True, reason=(
+            f"dependency outage suspected: {dependency}; rolling back {prod.build} would not help"))
+    suspect = suspects(changes or [], swap.at, fired_at)
+    if suspect and not approved and not mode.killed and policy.effect != "deny":
+        listed = "; ".join(c.describe() for c in suspect[:5]) + (f"; and {len(suspect) - 5} more"
+                                                                  if len(suspect) > 5 else "")
+        reason = (f"suspect configuration change {listed} — after the swap at {_fmt(swap.at)} that brought "
+                  f"{prod.build} and before the alert at {_fmt(fired_at)}: not swapping code back to {slot.build}")
+        return Decision(action=on_config_change, reason=reason, good=slot.build, bad=prod.build,
+                        clear_latch=clear_latch, tell_human=on_config_change == "skip", suspects=suspect)
+
+    # 4. A rollback is warranted. Now the safety gates.
     plan = f"swap {slot_name} ({slot.build}, last known good) into production (now {prod.build}, arrived by swap at " \
            f"{_fmt(swap.at)}, alert fired {_fmt(fired_at)})"
 

@@ -12,7 +12,9 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from healers.rollback import arm
+from healers.rollback import arm, changes
+from healers.rollback.attribution import dependency_hint
+from healers.rollback.signal import Signal
 from healers.rollback.core import AppState, decide, forget_bad_build, remember_rollback, uncounted_since, verify
 from shared import approvals, audit
 from shared.alerts import Alert
@@ -50,8 +52,11 @@ class Refused(Exception):
 
 # ---------------------------------------------------------------------------------------------- intake
 
-def work_message(alert: Alert) -> dict[str, Any]:
-    return {"v": 1, "kind": "alert", "alert": alert.model_dump(mode="json"), "attempt": 0}
+def work_message(alert: Alert, signal: Signal | None = None) -> dict[str, Any]:
+    msg = {"v": 1, "kind": "alert", "alert": alert.model_dump(mode="json"), "attempt": 0}
+    if signal is not None and signal.kind != "other":
+        msg["signal"] = signal.model_dump(mode="json")
+    return msg
 
 
 def resolve_target(settings: Settings, alert: Alert) -> tuple[RollbackTarget, str]:
@@ -172,7 +177,8 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
         seen = None if approval_id else _decided(settings, alert)
         if seen is not None and not lease.record.data.get("op"):
             return _duplicate(settings, alert, target, seen, t)
-        return Run(settings, alert, target, slot, ops, lease, now, step).decide_and_act(approval_id)
+        signal = Signal.model_validate(message["signal"]) if isinstance(message.get("signal"), dict) else Signal()
+        return Run(settings, alert, target, slot, ops, lease, now, step, signal).decide_and_act(approval_id)
     finally:
         release_lease(ops, lease)
 
@@ -188,6 +194,7 @@ class Run:
     lease: Lease
     now: Callable[[], dt.datetime]
     step: Step
+    signal: Signal
 
     @property
     def site(self) -> SiteId:
@@ -230,11 +237,16 @@ class Run:
             raise RetryLater(30 + random.random() * 30, mode.reason)
         policy_doc, why = load_policy(self.settings.policy_document)
         policy = evaluate(policy_doc, ACTION, self.target.resource_id, why)
+        found = self.attribution(obs, t)
         d = decide(fired_at=self.alert.fired_at, slot_name=self.slot, obs=obs, app=app, mode=mode, policy=policy,
                    approved=approval_id is not None, max_rollbacks=self.target.max_rollbacks,
                    window=dt.timedelta(minutes=self.target.window_minutes),
-                   max_build_age=dt.timedelta(minutes=self.target.max_build_age_minutes), now=t)
+                   max_build_age=dt.timedelta(minutes=self.target.max_build_age_minutes), now=t,
+                   changes=found.changes, on_config_change=self.target.on_config_change,  # type: ignore[arg-type]
+                   dependency=dependency_hint(self.alert.custom_properties, self.signal.dimensions))
         observed = obs.model_dump(mode="json")
+        observed["configChanges"] = [c.describe() for c in found.changes[:20]]
+        observed["configSourcesUnavailable"] = found.unavailable
         since = min([t for t in (obs.last_swap.at if obs.last_swap else None, app.latch.at if app.latch else None)
                      if t] or [None])
         observed["deploymentsNotCounted"] = uncounted_since(obs, since)
@@ -261,6 +273,18 @@ class Run:
             approvals.mark_executed(self.settings, HEALER, approval_id, self.now(), outcome)
         _mark_decided(self.settings, self.alert, outcome, d.reason, self.now())
         return outcome
+
+    def attribution(self, obs, t: dt.datetime) -> changes.Found:
+        """Configuration changes since the swap; stores the new fingerprint (hashes only) for next time."""
+        marker = self.target.build_marker
+        found = changes.collect(self.settings, self.target, self.site,
+                                swap_at=obs.last_swap.at if obs.last_swap else None,
+                                stored=self.lease.record.data.get("fingerprint"), now=t,
+                                ignore={marker.split(":", 1)[1]} if marker.startswith("appSetting:") else set())
+        if found.prints:
+            self.lease.record.data["fingerprint"] = found.prints
+            save_under_lease(self.ops, self.lease)
+        return found
 
     def check_approval(self, approval_id: str) -> str | None:
         """None when the approval lets this alert's action run; else the outcome of refusing it (audited)."""
@@ -361,6 +385,10 @@ class Run:
 
     def verify(self, op: dict[str, Any], observed: dict[str, Any] | None = None) -> str:
         after = self.observe()
+        try:  # the fingerprint after Healer's own swap: the next incident compares against this
+            self.lease.record.data["fingerprint"] = changes.production_prints(self.settings, self.site, self.now())
+        except Exception as exc:  # noqa: BLE001 - attribution is best effort here; the swap is done
+            log.warning("could not fingerprint %s after the swap: %s", self.site.name, type(exc).__name__)
         health = arm.check_health(self.target.health_url)
         problem = verify(obs=after, good=op["good"], health=health)
         t = self.now()

@@ -463,3 +463,54 @@ def test_deployment_log_and_connection_strings_follow_the_contract(incident, arm
     arm.patch_slot(RG, APP, "production", connection_strings={"Db": {"value": "Server=x", "type": "SQLAzure"}})
     conns = web_client(Settings(), site.subscription).web_apps.list_connection_strings(RG, APP)
     assert conns.properties["Db"].value == "Server=x" and conns.properties["Db"].type == "SQLAzure"
+
+
+# ---------------------------------------------------------------------------------------------- attribution
+
+def test_a_config_change_after_the_swap_asks_instead_of_swapping(incident, arm):
+    arm.patch_slot(RG, APP, "production", app_settings={"PROMPT_VERSION": "7"}, caller="ana@contoso.com")
+    assert handle(message(fired_alert())) == "pending"
+    [pending] = records("pending")
+    assert pending["reason"].startswith("suspect configuration change config write appsettings on production")
+    assert "ana@contoso.com" in pending["reason"] and healer_swaps(arm) == 0
+    assert "7" not in json.dumps(pending["details"]["observed"]["configChanges"]), "never a value"
+    [parked] = approvals.list_pending(Settings(), "rollback")
+    approvals.decide(Settings(), healer="rollback", aid=parked["id"], approve=True, by="oncall", note="code it is",
+                     now=dt.datetime.now(dt.timezone.utc))
+    assert handle({**parked["message"], "approvalId": parked["id"]}) == "acted" and healer_swaps(arm) == 1
+
+
+def test_config_change_policy_skip_and_dependency_hint_never_swap(incident, arm, monkeypatch):
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP, "onConfigChange": "skip"}]))
+    arm.patch_slot(RG, APP, "production", connection_strings={"Db": "Server=new"}, caller="bob@contoso.com")
+    assert handle(message(fired_alert())) == "skipped"
+    assert "config write connectionstrings" in records("skipped")[0]["reason"]
+    dep = fired_alert(**{"healer.dependencyDriven": "true"})
+    assert handle(message(dep)) == "skipped"
+    assert any("dependency outage" in r["reason"] for r in records("skipped")) and healer_swaps(arm) == 0
+
+
+def test_a_slot_config_change_or_one_before_the_swap_is_not_suspect(healer_env, arm):
+    arm.seed_app(RG, APP, slots={"production": {"app_settings": {"SLOT_NAME": "production"}},
+                                 "staging": {"app_settings": {"SLOT_NAME": "staging"}}},
+                 sticky_app_settings=["SLOT_NAME"], subscription_id=SHOP.split("/")[2])
+    arm.deploy(RG, APP, "production", build_id="v41")
+    arm.patch_slot(RG, APP, "production", app_settings={"X": "1"}, caller="before@contoso.com")   # before the swap
+    arm.deploy(RG, APP, "staging", build_id="v42")
+    from standins.stack import pipeline_swap
+    pipeline_swap(healer_env["HEALER_ARM_ENDPOINT"], RG, APP, "staging")
+    arm.patch_slot(RG, APP, "staging", app_settings={"Y": "1"}, caller="slot@contoso.com")        # the slot's own
+    assert handle(message(fired_alert())) == "acted"
+
+
+def test_fingerprint_catches_a_change_the_activity_log_does_not_show(incident, arm, monkeypatch):
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP, "activityLog": False}]))
+    monkeypatch.setenv("HEALER_KILL_SWITCH", "true")
+    assert handle(message(fired_alert())) == "skipped"          # observed (fingerprint stored), nothing done
+    ops = Store(Settings(), "ops").get("rollback", safe_key(SHOP.lower()))
+    assert "on" not in json.dumps(ops.data["fingerprint"]["app-settings"]), "hashes only"
+    monkeypatch.delenv("HEALER_KILL_SWITCH")
+    arm.patch_slot(RG, APP, "production", app_settings={"FEATURE_X": "off"})
+    assert handle(message(fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)))) \
+        == "pending"
+    assert "app setting FEATURE_X added on production" in records("pending")[0]["reason"]
