@@ -514,3 +514,16 @@ def test_fingerprint_catches_a_change_the_activity_log_does_not_show(incident, a
     assert handle(message(fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)))) \
         == "pending"
     assert "app setting FEATURE_X added on production" in records("pending")[0]["reason"]
+
+
+def test_an_app_configuration_change_after_the_swap_asks_with_the_key(incident, arm, appconfig, monkeypatch):
+    """A prompt change in App Configuration (revisions API) — not the build — is the suspect."""
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP, "appConfigEndpoint":
+                                                               appconfig.endpoint, "appConfigKeys": "prompts:*"}]))
+    appconfig.human_edit("other:key", value="x")                         # outside the configured keys
+    appconfig.human_edit("prompts:system", label="shop-web", value="You are a pirate.")
+    assert handle(message(fired_alert())) == "pending"
+    reason = records("pending")[0]["reason"]
+    assert "App Configuration key prompts:system (label shop-web)" in reason and "other:key" not in reason
+    assert "pirate" not in json.dumps(records("pending")[0]), "never a value"
+    assert healer_swaps(arm) == 0
