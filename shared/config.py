@@ -75,6 +75,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_ROLLBACK_RULE_MAP", "JSON object: alert rule name or id -> {resourceId, slot}, used when a "
             "rule has no healer.* customProperties."),
     Setting("HEALER_LEASE_SECONDS", "How long one worker holds an app's operation lease.", "300"),
+    Setting("HEALER_ROLLBACK_LOGS_ENDPOINT", "Log Analytics query endpoint used to re-run a log alert's query "
+            "after a rollback (proving the recovery).", "https://api.loganalytics.io"),
     # Model downshift healer (issue 3)
     Setting("HEALER_DOWNSHIFT_APPS", "JSON list of AI apps the downshift healer manages: resourceId, actuator "
             "(appConfiguration|appSetting), appConfigEndpoint, key, tenantKeys (label|key), sentinelKey, role, "
@@ -186,6 +188,8 @@ class RollbackTarget(BaseModel):
     app_config_endpoint: str | None = Field(None, alias="appConfigEndpoint", max_length=300)
     app_config_keys: str = Field("*", alias="appConfigKeys", max_length=300)
     app_config_label: str | None = Field(None, alias="appConfigLabel", max_length=300)
+    # Prove the recovery (issue 14): healers.rollback.recovery.RecoveryOptions
+    recovery: dict[str, Any] | None = None
 
     @field_validator("resource_id")
     @classmethod
@@ -193,6 +197,14 @@ class RollbackTarget(BaseModel):
         from shared.resource_ids import parse_site_id
         parse_site_id(v)
         return v.rstrip("/")
+
+    @field_validator("recovery")
+    @classmethod
+    def _recovery(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            from healers.rollback.recovery import RecoveryOptions
+            RecoveryOptions.model_validate(v)
+        return v
 
     @field_validator("app_config_endpoint")
     @classmethod

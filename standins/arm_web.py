@@ -13,6 +13,7 @@ ARM surface (all need `api-version` and a bearer token for https://management.az
   GET  {s}/deployments                       DeploymentCollection, newest first; properties.status is Kudu's
                                              DeployStatus (0 pending, 1 building, 2 deploying, 3 failed, 4 success)
   GET  {s}/deployments/{id}                  Deployment
+  GET  {s}/instances                         WebAppInstanceStatusCollection (the slot's instance ids as names)
   GET  {s}/deployments/{id}/log              Deployment whose properties.details is the deployment's log text
   POST {s}/slotsswap                         CsmSlotEntity -> 202 + Location (+ Retry-After) long-running operation
   GET  {s}/operationresults/{id}             202 while running, 200 when done, the error status when failed
@@ -96,6 +97,7 @@ class Slot:
     state: str = "Running"
     deployments: list[dict] = field(default_factory=list)  # newest first, keys as in DeploymentProperties + id
     connection_strings: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {value, type}
+    instances: list[str] = field(default_factory=list)  # instance ids (WEBSITE_INSTANCE_ID); stay with the slot
     slot_swap_status: dict | None = None
     target_swap_slot: str | None = None
 
@@ -213,7 +215,8 @@ def parse_slot(name: str, raw: Any, now: str) -> Slot:
     return Slot(name=name, app_settings=parse_settings(raw.get("app_settings")), site_config=site_config,
                 state=state, deployments=deployments, slot_swap_status=raw.get("slot_swap_status"),
                 target_swap_slot=_name(tss, "target_swap_slot") if tss else None,
-                connection_strings=parse_connection_strings(raw.get("connection_strings")))
+                connection_strings=parse_connection_strings(raw.get("connection_strings")),
+                instances=[_name(i, "instance id") for i in (raw.get("instances") or [])[:50]])
 
 
 def parse_seed(resource_group: str, name: str, raw: Any, now: str) -> App:
@@ -257,7 +260,7 @@ def swap_slots(source: Slot, target: Slot, sticky_settings: set[str], now: str,
         conns = {k: dict(v) for k, v in own.connection_strings.items() if k in sticky_connections}
         conns.update({k: dict(v) for k, v in other.connection_strings.items() if k not in sticky_connections})
         return Slot(name=own.name, app_settings=settings, site_config=copy.deepcopy(other.site_config),
-                    connection_strings=conns,
+                    connection_strings=conns, instances=list(own.instances),
                     state=own.state, deployments=copy.deepcopy(other.deployments),
                     slot_swap_status={"timestampUtc": now, "sourceSlotName": source.name,
                                       "destinationSlotName": target.name},
@@ -699,6 +702,17 @@ class ArmWebHandler(JsonHandler):
             return 404, arm_error("ResourceNotFound", f"The deployment '{dep_id[:64]}' was not found."), {}
         return 200, render(sub, app, s, found), {}
 
+    @route("GET", SITE + SLOT + r"/instances")
+    def list_instances(self, sub, rg, name, slot=None) -> Resp:
+        app, s, err = self._find(sub, rg, name, slot)
+        if err:
+            return err
+        rid = site_id(sub, app, s)
+        ids = s.instances or [uuid.uuid5(uuid.NAMESPACE_URL, rid.lower()).hex * 2]
+        return 200, {"value": [{"id": f"{rid}/instances/{i}", "name": i, "type": _type(s, "/instances"),
+                                "properties": {"state": "READY", "statusUrl": f"{rid}/instances/{i}/status"}}
+                               for i in ids], "nextLink": None}, {}
+
     @route("POST", SITE + SLOT + r"/slotsswap")
     def slots_swap(self, sub, rg, name, slot=None) -> Resp:
         w = self.world
@@ -804,6 +818,8 @@ class ArmWebHandler(JsonHandler):
                     s.app_settings.pop(k, None)
                 else:
                     s.app_settings.update(parse_settings({k: v}))
+        if "instances" in body:
+            s.instances = [_name(i, "instance id") for i in (body["instances"] or [])[:50]]
         if "app_settings" in body or "connection_strings" in body:  # a portal edit leaves an Activity Log event
             what = "appsettings" if "app_settings" in body else "connectionstrings"
             record_config_write(self.world, None, site_id(app.subscription_id or "00000000-0000-0000-0000-000000000000",
@@ -997,7 +1013,7 @@ class ArmWebControl:
 
     def patch_slot(self, resource_group: str, name: str, slot: str, **fields: Any) -> dict:
         """fields: state, target_swap_slot, app_settings / connection_strings (merge, None deletes), site_config,
-        linux_fx_version."""
+        linux_fx_version, instances (ids), caller (who made a settings edit: the Activity Log event's caller)."""
         return self._call("PATCH", f"/apps/{resource_group}/{name}/slots/{slot}", fields)
 
     def inject_fault(self, method: str, path_regex: str, status: int, *, code: str | None = None,

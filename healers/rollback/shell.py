@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from healers.rollback import arm, changes
+from healers.rollback import arm, changes, evidence
 from healers.rollback.attribution import dependency_hint
 from healers.rollback.signal import Signal
 from healers.rollback.core import AppState, decide, forget_bad_build, remember_rollback, uncounted_since, verify
@@ -142,6 +142,9 @@ def _app_state(lease: Lease) -> AppState:
 def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Callable[[], dt.datetime] = utcnow,
            step: Step = _no_step) -> str:
     """Process one work message. Returns the outcome; raises RetryLater to be re-run after a delay."""
+    if message.get("kind") == "recheck":
+        from healers.rollback import prove
+        return prove.recheck(settings, message, owner=owner, now=now)
     alert = Alert.model_validate(message["alert"])
     t = now()
     if not alert.fired:
@@ -262,6 +265,10 @@ class Run:
                        "killed": "skipped"}[d.action]
             details: dict[str, Any] = {"observed": observed, "policy": policy.model_dump(),
                                        "mode": mode.model_dump()}
+            if d.action in ("ask", "refuse") or d.tell_human:
+                details["evidence"] = evidence.collect(
+                    self.settings, self.site, obs, self.slot, config_changes=observed["configChanges"],
+                    unavailable=found.unavailable, signal=self.signal)
             if d.action == "ask":
                 details.update(self.ask(d.reason, t))
             if d.tell_human:
@@ -367,7 +374,8 @@ class Run:
         app.escalated = f"the swap operation failed: {reason}"
         self.save_app(app, op=None)
         details = {"before": {"production": op["bad"], self.slot: op["good"]}, "after": after.model_dump(mode="json"),
-                   "startedAt": op["startedAt"], "approvalId": op.get("approvalId")}
+                   "startedAt": op["startedAt"], "approvalId": op.get("approvalId"),
+                   "evidence": self.evidence(after)}
         details["notification"] = notify(
             self.settings, kind="escalation", title=f"Healer's rollback swap of {self.site.name} failed",
             text=f"{app.escalated}. Production still runs {after.production.build}. Healer will not swap again; "
@@ -396,11 +404,13 @@ class Run:
                                 incident=op["incident"], reason=f"alert {self.alert.rule[:120]} "
                                 f"({op['incident']}): {op['bad']} rolled back to {op['good']}")
         app.escalated = problem
+        proving = None if problem else self.start_proof(op, after, observed)
         self.save_app(app, op=None)
         details = {"before": {"production": op["bad"], self.slot: op["good"]},
                    "after": after.model_dump(mode="json"), "health": health, "startedAt": op["startedAt"],
                    "observedBefore": observed, "approvalId": op.get("approvalId")}
         if problem:
+            details["evidence"] = self.evidence(after, observed)
             details["notification"] = notify(
                 self.settings, kind="escalation", title=f"Healer rollback of {self.site.name} did not verify",
                 text=f"{problem}. Healer will not swap again; a human must look.",
@@ -408,11 +418,32 @@ class Run:
             self.audit("escalated", f"swap done but verification failed: {problem}; no further swaps", **details)
             outcome = "escalated"
         else:
-            self.audit("acted", f"rolled back: production now runs {op['good']} (was {op['bad']}); latched",
-                       **details)
+            if proving:
+                details["recovery"] = proving
+            self.audit("acted", f"rolled back: production now runs {op['good']} (was {op['bad']}); latched"
+                       + ("; proving the recovery with queued re-checks" if proving else ""), **details)
             outcome = "acted"
         self.step("verified")
         return outcome
+
+    def evidence(self, obs, observed: dict[str, Any] | None = None) -> dict[str, Any]:
+        return evidence.collect(self.settings, self.site, obs, self.slot,
+                                config_changes=(observed or {}).get("configChanges") or [],
+                                unavailable=(observed or {}).get("configSourcesUnavailable") or [],
+                                signal=self.signal)
+
+    def start_proof(self, op: dict[str, Any], after, observed: dict[str, Any] | None) -> str | None:
+        """Queue the recovery re-checks when the app has `recovery` options; the proof is saved with the app."""
+        from healers.rollback import prove
+        opts = prove.options(self.target)
+        if opts is None:
+            return None
+        target_ids = [t for t in self.alert.target_ids if t]
+        proof = prove.start(self.settings, self.target, opts, op=op, signal=self.signal,
+                            signal_resource=target_ids[0] if target_ids else None, fired_at=self.alert.fired_at,
+                            now=self.now(), evidence=self.evidence(after, observed))
+        self.lease.record.data["proof"] = proof
+        return f"re-checks queued until {proof['deadline']}"
 
     def resume(self) -> str | None:
         """Finish an operation a previous (crashed or recycled) worker started. Never sends a second swap blindly.

@@ -11,6 +11,7 @@ import pytest
 from azure.functions.queue import QueueMessage
 
 from healers.rollback import shell
+from healers.rollback.signal import parse_signal
 from shared import approvals, audit
 from shared.alerts import parse_alert
 from shared.config import Settings
@@ -37,7 +38,7 @@ def fired_alert(condition: str = "Fired", alert_id: str | None = None, rule: str
 
 
 def message(body: dict) -> dict:
-    return shell.work_message(parse_alert(body))
+    return shell.work_message(parse_alert(body), parse_signal(body))
 
 
 def handle(msg: dict, **kw) -> str:
