@@ -135,3 +135,30 @@ def test_instances_still_on_the_bad_build_at_the_deadline_escalate(incident, arm
     assert handle(message(fired_alert())) == "acted"
     assert recheck(0, 2) == "escalated"
     assert "serves v42, not v41" in records("escalated")[0]["reason"]
+
+
+def test_a_log_alert_is_re_run_through_logs_query_client(incident, arm, monkeypatch, rollback_servers):
+    """The rule's own query, re-run over the window after the swap (Log Analytics stand-in evaluates it)."""
+    from standins.log_analytics_queries.rollback_signal import KQL
+    from tests.alert_samples import alert_body
+    la = rollback_servers["la"]
+    la.reset()
+    recovery_target(monkeypatch)
+    monkeypatch.setenv("HEALER_ROLLBACK_LOGS_ENDPOINT", la.endpoint)
+    body = alert_body("log_search_fired.json", custom_properties={"healer.target": SHOP})
+    body["data"]["alertContext"]["condition"]["windowSize"] = "PT5M"
+    body["data"]["alertContext"]["condition"]["allOf"][0]["searchQuery"] = KQL
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def requests(minutes: float, failed: bool) -> list[dict]:
+        t = (now + dt.timedelta(minutes=minutes)).isoformat()
+        return [{"TimeGenerated": t, "AppRoleName": "shop-web", "Success": not (failed and i % 2 == 0),
+                 "ResultCode": "500" if failed and i % 2 == 0 else "200"} for i in range(20)]
+    la.seed("AppRequests", requests(-2, True) + requests(1, True))
+    assert handle(message(body)) == "acted"
+    assert recheck(0, 2) == "waiting"                      # burn 500 > 14.4 since the swap
+    la.reset()
+    la.seed("AppRequests", requests(-2, True) + [r for m in (3, 4, 5, 6) for r in requests(m, False)])
+    assert recheck(1, 7) == "proven"
+    assert "burn" in records("recorded")[0]["reason"]
+    assert any("healer-query: rollback-slo-burn" in q.get("query", "") for q in la.queries())

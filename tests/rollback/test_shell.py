@@ -528,3 +528,27 @@ def test_an_app_configuration_change_after_the_swap_asks_with_the_key(incident, 
     assert "App Configuration key prompts:system (label shop-web)" in reason and "other:key" not in reason
     assert "pirate" not in json.dumps(records("pending")[0]), "never a value"
     assert healer_swaps(arm) == 0
+
+
+def test_a_refusal_carries_bounded_redacted_evidence(healer_env, arm, monkeypatch):
+    """What the human gets with an ask/refusal: the suspect deployment's log (redacted), both slots' state, the
+    configuration changes found and the values the alert fired with."""
+    from standins.stack import pipeline_swap
+    arm.seed_app(RG, APP, slots={"production": {"app_settings": {"SLOT_NAME": "production"}},
+                                 "staging": {"app_settings": {"SLOT_NAME": "staging"}}},
+                 sticky_app_settings=["SLOT_NAME"], subscription_id=SHOP.split("/")[2])
+    arm.deploy(RG, APP, "production", build_id="v41")
+    arm.deploy(RG, APP, "staging", build_id="v42", id="dep-42", log=[
+        "Running migrations", "connecting with Password=hunter2SuperSecret;", "Deployment successful."])
+    pipeline_swap(healer_env["HEALER_ARM_ENDPOINT"], RG, APP, "staging")
+    arm.patch_slot(RG, APP, "production", app_settings={"PROMPT": "v9"}, caller="ana@contoso.com")
+    monkeypatch.setenv("HEALER_POLICY", json.dumps({"version": 1, "rules": [
+        {"action": "rollback.swap", "resource": "*", "effect": "deny"}]}))
+    assert handle(message(fired_alert())) == "refused"
+    ev = records("refused")[0]["details"]["evidence"]
+    assert ev["deploymentLog"]["deployment"] == "dep-42" and "Running migrations" in ev["deploymentLog"]["log"]
+    assert "hunter2SuperSecret" not in json.dumps(ev)
+    assert ev["slots"]["production"]["build"] == "v42" and ev["slots"]["staging"]["build"] == "v41"
+    assert any("ana@contoso.com" in c for c in ev["configChanges"])
+    assert ev["signalBefore"][0]["name"] == "Http5xx" and ev["signalBefore"][0]["firedWith"] == 131.0
+    assert len(json.dumps(ev)) < 24000
