@@ -190,6 +190,7 @@ class RollbackTarget(BaseModel):
     app_config_label: str | None = Field(None, alias="appConfigLabel", max_length=300)
     # Prove the recovery (issue 14): healers.rollback.recovery.RecoveryOptions
     recovery: dict[str, Any] | None = None
+    freeze: bool = Field(False, alias="freezeInsteadOfRollback")
 
     @field_validator("resource_id")
     @classmethod

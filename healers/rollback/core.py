@@ -24,7 +24,7 @@ from healers.rollback.attribution import ConfigChange, suspects
 from shared.controls import Mode
 from shared.policy import PolicyDecision
 
-Action = Literal["swap", "skip", "refuse", "ask", "dry-run", "killed"]
+Action = Literal["swap", "skip", "refuse", "ask", "dry-run", "killed", "freeze"]
 OnChange = Literal["ask", "skip"]
 
 
@@ -112,6 +112,7 @@ class AppState(BaseModel):
     latch: Latch | None = None
     rollbacks: list[dt.datetime] = Field(default_factory=list)
     escalated: str | None = None
+    frozen: str | None = None  # "freeze instead of rollback": no swap into production until a human re-arms
     bad_builds: dict[str, BadBuild] = Field(default_factory=dict)
 
 
@@ -162,11 +163,14 @@ def new_deployment_since_latch(latch: Latch, obs: Observed) -> str | None:
 def decide(*, fired_at: dt.datetime, slot_name: str, obs: Observed, app: AppState, mode: Mode,
            policy: PolicyDecision, approved: bool, max_rollbacks: int, window: dt.timedelta,
            max_build_age: dt.timedelta, now: dt.datetime, changes: list[ConfigChange] | None = None,
-           dependency: str | None = None, on_config_change: OnChange = "ask") -> Decision:
+           dependency: str | None = None, on_config_change: OnChange = "ask", freeze: bool = False) -> Decision:
     prod, slot = obs.production, obs.slot
     clear_latch = False
 
     # 1. Healer's own memory first: escalations and latches stop everything automatic.
+    if app.frozen:
+        return Decision(action="skip", reason=f"frozen ({app.frozen[:300]}): no swap into production until a human "
+                                              f"re-arms the app")
     if app.escalated:
         return Decision(action="skip", reason=f"escalated earlier ({app.escalated}); a human must re-arm the app")
     if app.latch:
@@ -236,7 +240,14 @@ def decide(*, fired_at: dt.datetime, slot_name: str, obs: Observed, app: AppStat
         return Decision(action=on_config_change, reason=reason, good=slot.build, bad=prod.build,
                         clear_latch=clear_latch, tell_human=on_config_change == "skip", suspects=suspect)
 
-    # 4. A rollback is warranted. Now the safety gates.
+    # 4. A rollback is warranted. An app whose releases carry irreversible data migrations freezes instead.
+    if freeze and not mode.killed:
+        return Decision(action="freeze", good=slot.build, bad=prod.build, clear_latch=clear_latch, tell_human=True,
+                        reason=(f"freeze instead of rollback: {prod.build} (arrived by swap at {_fmt(swap.at)}) may "
+                                f"carry irreversible data migrations, so Healer does not swap {slot.build} back; "
+                                f"production is frozen (no swap into it) and a human decides"))
+
+    # 5. Now the safety gates.
     plan = f"swap {slot_name} ({slot.build}, last known good) into production (now {prod.build}, arrived by swap at " \
            f"{_fmt(swap.at)}, alert fired {_fmt(fired_at)})"
 

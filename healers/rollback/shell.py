@@ -19,7 +19,7 @@ from healers.rollback.core import AppState, decide, forget_bad_build, remember_r
 from shared import approvals, audit
 from shared.alerts import Alert
 from shared.config import RollbackTarget, Settings
-from shared.controls import read_mode
+from shared.controls import PARTITION as CONTROLS_PARTITION, read_mode
 from shared.notify import notify
 from shared.policy import evaluate, load_policy
 from shared.resource_ids import SiteId, parse_site_id
@@ -246,7 +246,8 @@ class Run:
                    window=dt.timedelta(minutes=self.target.window_minutes),
                    max_build_age=dt.timedelta(minutes=self.target.max_build_age_minutes), now=t,
                    changes=found.changes, on_config_change=self.target.on_config_change,  # type: ignore[arg-type]
-                   dependency=dependency_hint(self.alert.custom_properties, self.signal.dimensions))
+                   dependency=dependency_hint(self.alert.custom_properties, self.signal.dimensions),
+                   freeze=self.target.freeze)
         observed = obs.model_dump(mode="json")
         observed["configChanges"] = [c.describe() for c in found.changes[:20]]
         observed["configSourcesUnavailable"] = found.unavailable
@@ -262,7 +263,7 @@ class Run:
             outcome = self.swap(d.good, d.bad, approval_id, observed)
         else:
             outcome = {"skip": "skipped", "refuse": "refused", "ask": "pending", "dry-run": "dry-run",
-                       "killed": "skipped"}[d.action]
+                       "killed": "skipped", "freeze": "escalated"}[d.action]
             details: dict[str, Any] = {"observed": observed, "policy": policy.model_dump(),
                                        "mode": mode.model_dump()}
             if d.action in ("ask", "refuse") or d.tell_human:
@@ -271,6 +272,8 @@ class Run:
                     unavailable=found.unavailable, signal=self.signal)
             if d.action == "ask":
                 details.update(self.ask(d.reason, t))
+            if d.action == "freeze":
+                details["freeze"] = self.freeze(app, d.reason, t)
             if d.tell_human:
                 details["notification"] = notify(
                     self.settings, kind="attention", title=f"Healer cannot roll back {self.site.name}",
@@ -292,6 +295,15 @@ class Run:
             self.lease.record.data["fingerprint"] = found.prints
             save_under_lease(self.ops, self.lease)
         return found
+
+    def freeze(self, app: AppState, reason: str, t: dt.datetime) -> dict[str, Any]:
+        """Freeze instead of rollback: remember it for the app (no swap into production until re-armed) and put a
+        `freeze` condition in the app's controls record, where gates and pipelines can see it."""
+        app.frozen = app.escalated = reason[:500]
+        self.save_app(app, self.lease.record.data.get("op"))
+        frozen = {"by": "healer", "incident": self.alert.alert_id, "at": t.isoformat(), "reason": reason[:500]}
+        set_freeze(self.settings, self.target.key, frozen)
+        return frozen
 
     def check_approval(self, approval_id: str) -> str | None:
         """None when the approval lets this alert's action run; else the outcome of refusing it (audited)."""
@@ -469,6 +481,21 @@ class Run:
         return None
 
 
+def set_freeze(settings: Settings, scope: str, frozen: dict[str, Any] | None) -> None:
+    """The app's controls record carries `freeze` (None clears it); other control fields are kept."""
+    store = Store(settings, "controls")
+    row = safe_key(scope)
+    for _ in range(3):
+        rec = store.get(CONTROLS_PARTITION, row) or Record(CONTROLS_PARTITION, row, {"scope": scope})
+        rec.data["freeze"] = frozen
+        try:
+            store.replace(rec)
+            return
+        except Conflict:
+            continue
+    raise RetryLater(5, "the app's controls record kept changing; freeze not recorded yet")
+
+
 def _target_hint(alert: Alert) -> str:
     return alert.custom_properties.get(TARGET_PROPERTY, "")[:600]
 
@@ -498,11 +525,14 @@ def rearm(settings: Settings, resource_id: str, *, by: str, reason: str, now: dt
             forgotten = {forget_build: app.bad_builds[forget_build].model_dump(mode="json")}
             app = forget_bad_build(app, forget_build)
         before = {"latch": lease.record.data.get("latch"), "escalated": lease.record.data.get("escalated")}
-        lease.record.data.update(latch=None, escalated=None,
+        before["frozen"] = lease.record.data.get("frozen")
+        lease.record.data.update(latch=None, escalated=None, frozen=None,
                                  bad_builds=app.model_dump(mode="json")["bad_builds"])
         save_under_lease(ops, lease)
     finally:
         release_lease(ops, lease)
+    if before.get("frozen"):
+        set_freeze(settings, target.key, None)
     what = f"re-armed by {by}" + (f", forgot bad build {forget_build}" if forgotten else "")
     audit.record(settings, healer=HEALER, outcome="recorded", reason=f"{what}: {reason}"[:500],
                  resource=target.resource_id, subject="rearm",

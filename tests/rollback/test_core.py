@@ -405,3 +405,11 @@ def test_only_a_successful_deployment_releases_the_latch(deployments):
         released = new_deployment_since_latch(latch, Observed(**views))
         assert bool(released) == any(s == 4 and m > 0 for s, m in deployments)
         assert all(n.status != 4 for n in views[slot_side].not_counted)
+
+
+def test_freeze_instead_of_rollback_never_swaps_and_a_frozen_app_stays_put():
+    d = decide(fired_at=T0 + dt.timedelta(minutes=5), slot_name="staging", obs=bad_in_prod(), app=AppState(),
+               mode=LIVE, policy=ALLOW, approved=True, max_rollbacks=2, window=dt.timedelta(hours=24),
+               max_build_age=dt.timedelta(hours=24), now=T0 + dt.timedelta(minutes=6), freeze=True)
+    assert d.action == "freeze" and d.tell_human and "irreversible" in d.reason
+    assert run(bad_in_prod(), app=AppState(frozen="migrations")).action == "skip"

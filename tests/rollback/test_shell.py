@@ -552,3 +552,21 @@ def test_a_refusal_carries_bounded_redacted_evidence(healer_env, arm, monkeypatc
     assert any("ana@contoso.com" in c for c in ev["configChanges"])
     assert ev["signalBefore"][0]["name"] == "Http5xx" and ev["signalBefore"][0]["firedWith"] == 131.0
     assert len(json.dumps(ev)) < 24000
+
+
+def test_freeze_instead_of_rollback_escalates_and_blocks_swaps_until_rearmed(incident, arm, monkeypatch):
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP,
+                                                               "freezeInsteadOfRollback": True}]))
+    assert handle(message(fired_alert())) == "escalated"
+    [esc] = records("escalated")
+    assert "freeze instead of rollback" in esc["reason"] and esc["details"]["evidence"]["slots"]
+    assert healer_swaps(arm) == 0 and build_of(arm, RG, APP) == "v42"
+    control = Store(Settings(), "controls").get("controls", safe_key(SHOP.lower()))
+    assert control.data["freeze"]["incident"] and "freeze" in control.data["freeze"]["reason"]
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP}]))
+    later = fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2))
+    assert handle(message(later)) == "skipped" and "frozen" in records("skipped")[0]["reason"]
+    out = shell.rearm(Settings(), SHOP, by="oncall", reason="migration checked", now=dt.datetime.now(dt.timezone.utc))
+    assert out["before"]["frozen"]
+    assert Store(Settings(), "controls").get("controls", safe_key(SHOP.lower())).data["freeze"] is None
+    assert handle(message(fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)))) == "acted"
