@@ -98,7 +98,8 @@ def signal_state(r: SignalReading, *, swap_at: dt.datetime, now: dt.datetime, wi
     """(recovered?, what was seen). None: cannot tell yet (no full window since the swap, or no data)."""
     if r.error:
         return None, f"{r.name}: unreadable ({r.error})"
-    last = [p.value for p in r.after if p.value is not None and p.at >= max(swap_at, now - window)]
+    lower = max(swap_at, now - window)  # a one-minute point counts when its minute overlaps [lower, now]
+    last = [p.value for p in r.after if p.value is not None and p.at + dt.timedelta(minutes=1) > lower]
     value = aggregate(last, r.aggregation)
     shown = "no data" if value is None else f"{r.aggregation.lower()} {value:g}"
     if value is not None and breaches(r.operator, value, r.threshold):
@@ -130,8 +131,9 @@ def judge(results: Results, *, swap_at: dt.datetime, now: dt.datetime, deadline:
     if all(s is True for s in states):
         return Verdict(status="proven", reason=f"recovery proven: {summary}")
     if now >= deadline:
-        return Verdict(status="failed", reason=f"not recovered {int((now - swap_at).total_seconds() // 60)} min "
-                                               f"after the swap: {summary}")
+        took = int((now - swap_at).total_seconds())
+        return Verdict(status="failed", reason=f"not recovered {took // 60} min {took % 60} s after the swap: "
+                                               f"{summary}")
     return Verdict(status="waiting", reason=summary)
 
 
