@@ -13,7 +13,6 @@ Control (no auth): PUT /_standin/app {"instances": {id: build}, "routes": {"/pat
 from __future__ import annotations
 
 import itertools
-import json
 
 from standins.httpbase import JsonHandler, route, serve
 

@@ -14,12 +14,13 @@ from typing import Any, Callable
 
 from healers.rollback import arm, changes, evidence
 from healers.rollback.attribution import dependency_hint
+from healers.rollback.core import AppState, decide, remember_rollback, uncounted_since, verify
+from healers.rollback.operator import HEALER, Refused, app_state as _app_state, rearm, set_freeze  # noqa: F401
 from healers.rollback.signal import Signal
-from healers.rollback.core import AppState, decide, forget_bad_build, remember_rollback, uncounted_since, verify
 from shared import approvals, audit
 from shared.alerts import Alert
 from shared.config import RollbackTarget, Settings
-from shared.controls import PARTITION as CONTROLS_PARTITION, read_mode
+from shared.controls import read_mode
 from shared.notify import notify
 from shared.policy import evaluate, load_policy
 from shared.resource_ids import SiteId, parse_site_id
@@ -28,7 +29,6 @@ from shared.state import (Conflict, Lease, Record, Store, acquire_lease, release
 from shared.work import RetryLater, busy_delay
 
 log = logging.getLogger("healer.rollback")
-HEALER = "rollback"
 QUEUE = "healer-rollback"
 ACTION = "rollback.swap"
 MAX_ATTEMPTS = 12
@@ -44,10 +44,6 @@ def _no_step(_: str) -> None:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-class Refused(Exception):
-    pass
 
 
 # ---------------------------------------------------------------------------------------------- intake
@@ -131,10 +127,6 @@ def _duplicate(settings: Settings, alert: Alert, target: RollbackTarget, seen: R
     _audit(settings, "duplicate", f"duplicate delivery of alert already decided "
            f"({seen.data.get('outcome')}: {seen.data.get('reason', '')[:200]})", target.resource_id, alert, t)
     return "duplicate"
-
-
-def _app_state(lease: Lease) -> AppState:
-    return AppState.model_validate({k: v for k, v in lease.record.data.items() if k in AppState.model_fields})
 
 
 # ---------------------------------------------------------------------------------------------- handler
@@ -481,62 +473,5 @@ class Run:
         return None
 
 
-def set_freeze(settings: Settings, scope: str, frozen: dict[str, Any] | None) -> None:
-    """The app's controls record carries `freeze` (None clears it); other control fields are kept."""
-    store = Store(settings, "controls")
-    row = safe_key(scope)
-    for _ in range(3):
-        rec = store.get(CONTROLS_PARTITION, row) or Record(CONTROLS_PARTITION, row, {"scope": scope})
-        rec.data["freeze"] = frozen
-        try:
-            store.replace(rec)
-            return
-        except Conflict:
-            continue
-    raise RetryLater(5, "the app's controls record kept changing; freeze not recorded yet")
-
-
 def _target_hint(alert: Alert) -> str:
     return alert.custom_properties.get(TARGET_PROPERTY, "")[:600]
-
-
-# ---------------------------------------------------------------------------------------------- operator
-
-def rearm(settings: Settings, resource_id: str, *, by: str, reason: str, now: dt.datetime,
-          forget_build: str | None = None) -> dict[str, Any]:
-    """Clear an app's latch and escalation so automatic rollback may act again. Remembered bad builds stay
-    remembered; `forget_build` clears that one (it must be remembered)."""
-    site = parse_site_id(resource_id)
-    target = settings.rollback_targets.get(site.app_id.lower())
-    if target is None:
-        raise Refused(f"{site.app_id} is not in the rollback allowlist")
-    ops = Store(settings, "ops")
-    lease = acquire_lease(ops, HEALER, safe_key(target.key), f"rearm:{by}", settings.lease_seconds, now)
-    if lease is None:
-        raise RetryLater(10, "an operation is running on this app; try again shortly")
-    try:
-        if lease.record.data.get("op"):
-            raise Refused("a swap is in flight on this app; re-arm after it finishes")
-        app = _app_state(lease)
-        forgotten = None
-        if forget_build is not None:
-            if forget_build not in app.bad_builds:
-                raise Refused(f"build {forget_build[:100]!r} is not remembered as bad for {site.name}")
-            forgotten = {forget_build: app.bad_builds[forget_build].model_dump(mode="json")}
-            app = forget_bad_build(app, forget_build)
-        before = {"latch": lease.record.data.get("latch"), "escalated": lease.record.data.get("escalated")}
-        before["frozen"] = lease.record.data.get("frozen")
-        lease.record.data.update(latch=None, escalated=None, frozen=None,
-                                 bad_builds=app.model_dump(mode="json")["bad_builds"])
-        save_under_lease(ops, lease)
-    finally:
-        release_lease(ops, lease)
-    if before.get("frozen"):
-        set_freeze(settings, target.key, None)
-    what = f"re-armed by {by}" + (f", forgot bad build {forget_build}" if forgotten else "")
-    audit.record(settings, healer=HEALER, outcome="recorded", reason=f"{what}: {reason}"[:500],
-                 resource=target.resource_id, subject="rearm",
-                 details={"before": before, "forgotten": forgotten,
-                          "rememberedBadBuilds": sorted(app.bad_builds)[:50]}, now=now)
-    return {"resourceId": target.resource_id, "rearmed": True, "before": before, "forgotten": forgotten,
-            "badBuilds": sorted(app.bad_builds)}
