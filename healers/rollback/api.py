@@ -63,4 +63,4 @@ def process(msg: func.QueueMessage) -> str:
 def dead_letter(msg: func.QueueMessage) -> str:
     """A message the rollback healer could not process: audited, notified, never lost."""
     return record_dead_letter(Settings(), shell.HEALER, msg.get_body(), msg.dequeue_count,
-                              lambda m: m.get("alert", {}).get("alert_id", ""))
+                              lambda m: m.get("alert", {}).get("alert_id", "") or m.get("incident", ""))
