@@ -570,3 +570,14 @@ def test_freeze_instead_of_rollback_escalates_and_blocks_swaps_until_rearmed(inc
     assert out["before"]["frozen"]
     assert Store(Settings(), "controls").get("controls", safe_key(SHOP.lower())).data["freeze"] is None
     assert handle(message(fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)))) == "acted"
+
+
+def test_rearm_endpoint_validates_forget_build(incident, arm, registered_functions):
+    fn = registered_functions["rollback_rearm"].get_user_function()
+    bad = fn(_http("POST", "rollback/rearm", {"resourceId": SHOP, "by": "oncall", "forgetBuild": ["v42"]}))
+    assert bad.status_code == 400
+    unknown = fn(_http("POST", "rollback/rearm", {"resourceId": SHOP, "by": "oncall", "forgetBuild": "v42"}))
+    assert unknown.status_code == 404 and "not remembered" in json.loads(unknown.get_body())["error"]
+    assert handle(message(fired_alert())) == "acted"
+    ok = fn(_http("POST", "rollback/rearm", {"resourceId": SHOP, "by": "oncall", "forgetBuild": "v42"}))
+    assert ok.status_code == 200 and json.loads(ok.get_body())["forgotten"]["v42"]["replaced_by"] == "v41"
