@@ -58,6 +58,9 @@ param rollbackRuleMap object = {}
 @description('HEALER_LEASE_SECONDS: how long one worker holds an app\'s operation lease.')
 param leaseSeconds int = 300
 
+@description('HEALER_ROLLBACK_LOGS_ENDPOINT: Log Analytics query endpoint used to re-run a log alert\'s query after a rollback.')
+param rollbackLogsEndpoint string = 'https://api.loganalytics.io'
+
 @description('HEALER_ARM_POLL_SECONDS: fallback polling interval of ARM long-running operations.')
 param armPollSeconds int = 10
 
@@ -412,6 +415,7 @@ var healerSettings = {
   HEALER_ROLLBACK_TARGETS: string(rollbackTargets)
   HEALER_ROLLBACK_RULE_MAP: string(rollbackRuleMap)
   HEALER_LEASE_SECONDS: string(leaseSeconds)
+  HEALER_ROLLBACK_LOGS_ENDPOINT: rollbackLogsEndpoint
   HEALER_DOWNSHIFT_APPS: string(downshiftApps)
   HEALER_DOWNSHIFT_SCHEDULE: downshiftSchedule
   HEALER_DOWNSHIFT_SCHEMA: downshiftSchema

@@ -64,6 +64,11 @@ SITE_OPERATOR_ACTIONS = {
     "Microsoft.Web/sites/slots/slotsswap/action",
     "Microsoft.Web/sites/operationresults/read",
     "Microsoft.Web/sites/slots/operationresults/read",
+    # rollback evidence and recovery proof (issue 14): instances, deployment logs, the alert's metric
+    "Microsoft.Web/sites/instances/read",
+    "Microsoft.Web/sites/deployments/log/read",
+    "Microsoft.Web/sites/slots/deployments/log/read",
+    "Microsoft.Insights/metrics/read",
 }
 
 # Settings the code reads that are intentionally not set in Azure, and why.
