@@ -67,7 +67,9 @@ class Proposal:
     on_approve: dict[str, Any] | None = None  # the work message re-run when a human approves
     queue: str | None = None            # where that message goes
     not_done: str = ""                  # "<event> not published": the words for an action not carried out
+    ask: str | None = None              # the healer's own reason to ask a human, whatever the policy allows
     on_parked: Callable[[dict[str, Any], bool], dict[str, Any]] | None = None  # the shell's courtesy on a new ask
+    enrich: Callable[[str], dict[str, Any]] | None = None  # extra audit details for a verdict class (evidence)
 
 
 @dataclass
@@ -143,6 +145,8 @@ def check(settings: Settings, p: Proposal, now: dt.datetime | None = None) -> Ve
     if mode.unreadable:
         raise RetryLater(30 + random.random() * 30, mode.reason)
     decision, source = _policy(settings, p, key, now)
+    if p.ask and decision.effect == "allow":   # the healer asks a human itself (e.g. a suspect change): an ask
+        decision = decision.model_copy(update={"effect": "ask", "reason": f"{p.ask} (policy: {decision.reason})"})
     details = {**p.details, "action": p.action, "params": p.params, "mode": mode.model_dump(),
                "policy": decision.model_dump(mode="json"), "policySource": source}
     if source.get("source") == "last-known-good":
@@ -207,6 +211,8 @@ def _ask(settings: Settings, p: Proposal, now: dt.datetime, decision: PolicyDeci
 
 def _record(settings: Settings, p: Proposal, now: dt.datetime, klass: str, reason: str, details: dict[str, Any],
             approval: dict[str, Any] | None = None) -> Verdict:
+    if p.enrich is not None:
+        details = {**details, **p.enrich(klass)}
     entry = audit.record(settings, healer=p.healer, outcome=_OUTCOME[klass], reason=reason, resource=p.resource,
                          subject=p.subject, details=details, now=now)
     _executed(settings, p, now, _OUTCOME[klass])

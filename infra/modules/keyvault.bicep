@@ -22,6 +22,10 @@ param llmApiKey string = ''
 @description('Operator key (approvals, controls, re-arm, release, runs in function-key mode). Empty: no secret is written (set it later).')
 param operatorKey string = ''
 
+@secure()
+@description('Secret that signs the operator console\'s CSRF tokens (generated per deployment).')
+param consoleSecret string
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
@@ -53,6 +57,15 @@ resource appInsightsSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   name: 'appinsights-connection-string'
   properties: {
     value: appInsights.properties.ConnectionString
+    contentType: 'text/plain'
+  }
+}
+
+resource consoleSecretValue 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'healer-console-secret'
+  properties: {
+    value: consoleSecret
     contentType: 'text/plain'
   }
 }
