@@ -145,8 +145,10 @@ def check(settings: Settings, p: Proposal, now: dt.datetime | None = None) -> Ve
     if mode.unreadable:
         raise RetryLater(30 + random.random() * 30, mode.reason)
     decision, source = _policy(settings, p, key, now)
+    why_ask = decision.reason
     if p.ask and decision.effect == "allow":   # the healer asks a human itself (e.g. a suspect change): an ask
-        decision = decision.model_copy(update={"effect": "ask", "reason": f"{p.ask} (policy: {decision.reason})"})
+        decision = decision.model_copy(update={"effect": "ask"})
+        why_ask = p.ask
     details = {**p.details, "action": p.action, "params": p.params, "mode": mode.model_dump(),
                "policy": decision.model_dump(mode="json"), "policySource": source}
     if source.get("source") == "last-known-good":
@@ -168,10 +170,12 @@ def check(settings: Settings, p: Proposal, now: dt.datetime | None = None) -> Ve
     if mode.dry_run:
         if decision.effect == "ask" and not approved:
             return _record(settings, p, now, "dry-run", f"{mode.reason}: would ask for approval to {p.plan} "
-                           f"({decision.reason})", details)
+                           f"({why_ask})", details)
         return _record(settings, p, now, "dry-run", f"{mode.reason}: would {p.plan}", details)
     if decision.effect == "ask" and not approved:
-        return _ask(settings, p, now, decision, details)
+        return _ask(settings, p, now, decision, details,
+                    f"{p.ask}; approval needed to {p.plan}" if why_ask is p.ask else
+                    f"approval needed to {p.plan} ({decision.reason})")
     return Verdict("act", p.plan, details)
 
 
@@ -188,10 +192,9 @@ def _policy(settings: Settings, p: Proposal, key: str, now: dt.datetime) -> tupl
 
 
 def _ask(settings: Settings, p: Proposal, now: dt.datetime, decision: PolicyDecision,
-         details: dict[str, Any]) -> Verdict:
+         details: dict[str, Any], reason: str) -> Verdict:
     if p.on_approve is None or p.queue is None:
         raise ValueError(f"{p.action} can be asked for but the healer gave no message to re-run on approval")
-    reason = f"approval needed to {p.plan} ({decision.reason})"
     pending, created = approvals.park(
         settings, healer=p.healer, subject=p.approval_subject or p.subject, action=p.action, resource=p.resource,
         reason=reason, message=p.on_approve, queue_name=p.queue, now=now,

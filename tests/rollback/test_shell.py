@@ -468,12 +468,12 @@ def test_deployment_log_and_connection_strings_follow_the_contract(incident, arm
 # ---------------------------------------------------------------------------------------------- attribution
 
 def test_a_config_change_after_the_swap_asks_instead_of_swapping(incident, arm):
-    arm.patch_slot(RG, APP, "production", app_settings={"PROMPT_VERSION": "7"}, caller="ana@contoso.com")
+    arm.patch_slot(RG, APP, "production", app_settings={"PROMPT_VERSION": "v-seven"}, caller="ana@contoso.com")
     assert handle(message(fired_alert())) == "pending"
     [pending] = records("pending")
     assert pending["reason"].startswith("suspect configuration change config write appsettings on production")
     assert "ana@contoso.com" in pending["reason"] and healer_swaps(arm) == 0
-    assert "7" not in json.dumps(pending["details"]["observed"]["configChanges"]), "never a value"
+    assert "v-seven" not in json.dumps(pending["details"]), "never a value"  # ("7" could be in a timestamp)
     [parked] = approvals.list_pending(Settings(), "rollback")
     approvals.decide(Settings(), healer="rollback", aid=parked["id"], approve=True, by="oncall", note="code it is",
                      now=dt.datetime.now(dt.timezone.utc))

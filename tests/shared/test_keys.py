@@ -41,7 +41,11 @@ def _path(route: str) -> str:
 
 def test_an_intake_key_opens_only_its_intake_function(host, functions):
     client, host_key, keys = host
-    http_functions = {name: trigger(f) for name, f in functions.items() if trigger(f)["type"] == "httpTrigger"}
+    http_functions = {name: trigger(f) for name, f in functions.items() if trigger(f)["type"] == "httpTrigger"
+                      and trigger(f)["authLevel"].upper() != "ANONYMOUS"}
+    anonymous = {name: trigger(f) for name, f in functions.items() if trigger(f)["type"] == "httpTrigger"
+                 and trigger(f)["authLevel"].upper() == "ANONYMOUS"}
+    assert all(t["methods"] == ["GET"] for t in anonymous.values())  # static console files only: no power
     for intake in INTAKE:
         key = {"x-functions-key": keys[intake], **OPERATOR}   # even with the operator key stolen alongside
         for name, t in http_functions.items():
