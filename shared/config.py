@@ -216,6 +216,7 @@ class DownshiftTenant(BaseModel):
     budget: float | None = Field(None, gt=0, le=1e12)
     timezone: str | None = Field(None, max_length=64)
     period: str | None = Field(None, pattern=r"^(month|quarter|year)$")
+    block: bool | None = None          # the last rung for this tenant (None: the app policy's `block`)
 
 
 class DownshiftApp(BaseModel):
@@ -229,6 +230,7 @@ class DownshiftApp(BaseModel):
     key: str = Field("ai:model", pattern=_KEY_RE)
     tenant_keys: str = Field("label", alias="tenantKeys", pattern=r"^(label|key)$")
     sentinel_key: str = Field("ai:sentinel", alias="sentinelKey", pattern=_KEY_RE)
+    block_key: str = Field("ai:blocked", alias="blockKey", pattern=_KEY_RE)
     role: str | None = Field(None, max_length=256)
     cost_metric: str = Field("agent.cost.usd", alias="costMetric", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
     tenant_dimension: str = Field("tenant", alias="tenantDimension", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
