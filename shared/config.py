@@ -233,7 +233,8 @@ class DownshiftApp(BaseModel):
     block_key: str = Field("ai:blocked", alias="blockKey", pattern=_KEY_RE)
     role: str | None = Field(None, max_length=256)
     cost_metric: str = Field("agent.cost.usd", alias="costMetric", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-    tenant_dimension: str = Field("tenant", alias="tenantDimension", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+    tenant_dimension: str = Field("tenant", alias="tenantDimension", pattern=r"^[A-Za-z_][A-Za-z0-9 _.-]{0,63}$")
+    rate_card: dict[str, Any] | None = Field(None, alias="rateCard")  # healers.downshift.rates (token metrics)
     policy: dict[str, Any]
     tenants: dict[str, DownshiftTenant] = Field(default_factory=dict, max_length=100_000)
     default_budget: float | None = Field(None, alias="defaultBudget", gt=0, le=1e12)

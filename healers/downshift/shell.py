@@ -42,6 +42,7 @@ from healers.downshift.core import (BudgetSignal, CapacitySignal, Decision, Down
                                     PolicyError, SpendObservation, decide, unapplied)
 from healers.downshift.ladder import LadderError
 from healers.downshift.periods import PeriodError, period_at
+from healers.downshift.rates import RateCard, RateCardError
 from shared import approvals, audit
 from shared.alerts import Alert
 from shared.config import ConfigError, DownshiftApp, Settings
@@ -81,6 +82,7 @@ class GuardBlocked(Exception):
 class ManagedApp:
     config: DownshiftApp
     base_policy: DownshiftPolicy
+    rates: RateCard | None = None       # spend from token metrics, priced in the spend query
 
     @property
     def key(self) -> str:
@@ -130,7 +132,12 @@ def load_apps(settings: Settings) -> dict[str, ManagedApp]:
         if app.actuator == "appSetting" and (policy.block or any(t.block for t in app.tenants.values())):
             raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS: {app.resource_id} blocks tenants, which needs the "
                               "appConfiguration actuator (the block flag is an App Configuration key)")
-        out[key] = ManagedApp(app, policy)
+        try:
+            rates = RateCard.from_config(app.rate_card) if app.rate_card is not None else None
+        except RateCardError as exc:
+            raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS: rateCard of {app.resource_id} is invalid: {exc}") \
+                from None
+        out[key] = ManagedApp(app, policy, rates)
     return out
 
 
@@ -819,12 +826,12 @@ def collect_spend(ctx: Context, apps: list[ManagedApp], now: dt.datetime,
                   client: Any = None) -> tuple[dict[str, spend_mod.SpendResult | None], int, str]:
     """Spend results per app key (None: unknown), the number of query round trips, and any error."""
     source = spend_source(ctx.settings)
-    groups: dict[tuple[str, str], list[ManagedApp]] = {}
+    groups: dict[tuple[str, str, RateCard | None], list[ManagedApp]] = {}
     for app in apps:
-        groups.setdefault((app.config.cost_metric, app.config.tenant_dimension), []).append(app)
+        groups.setdefault((app.config.cost_metric, app.config.tenant_dimension, app.rates), []).append(app)
     out: dict[str, spend_mod.SpendResult | None] = {}
     trips, errors = 0, []
-    for (metric, dimension), members in groups.items():
+    for (metric, dimension, rates), members in groups.items():
         starts = {period_at(now, app.base_policy.timezone, app.base_policy.period).start_utc for app in members}
         for app in members:
             for t in app.config.tenants.values():
@@ -834,7 +841,7 @@ def collect_spend(ctx: Context, apps: list[ManagedApp], now: dt.datetime,
         roles = None if any(a.config.role is None for a in members) else [a.config.role for a in members]
         try:
             client = client or _logs_client(source.endpoint, ctx.settings.get("AZURE_CLIENT_ID"))
-            result = spend_mod.query_spend(client, source, metric, dimension, sorted(starts), now, roles)
+            result = spend_mod.query_spend(client, source, metric, dimension, sorted(starts), now, roles, rates)
             trips += result.round_trips
         except spend_mod.SpendError as exc:
             trips += 1
