@@ -320,6 +320,12 @@ param enableThrottleAlert bool = false
 param throttleWorkspaceId string = ''
 param throttleTargetAppId string = ''
 param throttleRatioThreshold string = '0.2'
+@description('429s from the app (app) or from the API Management AI gateway split by throttledBy (gateway).')
+@allowed([
+  'app'
+  'gateway'
+])
+param throttleSource string = 'app'
 
 @description('Example monthly budget on a resource group (its alerts go to the downshift healer). 0: no budget.')
 param budgetAmount int = 0
@@ -609,6 +615,7 @@ module alerts 'modules/alerts.bicep' = if (wireTriggers) {
     throttleWorkspaceId: empty(throttleWorkspaceId) ? monitoring.outputs.workspaceId : throttleWorkspaceId
     throttleTargetAppId: throttleTargetAppId
     throttleRatioThreshold: throttleRatioThreshold
+    throttleSource: throttleSource
   }
 }
 

@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from healers.downshift import block as block_mod
-from healers.downshift import blocking, guard
+from healers.downshift import blocking, guard, throttle
 from healers.downshift import intent as intent_mod
 from healers.downshift import spend as spend_mod
 from healers.downshift.actuators import Current, WriteConflict, WritePinned, actuator_for
@@ -301,10 +301,38 @@ def _handle_alert(ctx: Context, message: dict[str, Any]) -> str:
     except Refused as exc:
         _audit(ctx, None, dims.get("tenant", "*"), "refused", str(exc), alertId=alert.alert_id, rule=alert.rule)
         return "refused"
+    kind, why = throttle.classify(alert.custom_properties, dims)
+    if kind == "quota":
+        return _quota(ctx, app, tenant, alert, dims, why)
     at = (alert.resolved_at or alert.fired_at) if not alert.fired else alert.fired_at
     signal = CapacitySignal(alert.alert_id, alert.monitor_condition, at)
     return Evaluation(ctx, app, tenant).run(capacity=signal, event={"alertId": alert.alert_id, "rule": alert.rule,
                                                                     "condition": alert.monitor_condition})
+
+
+def _quota(ctx: Context, app: ManagedApp, tenant: str, alert: Alert, dims: dict[str, str], why: str) -> str:
+    """The gateway's token limit answered the 429s: no model switch (the same tokens hit the same limit). Audited
+    once per (alert, condition) as "quota, not capacity"; a Fired one notifies with a suggested limit change."""
+    store = ctx.store
+    try:
+        store.insert(Record("~quota", safe_key(f"{alert.alert_id}|{alert.monitor_condition}"[:500]),
+                            {"at": _iso(ctx.now()), "app": app.key, "tenant": tenant}))
+    except Conflict:
+        _audit(ctx, app, tenant, "duplicate", f"quota alert {alert.alert_id} ({alert.monitor_condition}) already "
+               "recorded", alertId=alert.alert_id, kind="quota")
+        return "duplicate"
+    name = app.resource_id.rsplit("/", 1)[-1]
+    advice = throttle.suggestion(tenant, name)
+    details: dict[str, Any] = {"kind": "quota", "alertId": alert.alert_id, "rule": alert.rule,
+                               "condition": alert.monitor_condition, "dimensions": dims, "suggestion": advice}
+    if alert.fired:
+        details["notification"] = notify(
+            ctx.settings, kind="quota-not-capacity", title=f"Healer: tenant {tenant} of {name} hit the AI gateway's "
+            "token limit (quota, not capacity)", text=f"{why}. No model switch. Suggested: {advice}.",
+            facts={"resource": app.resource_id, "tenant": tenant, "alertId": alert.alert_id, "rule": alert.rule})
+    _audit(ctx, app, tenant, "ignored", f"quota, not capacity ({alert.monitor_condition}): {why}; no model switch — "
+           f"suggested: {advice}", **details)
+    return "ignored"
 
 
 def _handle_budget(ctx: Context, message: dict[str, Any]) -> str:
