@@ -58,6 +58,8 @@ param rollbackRuleMap object = {}
 @description('HEALER_LEASE_SECONDS: how long one worker holds an app\'s operation lease.')
 param leaseSeconds int = 300
 
+@description('HEALER_ALERT_ACK: healers (comma-separated: rollback, downshift) that acknowledge the fired alert after acting on or refusing it. Needs Monitoring Contributor (or alerts read + changestate) on the alerts\' scope.')
+param alertAck string = ''
 @description('HEALER_ARM_POLL_SECONDS: fallback polling interval of ARM long-running operations.')
 param armPollSeconds int = 10
 
@@ -372,6 +374,8 @@ var healerSettings = {
   HEALER_ARM_ENDPOINT: armUrl
   HEALER_ARM_AUDIENCE: armUrl
   HEALER_ARM_POLL_SECONDS: string(armPollSeconds)
+  HEALER_ALERTS_ENDPOINT: armUrl
+  HEALER_ALERT_ACK: alertAck
   HEALER_AUTH_MODE: authMode
   HEALER_ENTRA_TENANT_ID: empty(entraTenantId) ? tenant().tenantId : entraTenantId
   HEALER_ENTRA_AUDIENCE: empty(entraAudience) ? secureWebhookIdentifierUri : entraAudience

@@ -41,6 +41,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_ARM_AUDIENCE", "Token audience for ARM.", "https://management.azure.com"),
     Setting("HEALER_ARM_POLL_SECONDS", "Fallback polling interval of ARM long-running operations "
             "(the service's Retry-After wins).", "10"),
+    Setting("HEALER_ALERTS_ENDPOINT", "Azure Monitor AlertsManagement endpoint (alert condition, acknowledgement). "
+            "Empty: HEALER_ARM_ENDPOINT."),
+    Setting("HEALER_ALERT_ACK", "Comma-separated healers (rollback, downshift) that acknowledge the fired alert in "
+            "Azure Monitor after acting on or refusing it, with a comment naming the audit record. Empty: none."),
     # Inbound authentication
     Setting("HEALER_AUTH_MODE", "'function-key' (default; the Functions host checks keys) or 'entra' "
             "(also require an Entra ID bearer token: Azure Monitor secure webhook, approvers).", "function-key"),
