@@ -87,11 +87,29 @@ def alert_condition(settings: Settings, subscription: str | None, alert_id: str)
                      getattr(essentials, "monitor_condition_resolved_date_time", None))
 
 
-def comment_for(healer: str, outcome: str, audit_id: str, reason: str) -> str:
-    """The acknowledgement comment: which healer did what, and where its audit record is."""
-    day = audit_id.split("/", 1)[0] if "/" in audit_id else ""
-    link = f"GET /api/audit?healer={healer}" + (f"&day={day}" if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) else "")
-    return (f"Healer {healer}: {outcome} — {reason[:600]} (audit record {audit_id[:200]}; {link})")[:MAX_COMMENT]
+ACK_OUTCOMES = frozenset({"acted", "refused", "escalated", "ignored"})   # acted on, or refused to act
+
+
+def comment_for(healer: str, outcome: str, day: dt.date, resource: str, subject: str, reason: str = "") -> str:
+    """The acknowledgement comment: which healer did what, and the audit query that lists its record."""
+    from urllib.parse import urlencode
+    link = "GET /api/audit?" + urlencode({"day": day.isoformat(), "healer": healer, "outcome": outcome,
+                                          "resource": resource[:400]})
+    text = f"Healer {healer}: {outcome} (audit record subject {subject[:80]}; {link})"
+    return (text + (f" — {reason[:400]}" if reason else ""))[:MAX_COMMENT]
+
+
+def acknowledge_alert(settings: Settings, healer: str, alert: Any, resource: str, outcome: str,
+                      now: dt.datetime, reason: str = "", subject: str = "") -> str:
+    """After a healer decided on a fired alert (`shared.alerts.Alert`): acknowledge it when the healer acted on or
+    refused it and acknowledgement is on for that healer. Never raises."""
+    if outcome not in ACK_OUTCOMES or not getattr(alert, "fired", False) or not enabled(settings, healer):
+        return "off"
+    sub = subscription_of(*(getattr(alert, "target_ids", None) or []), resource)
+    comment = comment_for(healer, outcome, now.date(), resource, subject or alert.alert_id, reason)
+    result = acknowledge(settings, healer, sub, alert.alert_id, comment)
+    log.info("alert %s (%s %s): %s", alert.alert_id, healer, outcome, result)
+    return result
 
 
 def acknowledge(settings: Settings, healer: str, subscription: str | None, alert_id: str, comment: str) -> str:

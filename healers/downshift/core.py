@@ -77,6 +77,7 @@ class DownshiftPolicy:
     block: bool = False                  # the last rung: block the tenant at block_ratio (healers.downshift.block)
     block_ratio: float = 1.00            # spend / budget at or above this blocks (when `block`)
     warn_forecast: bool = True           # one warning per period when the forecast crosses enter/block ratio
+    monitor_check: bool = True           # a capacity alert Fired past the dwell: ask Azure Monitor (lost Resolved?)
 
     def __post_init__(self) -> None:
         def number(name: str, lo: float, hi: float) -> None:
@@ -101,8 +102,8 @@ class DownshiftPolicy:
         number("block_ratio", 0.01, 100)
         if self.block_ratio < self.enter_ratio:
             raise PolicyError("block_ratio must be at or above enter_ratio (the block is the last rung)")
-        if not isinstance(self.block, bool) or not isinstance(self.warn_forecast, bool):
-            raise PolicyError("block and warn_forecast must be true or false")
+        if not all(isinstance(v, bool) for v in (self.block, self.warn_forecast, self.monitor_check)):
+            raise PolicyError("block, warn_forecast and monitor_check must be true or false")
         zone(self.timezone)
         if self.period not in GRAINS:
             raise PolicyError(f"period must be one of {', '.join(GRAINS)}")

@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from healers.downshift import block as block_mod
-from healers.downshift import blocking, guard, throttle
+from healers.downshift import blocking, guard, lost, throttle
 from healers.downshift import intent as intent_mod
 from healers.downshift import spend as spend_mod
 from healers.downshift.actuators import Current, WriteConflict, WritePinned, actuator_for
@@ -43,7 +43,7 @@ from healers.downshift.core import (BudgetSignal, CapacitySignal, Decision, Down
 from healers.downshift.ladder import LadderError
 from healers.downshift.periods import PeriodError, period_at
 from healers.downshift.rates import RateCard, RateCardError
-from shared import approvals, audit
+from shared import approvals, audit, monitor_alerts
 from shared.alerts import Alert
 from shared.config import ConfigError, DownshiftApp, Settings
 from shared.controls import read_mode
@@ -303,11 +303,17 @@ def _handle_alert(ctx: Context, message: dict[str, Any]) -> str:
         return "refused"
     kind, why = throttle.classify(alert.custom_properties, dims)
     if kind == "quota":
-        return _quota(ctx, app, tenant, alert, dims, why)
-    at = (alert.resolved_at or alert.fired_at) if not alert.fired else alert.fired_at
-    signal = CapacitySignal(alert.alert_id, alert.monitor_condition, at)
-    return Evaluation(ctx, app, tenant).run(capacity=signal, event={"alertId": alert.alert_id, "rule": alert.rule,
-                                                                    "condition": alert.monitor_condition})
+        outcome = _quota(ctx, app, tenant, alert, dims, why)
+    else:
+        at = (alert.resolved_at or alert.fired_at) if not alert.fired else alert.fired_at
+        signal = CapacitySignal(alert.alert_id, alert.monitor_condition, at)
+        outcome = Evaluation(ctx, app, tenant).run(
+            capacity=signal, subscription=monitor_alerts.subscription_of(*alert.target_ids, app.resource_id),
+            event={"alertId": alert.alert_id, "rule": alert.rule, "condition": alert.monitor_condition})
+    # Close the loop in Azure Monitor (optional, HEALER_ALERT_ACK): acted on, or refused (quota, not capacity).
+    monitor_alerts.acknowledge_alert(ctx.settings, HEALER, alert, app.resource_id, outcome.split(",")[0], ctx.now(),
+                                     subject=tenant)
+    return outcome
 
 
 def _quota(ctx: Context, app: ManagedApp, tenant: str, alert: Alert, dims: dict[str, str], why: str) -> str:
@@ -368,7 +374,8 @@ class Evaluation:
     def run(self, *, spend: SpendObservation | None = None, capacity: CapacitySignal | None = None,
             budget: BudgetSignal | None = None, release: bool = False, approval_id: str | None = None,
             approved_action: str | None = None, approved_to: str | None = None,
-            event: dict[str, Any] | None = None, by: str = "", lift: bool = False) -> str:
+            event: dict[str, Any] | None = None, by: str = "", lift: bool = False,
+            subscription: str | None = None) -> str:
         ctx, store = self.ctx, self.ctx.store
         t = ctx.now()
         lease = acquire_lease(store, self.partition, safe_key(self.tenant), ctx.owner, ctx.settings.lease_seconds, t)
@@ -383,7 +390,7 @@ class Evaluation:
                 outcome = self._decide_and_act(
                     record, spend=spend, capacity=capacity, budget=budget, release=release,
                     approval_id=None if block_approval else approval_id, approved_action=approved_action,
-                    approved_to=approved_to, event=event or {}, by=by)
+                    approved_to=approved_to, event=event or {}, by=by, subscription=subscription)
             blocked = blocking.step(self, record, spend, lift=lift, by=by,
                                     approval_id=approval_id if block_approval else None,
                                     approved_action=approved_action)
@@ -399,7 +406,7 @@ class Evaluation:
 
     # -------------------------------------------------------------------------------------- core
     def _decide_and_act(self, record: Record, *, spend, capacity, budget, release, approval_id, approved_action,
-                        approved_to, event: dict[str, Any], by: str) -> str:
+                        approved_to, event: dict[str, Any], by: str, subscription: str | None = None) -> str:
         ctx, app, tenant = self.ctx, self.app, self.tenant
         policy = app.policy(tenant)
         before = (DownshiftState.from_dict(record.data["state"]) if record.data.get("state")
@@ -409,6 +416,12 @@ class Evaluation:
         if record.data.get("pending") is not None:    # a write was in flight when a previous evaluation stopped
             before = self._recover(record, before, current, policy)
         t = ctx.now()
+        if capacity is not None and capacity.condition == "Fired":
+            before = lost.remember(before, capacity.alert_id, subscription)
+        elif capacity is None and budget is None and not release:
+            before, capacity, asked = self._ask_monitor(before, policy)
+            if asked:
+                event = {**event, "monitor": asked}
         if spend is not None and spend.budget is None:
             spend = dataclasses.replace(spend, budget=app.budget(tenant))
         probe = self._probe(policy, before)
@@ -472,6 +485,31 @@ class Evaluation:
         self._save(record, state, pending=None)
         _audit(ctx, app, tenant, "recorded", state.last_reason, pending=info, current=seen, recovery="unknown")
         return state
+
+    def _ask_monitor(self, before: DownshiftState, policy: DownshiftPolicy
+                     ) -> tuple[DownshiftState, CapacitySignal | None, dict[str, Any]]:
+        """A capacity alert Fired for longer than the dwell: ask Azure Monitor whether its Resolved was lost
+        (`healers.downshift.lost`). One alert per evaluation; unknown stays down and is notified once."""
+        if not policy.monitor_check:
+            return before, None, {}
+        due = lost.due(before, policy, self.ctx.now())
+        if not due:
+            return before, None, {}
+        watch = due[0]
+        found = monitor_alerts.alert_condition(self.ctx.settings, watch.subscription, watch.alert_id)
+        state, signal, tell = lost.after_check(before, watch, found.condition if found else None, self.ctx.now(),
+                                               found.resolved_at if found else None)
+        asked: dict[str, Any] = {"alertId": watch.alert_id, "condition": found.condition if found else "unknown"}
+        if tell:
+            name = self.app.resource_id.rsplit("/", 1)[-1]
+            asked["notification"] = notify(
+                self.ctx.settings, kind="attention", title=f"Healer: tenant {self.tenant} of {name} stays downshifted: "
+                f"Azure Monitor cannot tell whether alert {watch.alert_id} resolved",
+                text="The capacity alert's Resolved never arrived and its current condition is unknown (not found, no "
+                     "access or an error); Healer keeps the tenant down (unknown never upshifts). Check the alert, "
+                     "then release the tenant (POST /api/downshift/release) if it is over.",
+                facts={"resource": self.app.resource_id, "tenant": self.tenant, "alertId": watch.alert_id})
+        return state, signal, asked
 
     @staticmethod
     def _notable(decision: Decision, before: DownshiftState, after: DownshiftState, event: dict[str, Any],
@@ -925,6 +963,8 @@ def plan_app(app: ManagedApp, states: dict[str, DownshiftState], currents: dict[
             why = "blocked switch"
         elif (policy.block or after.blocked) and block_mod.decide_block(obs, after, policy, now)[0].writes:
             why = "block flag"
+        elif policy.monitor_check and lost.due(after, policy, now):
+            why = "ask Azure Monitor (Resolved lost?)"
         elif tenant in states and (before.budget_active != after.budget_active
                                    or before.budget_period != after.budget_period or before.reason != after.reason
                                    or (before.status == "NORMAL" and before.model != after.model)):

@@ -35,13 +35,15 @@ def test_acknowledge_sets_the_state_with_a_comment_once_and_leaves_a_humans_clos
     alert, closed = str(uuid.uuid4()), str(uuid.uuid4())
     alerts_env.seed(SUBSCRIPTION, alert, "r")
     alerts_env.seed(SUBSCRIPTION, closed, "r", alertState="Closed")
-    comment = monitor_alerts.comment_for("rollback", "acted", "2026-03-20/abc", "swapped back")
+    import datetime as dt
+    comment = monitor_alerts.comment_for("rollback", "acted", dt.date(2026, 3, 20), "/subscriptions/x/sites/a",
+                                         alert, "swapped back")
     assert monitor_alerts.acknowledge(settings, "rollback", SUBSCRIPTION, alert, comment) == "acknowledged"
     assert monitor_alerts.acknowledge(settings, "rollback", SUBSCRIPTION, alert, comment) == "left (Acknowledged)"
     assert monitor_alerts.acknowledge(settings, "rollback", SUBSCRIPTION, closed, comment) == "left (Closed)"
     [change] = alerts_env.changes()
-    assert change["newState"] == "Acknowledged" and "audit record 2026-03-20/abc" in change["comments"]
-    assert "day=2026-03-20" in change["comments"]
+    assert change["newState"] == "Acknowledged" and f"audit record subject {alert}" in change["comments"]
+    assert "day=2026-03-20&healer=rollback&outcome=acted" in change["comments"]
     assert monitor_alerts.acknowledge(settings, "errors", SUBSCRIPTION, alert, comment) == "off"   # not enabled
     assert monitor_alerts.acknowledge(settings, "rollback", SUBSCRIPTION, str(uuid.uuid4()), "x").startswith(
         "failed: ResourceNotFoundError")
