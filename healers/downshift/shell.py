@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from healers.downshift import block as block_mod
-from healers.downshift import blocking, guard, lost, throttle
+from healers.downshift import blocking, guard, lost, throttle, warn
 from healers.downshift import intent as intent_mod
 from healers.downshift import spend as spend_mod
 from healers.downshift.actuators import Current, WriteConflict, WritePinned, actuator_for
@@ -394,6 +394,8 @@ class Evaluation:
             blocked = blocking.step(self, record, spend, lift=lift, by=by,
                                     approval_id=approval_id if block_approval else None,
                                     approved_action=approved_action)
+            if outcome != "duplicate":
+                self._warn(record, spend)
             if blocked is None or outcome == "duplicate":
                 return outcome
             return blocked if outcome in ("none", "held") else f"{outcome},{blocked}"
@@ -485,6 +487,22 @@ class Evaluation:
         self._save(record, state, pending=None)
         _audit(ctx, app, tenant, "recorded", state.last_reason, pending=info, current=seen, recovery="unknown")
         return state
+
+    def _warn(self, record: Record, spend: SpendObservation | None) -> None:
+        """Forecast warnings (`healers.downshift.warn`): an audit record of kind forecast-warning per threshold the
+        forecast crosses before spend reaches it, once per tenant per period."""
+        if spend is None or not record.data.get("state"):
+            return
+        app, tenant = self.app, self.tenant
+        if spend.budget is None:
+            spend = dataclasses.replace(spend, budget=app.budget(tenant))
+        state = DownshiftState.from_dict(record.data["state"])
+        found, after = warn.forecast_warnings(spend, state, app.policy(tenant), self.ctx.now())
+        if not found:
+            return
+        self._save(record, after)
+        for w in found:
+            _audit(self.ctx, app, tenant, "recorded", f"forecast warning: {w.text}", **w.figures)
 
     def _ask_monitor(self, before: DownshiftState, policy: DownshiftPolicy
                      ) -> tuple[DownshiftState, CapacitySignal | None, dict[str, Any]]:
@@ -963,6 +981,8 @@ def plan_app(app: ManagedApp, states: dict[str, DownshiftState], currents: dict[
             why = "blocked switch"
         elif (policy.block or after.blocked) and block_mod.decide_block(obs, after, policy, now)[0].writes:
             why = "block flag"
+        elif policy.warn_forecast and warn.forecast_warnings(obs, after, policy, now)[0]:
+            why = "forecast warning"
         elif policy.monitor_check and lost.due(after, policy, now):
             why = "ask Azure Monitor (Resolved lost?)"
         elif tenant in states and (before.budget_active != after.budget_active
