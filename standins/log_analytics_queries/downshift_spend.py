@@ -133,3 +133,25 @@ def raw_rows(ctx: QueryContext) -> Table:
         rows.append([row[time_col], kql_tostring(dims.get("tenant") if isinstance(dims, dict) else None),
                      row.get(sum_col)])
     return Table(columns=[("t", "datetime"), ("tenant", "string"), ("amount", "real")], rows=rows)
+
+
+RAW_TOKENS = "downshift-bench-raw-tokens"
+
+
+@register(RAW_TOKENS)
+def raw_token_rows(ctx: QueryContext) -> Table:
+    """The bench's rate-card baseline: every token row (tenant, metric name, model, tokens), priced in Python."""
+    table = ctx.table_in_query(*SHAPES)
+    name_col, sum_col, dims_col, role_col, time_col = SHAPES[table]
+    names = set(re.findall(_STRING, (re.search(rf"\| where {name_col} in \(([^)]*)\)", ctx.query) or
+                                     re.search("()", "")).group(1)))
+    rows = []
+    for row in ctx.rows(table):
+        if row.get(name_col) not in names:
+            continue
+        dims = row.get(dims_col) or {}
+        dims = dims if isinstance(dims, dict) else {}
+        rows.append([kql_tostring(dims.get("tenant")), row[name_col], kql_tostring(dims.get("model")),
+                     row.get(sum_col)])
+    return Table(columns=[("tenant", "string"), ("name", "string"), ("model", "string"), ("tokens", "real")],
+                 rows=rows)
