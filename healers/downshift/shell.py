@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from healers.downshift import block as block_mod
-from healers.downshift import blocking, guard, lost, throttle, warn
+from healers.downshift import blocking, guard, lost, signals, throttle, warn
 from healers.downshift import intent as intent_mod
 from healers.downshift import spend as spend_mod
 from healers.downshift.actuators import Current, WriteConflict, WritePinned, actuator_for
@@ -303,7 +303,7 @@ def _handle_alert(ctx: Context, message: dict[str, Any]) -> str:
         return "refused"
     kind, why = throttle.classify(alert.custom_properties, dims)
     if kind == "quota":
-        outcome = _quota(ctx, app, tenant, alert, dims, why)
+        outcome = signals.quota(ctx, app, tenant, alert, dims, why)
     else:
         at = (alert.resolved_at or alert.fired_at) if not alert.fired else alert.fired_at
         signal = CapacitySignal(alert.alert_id, alert.monitor_condition, at)
@@ -314,31 +314,6 @@ def _handle_alert(ctx: Context, message: dict[str, Any]) -> str:
     monitor_alerts.acknowledge_alert(ctx.settings, HEALER, alert, app.resource_id, outcome.split(",")[0], ctx.now(),
                                      subject=tenant)
     return outcome
-
-
-def _quota(ctx: Context, app: ManagedApp, tenant: str, alert: Alert, dims: dict[str, str], why: str) -> str:
-    """The gateway's token limit answered the 429s: no model switch (the same tokens hit the same limit). Audited
-    once per (alert, condition) as "quota, not capacity"; a Fired one notifies with a suggested limit change."""
-    store = ctx.store
-    try:
-        store.insert(Record("~quota", safe_key(f"{alert.alert_id}|{alert.monitor_condition}"[:500]),
-                            {"at": _iso(ctx.now()), "app": app.key, "tenant": tenant}))
-    except Conflict:
-        _audit(ctx, app, tenant, "duplicate", f"quota alert {alert.alert_id} ({alert.monitor_condition}) already "
-               "recorded", alertId=alert.alert_id, kind="quota")
-        return "duplicate"
-    name = app.resource_id.rsplit("/", 1)[-1]
-    advice = throttle.suggestion(tenant, name)
-    details: dict[str, Any] = {"kind": "quota", "alertId": alert.alert_id, "rule": alert.rule,
-                               "condition": alert.monitor_condition, "dimensions": dims, "suggestion": advice}
-    if alert.fired:
-        details["notification"] = notify(
-            ctx.settings, kind="quota-not-capacity", title=f"Healer: tenant {tenant} of {name} hit the AI gateway's "
-            "token limit (quota, not capacity)", text=f"{why}. No model switch. Suggested: {advice}.",
-            facts={"resource": app.resource_id, "tenant": tenant, "alertId": alert.alert_id, "rule": alert.rule})
-    _audit(ctx, app, tenant, "ignored", f"quota, not capacity ({alert.monitor_condition}): {why}; no model switch — "
-           f"suggested: {advice}", **details)
-    return "ignored"
 
 
 def _handle_budget(ctx: Context, message: dict[str, Any]) -> str:
@@ -395,7 +370,7 @@ class Evaluation:
                                     approval_id=approval_id if block_approval else None,
                                     approved_action=approved_action)
             if outcome != "duplicate":
-                self._warn(record, spend)
+                signals.warn_step(self, record, spend)
             if blocked is None or outcome == "duplicate":
                 return outcome
             return blocked if outcome in ("none", "held") else f"{outcome},{blocked}"
@@ -421,7 +396,7 @@ class Evaluation:
         if capacity is not None and capacity.condition == "Fired":
             before = lost.remember(before, capacity.alert_id, subscription)
         elif capacity is None and budget is None and not release:
-            before, capacity, asked = self._ask_monitor(before, policy)
+            before, capacity, asked = signals.ask_monitor(self, before, policy)
             if asked:
                 event = {**event, "monitor": asked}
         if spend is not None and spend.budget is None:
@@ -487,47 +462,6 @@ class Evaluation:
         self._save(record, state, pending=None)
         _audit(ctx, app, tenant, "recorded", state.last_reason, pending=info, current=seen, recovery="unknown")
         return state
-
-    def _warn(self, record: Record, spend: SpendObservation | None) -> None:
-        """Forecast warnings (`healers.downshift.warn`): an audit record of kind forecast-warning per threshold the
-        forecast crosses before spend reaches it, once per tenant per period."""
-        if spend is None or not record.data.get("state"):
-            return
-        app, tenant = self.app, self.tenant
-        if spend.budget is None:
-            spend = dataclasses.replace(spend, budget=app.budget(tenant))
-        state = DownshiftState.from_dict(record.data["state"])
-        found, after = warn.forecast_warnings(spend, state, app.policy(tenant), self.ctx.now())
-        if not found:
-            return
-        self._save(record, after)
-        for w in found:
-            _audit(self.ctx, app, tenant, "recorded", f"forecast warning: {w.text}", **w.figures)
-
-    def _ask_monitor(self, before: DownshiftState, policy: DownshiftPolicy
-                     ) -> tuple[DownshiftState, CapacitySignal | None, dict[str, Any]]:
-        """A capacity alert Fired for longer than the dwell: ask Azure Monitor whether its Resolved was lost
-        (`healers.downshift.lost`). One alert per evaluation; unknown stays down and is notified once."""
-        if not policy.monitor_check:
-            return before, None, {}
-        due = lost.due(before, policy, self.ctx.now())
-        if not due:
-            return before, None, {}
-        watch = due[0]
-        found = monitor_alerts.alert_condition(self.ctx.settings, watch.subscription, watch.alert_id)
-        state, signal, tell = lost.after_check(before, watch, found.condition if found else None, self.ctx.now(),
-                                               found.resolved_at if found else None)
-        asked: dict[str, Any] = {"alertId": watch.alert_id, "condition": found.condition if found else "unknown"}
-        if tell:
-            name = self.app.resource_id.rsplit("/", 1)[-1]
-            asked["notification"] = notify(
-                self.ctx.settings, kind="attention", title=f"Healer: tenant {self.tenant} of {name} stays downshifted: "
-                f"Azure Monitor cannot tell whether alert {watch.alert_id} resolved",
-                text="The capacity alert's Resolved never arrived and its current condition is unknown (not found, no "
-                     "access or an error); Healer keeps the tenant down (unknown never upshifts). Check the alert, "
-                     "then release the tenant (POST /api/downshift/release) if it is over.",
-                facts={"resource": self.app.resource_id, "tenant": self.tenant, "alertId": watch.alert_id})
-        return state, signal, asked
 
     @staticmethod
     def _notable(decision: Decision, before: DownshiftState, after: DownshiftState, event: dict[str, Any],
