@@ -68,6 +68,7 @@ class Proposal:
     queue: str | None = None            # where that message goes
     not_done: str = ""                  # "<event> not published": the words for an action not carried out
     ask: str | None = None              # the healer's own reason to ask a human, whatever the policy allows
+    approved: bool = False              # an operator's own request (e.g. a lift): answers an ask like an approval
     on_parked: Callable[[dict[str, Any], bool], dict[str, Any]] | None = None  # the shell's courtesy on a new ask
     enrich: Callable[[str], dict[str, Any]] | None = None  # extra audit details for a verdict class (evidence)
 
@@ -155,7 +156,7 @@ def check(settings: Settings, p: Proposal, now: dt.datetime | None = None) -> Ve
         details["policyNote"] = (f"decided with the last-known-good policy confirmed {source['lkgConfirmedAt']} "
                                  f"({source['why']})")
     not_done = p.not_done or f"{p.action} not carried out"
-    approved = False
+    approved = p.approved
     if p.approval_id:
         why_not = approvals.covers(settings, p.healer, p.approval_id, p.action, p.resource, now)
         if why_not:
