@@ -42,6 +42,8 @@ ACTIONS: dict[str, str] = {
     "rollback.swap": "swap the last-known-good staging slot back into production",
     "downshift.switch": "write a lower model (one rung down the ladder) for an app or tenant",
     "downshift.restore": "write the model back up the ladder (or remove Healer's own value)",
+    "downshift.block": "set the last rung's block flag for an over-budget tenant",
+    "downshift.unblock": "clear Healer's block flag (period reset or an operator's lift)",
     "errors.draft": "push a triage branch and open a draft pull request for an error group",
     "errors.update": "commit a new triage to an open draft pull request and comment on it",
     "replication.publish": "publish a replication outcome event to Healer's Event Grid topic",
@@ -148,7 +150,7 @@ def check(settings: Settings, p: Proposal, now: dt.datetime | None = None) -> Ve
     decision, source = _policy(settings, p, key, now)
     why_ask = decision.reason
     if p.ask and decision.effect == "allow":   # the healer asks a human itself (e.g. a suspect change): an ask
-        decision = decision.model_copy(update={"effect": "ask"})
+        decision = decision.model_copy(update={"effect": "ask", "reason": f"{decision.reason}; {p.ask}"})
         why_ask = p.ask
     details = {**p.details, "action": p.action, "params": p.params, "mode": mode.model_dump(),
                "policy": decision.model_dump(mode="json"), "policySource": source}
