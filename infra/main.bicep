@@ -161,6 +161,12 @@ param replicationBackoff object = {}
 @description('HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: how long a replica\'s tag may name a digest Healer never saw pushed before a race is reported (older pushes are lag, newer pushes a race at once).')
 param replicationTagRaceGraceSeconds int = 60
 
+@description('HEALER_REPLICATION_FAIL_FAST_SECONDS: how long a replica\'s regional host must keep failing DNS before its wait fails fast, named (regional endpoints not enabled).')
+param replicationFailFastSeconds int = 15
+
+@description('HEALER_REPLICATION_MAX_THROTTLED_SECONDS: a replica answering HTTP 429 moves its own deadline out by the time it is throttled, up to this.')
+param replicationMaxThrottledSeconds int = 1800
+
 @description('HEALER_REPLICATION_ACR_TENANT_ID: tenant sent in the ACR token exchange. Empty: the deployment tenant.')
 param replicationAcrTenantId string = ''
 
@@ -397,6 +403,8 @@ var healerSettings = {
   HEALER_REPLICATION_DEADLINE_SECONDS: string(replicationDeadlineSeconds)
   HEALER_REPLICATION_BACKOFF: string(replicationBackoff)
   HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: string(replicationTagRaceGraceSeconds)
+  HEALER_REPLICATION_FAIL_FAST_SECONDS: string(replicationFailFastSeconds)
+  HEALER_REPLICATION_MAX_THROTTLED_SECONDS: string(replicationMaxThrottledSeconds)
   HEALER_REPLICATION_ACR_TENANT_ID: empty(replicationAcrTenantId) ? tenant().tenantId : replicationAcrTenantId
   HEALER_REPLICATION_TOPIC_ENDPOINT: empty(replicationTopicEndpoint) ? outcomeTopic.outputs.endpoint : replicationTopicEndpoint
   HEALER_REPLICATION_TOPIC_KEY: ''

@@ -69,6 +69,8 @@ class ReplicationConfig(BaseModel):
     deadline_seconds: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
     backoff: BackoffPolicy = BackoffPolicy()
     tag_race_grace_seconds: float = Field(60.0, ge=0)
+    fail_fast_seconds: float = Field(15.0, ge=0, le=3600)
+    max_throttled_seconds: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
     tenant: str | None = None
     topic_endpoint: str | None = None
     topic_key: str | None = Field(None, repr=False)
@@ -82,7 +84,8 @@ class ReplicationConfig(BaseModel):
         return {k.lower(): v.rstrip("/") for k, v in value.items()}
 
     def policy(self) -> ReplicationPolicy:
-        return _policy(self.registries_key, self.deadline_seconds, self.backoff, self.tag_race_grace_seconds)
+        return _policy(self.registries_key, self.deadline_seconds, self.backoff, self.tag_race_grace_seconds,
+                       self.fail_fast_seconds, self.max_throttled_seconds)
 
     @property
     def registries_key(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -92,12 +95,15 @@ class ReplicationConfig(BaseModel):
 _policies: dict[Any, ReplicationPolicy] = {}
 
 
-def _policy(registries: tuple, deadline: float, backoff: BackoffPolicy, grace: float) -> ReplicationPolicy:
-    key = (registries, deadline, backoff, grace)
+def _policy(registries: tuple, deadline: float, backoff: BackoffPolicy, grace: float, fail_fast: float = 15.0,
+            max_throttled: float | None = None) -> ReplicationPolicy:
+    key = (registries, deadline, backoff, grace, fail_fast, max_throttled)
     if key not in _policies:
         _policies[key] = ReplicationPolicy(required_regions=dict(registries), deadline_seconds=deadline,
                                            backoff=backoff, tag_race_grace_seconds=grace,
-                                           stall_overdue_seconds=STALL_SECONDS)
+                                           stall_overdue_seconds=STALL_SECONDS,
+                                           unresolvable_confirm_seconds=fail_fast,
+                                           max_throttled_seconds=max_throttled)
     return _policies[key]
 
 
@@ -141,6 +147,8 @@ def load_config(settings: Settings) -> ReplicationConfig:
             deadline_seconds=_number(settings, "HEALER_REPLICATION_DEADLINE_SECONDS"),
             backoff=bp,
             tag_race_grace_seconds=_number(settings, "HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS"),
+            fail_fast_seconds=_number(settings, "HEALER_REPLICATION_FAIL_FAST_SECONDS"),
+            max_throttled_seconds=_number(settings, "HEALER_REPLICATION_MAX_THROTTLED_SECONDS"),
             tenant=settings.get("HEALER_REPLICATION_ACR_TENANT_ID"),
             topic_endpoint=settings.get("HEALER_REPLICATION_TOPIC_ENDPOINT"),
             topic_key=settings.get("HEALER_REPLICATION_TOPIC_KEY"),
@@ -445,7 +453,8 @@ def handle_check(settings: Settings, message: dict[str, Any], *, prober: Any = N
         return "refused"
 
     prober = prober if prober is not None else prober_for(config)
-    observations = prober.observe_all(record, regions_to_probe(record))
+    # a throttled replica is not probed before its Retry-After / per-replica backoff (the others still are)
+    observations = prober.observe_all(record, regions_to_probe(record, now()))
     decision = decide(record, observations, policy, now(), _tag_history(store, record, observations))
     if decision.action == "recheck":
         return _recheck(settings, store, record, found, decision)
