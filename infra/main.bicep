@@ -167,6 +167,9 @@ param replicationFailFastSeconds int = 15
 @description('HEALER_REPLICATION_MAX_THROTTLED_SECONDS: a replica answering HTTP 429 moves its own deadline out by the time it is throttled, up to this.')
 param replicationMaxThrottledSeconds int = 1800
 
+@description('HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS: how long a registry\'s topology read from ARM (replicas, status, regional endpoints) is reused.')
+param replicationTopologyTtlSeconds int = 300
+
 @description('HEALER_REPLICATION_ACR_TENANT_ID: tenant sent in the ACR token exchange. Empty: the deployment tenant.')
 param replicationAcrTenantId string = ''
 
@@ -405,6 +408,7 @@ var healerSettings = {
   HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: string(replicationTagRaceGraceSeconds)
   HEALER_REPLICATION_FAIL_FAST_SECONDS: string(replicationFailFastSeconds)
   HEALER_REPLICATION_MAX_THROTTLED_SECONDS: string(replicationMaxThrottledSeconds)
+  HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS: string(replicationTopologyTtlSeconds)
   HEALER_REPLICATION_ACR_TENANT_ID: empty(replicationAcrTenantId) ? tenant().tenantId : replicationAcrTenantId
   HEALER_REPLICATION_TOPIC_ENDPOINT: empty(replicationTopicEndpoint) ? outcomeTopic.outputs.endpoint : replicationTopicEndpoint
   HEALER_REPLICATION_TOPIC_KEY: ''

@@ -17,6 +17,7 @@ from typing import Any, Literal, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .events import DIGEST_RE, REGION_RE, REGISTRY_NAME_RE, REPOSITORY_RE, AcrImageEvent
+from .topology import TopologyView
 from .probe_states import (
     FORBIDDEN_HINT, MAX_CONFIRMED, PROBLEM_STATES, PUBLIC_STATE, ManifestState, state_totals, throttle_wait,
     throttled_total, unresolvable_confirmed, unresolvable_reason,
@@ -142,6 +143,8 @@ class WaitRecord(BaseModel):
     unresolvable_span: dict[str, list[float]] = {}  # region -> [first, last] of an unbroken run of DNS failures
     confirmed: dict[str, list[str]] = {}     # region -> child manifests / blobs already seen there (bounded)
     failure: str | None = None               # why a "failed" wait failed
+    excluded: dict[str, str] = {}            # region -> why it is not waited for (replica removed / degraded)
+    degraded: dict[str, str] = {}            # region -> replica status when the topology says it is not online
 
     @property
     def wait_id(self) -> str:
@@ -153,7 +156,7 @@ class WaitRecord(BaseModel):
         return str(uuid.uuid5(OUTCOME_NAMESPACE, self.wait_id))
 
     def missing_regions(self) -> list[str]:
-        return [r for r in self.required_regions if r not in self.first_seen]
+        return [r for r in self.required_regions if r not in self.first_seen and r not in self.excluded]
 
 
 class RegionObservation(BaseModel):
@@ -389,8 +392,27 @@ def _apply(rec: WaitRecord, obs: RegionObservation, history: TagHistory, policy:
         rec.confirmed.pop(region, None)   # not probed again: nothing to remember
 
 
+def _apply_topology(rec: WaitRecord, topology: TopologyView) -> None:
+    """A replica removed from the registry is no longer waited for; a degraded one is reported and, by the
+    registry's setting, excluded or waited for; one back online is waited for again."""
+    for region in rec.required_regions:
+        state = topology.regions.get(region, "absent")
+        if state == "online":
+            rec.excluded.pop(region, None)
+            rec.degraded.pop(region, None)
+        elif state == "absent":
+            rec.degraded.pop(region, None)
+            rec.excluded[region] = "replica removed from the registry"
+        else:
+            rec.degraded[region] = state
+            if topology.degraded == "exclude":
+                rec.excluded[region] = f"replica {state}; excluded (degraded replicas are not waited for)"
+            else:
+                rec.excluded.pop(region, None)
+
+
 def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy: ReplicationPolicy,
-           now: float, tag_history: TagHistory | None = None) -> Decision:
+           now: float, tag_history: TagHistory | None = None, topology: TopologyView | None = None) -> Decision:
     """Fold the latest probe results into the wait and say what to do next. Never waits itself.
 
     `tag_history` (tag -> {digest: latest push time}) is what Healer saw pushed under the wait's tags: a replica
@@ -405,7 +427,15 @@ def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy
     rec.last_check_at = now
     rec.chain_note = None          # a check ran: the chain is alive
     late = now > extended_deadline(rec, now, policy) + policy.stall_grace_seconds
-    required = set(rec.required_regions)
+    if topology is not None and not late:
+        _apply_topology(rec, topology)
+        if topology.regional_endpoints is False:
+            rec.status, rec.completed_at, rec.next_check_at = "failed", now, None
+            rec.failure = (f"regional endpoints are not enabled for {rec.registry} (the registry says so); enable "
+                           f"them with `az acr update -n {rec.registry} --regional-endpoints enabled` (Azure CLI "
+                           "2.86.0+)")
+            return Decision(action="publish_failed", reason=rec.failure, record=rec)
+    required = set(rec.required_regions) - set(rec.excluded)
     if not late:   # a check this late ran on a stalled chain: what it sees came after the deadline
         for obs in observations:
             if obs.region in required:
@@ -415,6 +445,10 @@ def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy
              if _tag_move(rec, k.split(":", 1)[1], v, history) == "newer"
              or now - rec.tag_conflict_since.get(k, now) >= policy.tag_race_grace_seconds}
     missing = rec.missing_regions()
+    if not [r for r in rec.required_regions if r not in rec.excluded]:
+        rec.status, rec.completed_at, rec.next_check_at = "failed", now, None
+        rec.failure = "no replica left to wait for: " + "; ".join(f"{r}: {why}" for r, why in rec.excluded.items())
+        return Decision(action="publish_failed", reason=rec.failure, record=rec)
     if races:
         rec.status, rec.completed_at, rec.next_check_at = "tag_race", now, None
         detail = ", ".join(f"{k} -> {v}" for k, v in sorted(races.items())[:20])
@@ -422,8 +456,10 @@ def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy
     if not missing:
         rec.status, rec.completed_at, rec.next_check_at = "ready", now, None
         what = "serve the digest" if rec.action == "push" else "answer 404"
-        return Decision(action="publish_ready", reason=f"all {len(rec.required_regions)} regions {what}",
-                        record=rec)
+        waited = [r for r in rec.required_regions if r not in rec.excluded]
+        note = f" ({len(rec.excluded)} excluded: {', '.join(f'{r}: {w}' for r, w in rec.excluded.items())})" \
+            if rec.excluded else ""
+        return Decision(action="publish_ready", reason=f"all {len(waited)} regions {what}{note}", record=rec)
     unresolvable = [r for r in missing
                     if unresolvable_confirmed(rec.unresolvable_span.get(r), policy.unresolvable_confirm_seconds)]
     if unresolvable and not late:
@@ -500,6 +536,10 @@ def outcome_payload(record: WaitRecord) -> dict[str, Any]:
             region["throttledSeconds"] = round(throttled, 3)
     if record.failure:
         data["failure"] = record.failure
+    if record.excluded:
+        data["excludedRegions"] = dict(sorted(record.excluded.items()))
+    if record.degraded:
+        data["degradedRegions"] = dict(sorted(record.degraded.items()))
     if lags and not data["missingRegions"]:
         data["totalLagSeconds"] = max(lags.values())
     if record.tag_conflicts:
@@ -611,7 +651,7 @@ def parse_check_message(text: str | bytes) -> CheckRef:
 _JSON_FIELDS = ("tags", "required_regions", "first_seen", "tag_conflicts", "tag_conflict_since", "tag_lagging",
                 "last_errors", "event_ids", "request_ids", "reported_locations", "outcome_event", "probe_states",
                 "state_counts", "probe_requests", "throttled_since", "throttled_seconds", "throttle_streak",
-                "not_before", "unresolvable_span", "confirmed")
+                "not_before", "unresolvable_span", "confirmed", "excluded", "degraded")
 
 
 def wait_keys(registry: str, repository: str, digest: str) -> tuple[str, str]:

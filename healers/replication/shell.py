@@ -29,7 +29,7 @@ import math
 import random
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -60,11 +60,29 @@ Clock = Callable[[], float]
 
 # ---------------------------------------------------------------------------------------------- configuration
 
+class RegistryTopologyConfig(BaseModel):
+    """Per registry (object form of HEALER_REPLICATION_REGISTRIES): where to read its topology from ARM, and
+    whether a degraded replica is waited for or excluded."""
+    model_config = ConfigDict(frozen=True)
+
+    resource_id: str = Field(max_length=400)
+    degraded: Literal["exclude", "wait"] = "wait"
+
+    @field_validator("resource_id")
+    @classmethod
+    def _rid(cls, value: str) -> str:
+        from healers.replication.topology import parse_resource_id
+        parse_resource_id(value)
+        return value
+
+
 class ReplicationConfig(BaseModel):
     """The replication settings, parsed and validated (see shared.config SETTINGS, "Replication healer")."""
     model_config = ConfigDict(frozen=True)
 
     registries: dict[str, tuple[str, ...]]
+    topology: dict[str, RegistryTopologyConfig] = {}
+    topology_ttl_seconds: float = Field(300.0, ge=0, le=24 * 3600)
     endpoints: dict[str, str] = {}
     deadline_seconds: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
     backoff: BackoffPolicy = BackoffPolicy()
@@ -127,9 +145,31 @@ def _number(settings: Settings, name: str) -> float:
         raise ConfigError(f"setting {name} must be a number") from None
 
 
+_REGISTRY_KEYS = {"regions", "resourceId", "degraded"}
+
+
+def _registry_entries(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """HEALER_REPLICATION_REGISTRIES values are a list of regions, or {"regions": [...], "resourceId": "<registry
+    resource id>" (read its replicas from ARM), "degraded": "wait" | "exclude"}."""
+    regions: dict[str, Any] = {}
+    topology: dict[str, dict[str, Any]] = {}
+    for name, value in raw.items():
+        if isinstance(value, dict):
+            unknown = set(value) - _REGISTRY_KEYS
+            if unknown:
+                raise ConfigError(f"setting HEALER_REPLICATION_REGISTRIES: {name!r} has unknown keys {sorted(unknown)}"
+                                  f" (allowed: {sorted(_REGISTRY_KEYS)})")
+            regions[name] = value.get("regions")
+            if value.get("resourceId") is not None:
+                topology[name] = {"resource_id": value["resourceId"], "degraded": value.get("degraded", "wait")}
+        else:
+            regions[name] = value
+    return regions, topology
+
+
 def load_config(settings: Settings) -> ReplicationConfig:
     """Raises ConfigError naming the setting when anything is malformed."""
-    registries = _json_setting(settings, "HEALER_REPLICATION_REGISTRIES", dict) or {}
+    registries, topology = _registry_entries(_json_setting(settings, "HEALER_REPLICATION_REGISTRIES", dict) or {})
     backoff = _json_setting(settings, "HEALER_REPLICATION_BACKOFF", dict) or {}
     names = {"baseSeconds": "base_seconds", "factor": "factor", "maxSeconds": "max_seconds",
              "minSeconds": "min_seconds", "jitter": "jitter"}
@@ -143,6 +183,8 @@ def load_config(settings: Settings) -> ReplicationConfig:
                                             for k, v in registries.items()})
         return ReplicationConfig(
             registries={k: tuple(dict.fromkeys(v)) for k, v in registries.items()},
+            topology=topology,
+            topology_ttl_seconds=_number(settings, "HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS"),
             endpoints=_json_setting(settings, "HEALER_REPLICATION_ENDPOINTS", dict) or {},
             deadline_seconds=_number(settings, "HEALER_REPLICATION_DEADLINE_SECONDS"),
             backoff=bp,
@@ -202,6 +244,62 @@ def publisher_for(config: ReplicationConfig):
                 credential = healer_credential()
             _publishers[key] = OutcomePublisher(config.topic_endpoint, credential)
         return _publishers[key]
+
+
+_topologies: dict[Any, Any] = {}
+
+
+def topology_for(settings: Settings, config: ReplicationConfig, registry: str):
+    """The registry's topology (cached for the TTL), or None when it has no resourceId or ARM was never readable."""
+    entry = config.topology.get(registry)
+    if entry is None:
+        return None
+    endpoint, audience = settings.require("HEALER_ARM_ENDPOINT"), settings.require("HEALER_ARM_AUDIENCE")
+    key = (endpoint, audience, config.topology_ttl_seconds, settings.get("AZURE_CLIENT_ID"))
+    with _clients_lock:
+        if key not in _topologies:
+            from healers.replication.topology import TopologyCache
+
+            def client(subscription: str):
+                from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+                from shared.identity import credential
+                return ContainerRegistryManagementClient(credential(settings.get("AZURE_CLIENT_ID")), subscription,
+                                                         base_url=endpoint,
+                                                         credential_scopes=[audience.rstrip("/") + "/.default"])
+            _topologies[key] = TopologyCache(_per_subscription(client), config.topology_ttl_seconds)
+        cache = _topologies[key]
+    return cache.get(entry.resource_id)
+
+
+def _per_subscription(factory: Callable[[str], Any]) -> Callable[[str], Any]:
+    """One management client per subscription."""
+    clients: dict[str, Any] = {}
+
+    def get(subscription: str) -> Any:
+        if subscription not in clients:
+            clients[subscription] = factory(subscription)
+        return clients[subscription]
+    return get
+
+
+def topology_view(settings: Settings, config: ReplicationConfig, record: WaitRecord):
+    from healers.replication.topology import view_for
+    topo = topology_for(settings, config, record.registry)
+    if topo is None:
+        return None
+    return view_for(record.required_regions, topo, config.topology[record.registry].degraded)
+
+
+def check_topology(settings: Settings, config: ReplicationConfig, registry: str) -> None:
+    """A configured required region the registry has no replica in is a configuration error (raised, named)."""
+    from healers.replication.topology import required_without_replica
+    topo = topology_for(settings, config, registry)
+    if topo is None:
+        return
+    lacking = required_without_replica(config.registries[registry], topo)
+    if lacking:
+        raise ConfigError(f"setting HEALER_REPLICATION_REGISTRIES: {registry} requires {', '.join(lacking)} but the "
+                          f"registry has no replica there (replicas: {', '.join(sorted(topo.replicas))})")
 
 
 _lag_histogram = None
@@ -341,6 +439,12 @@ def accept(settings: Settings, parsed: ParsedEvent, *, now: Clock = time.time) -
                f"{event.action} of {event.repository}@{event.digest} not watched", registry=event.registry,
                repository=event.repository, digest=event.digest, subject=event.event_id, **_evidence(event))
         return "refused"
+    try:
+        check_topology(settings, config, event.registry)
+    except ConfigError as exc:
+        _audit(settings, "refused", f"{exc}; {event.action} of {event.repository}@{event.digest} not watched",
+               registry=event.registry, repository=event.repository, digest=event.digest, subject=event.event_id)
+        raise
     store = _store(settings)
     flushed: set[str] = set()
     for _ in range(MAX_INTAKE_WRITES):
@@ -453,9 +557,12 @@ def handle_check(settings: Settings, message: dict[str, Any], *, prober: Any = N
         return "refused"
 
     prober = prober if prober is not None else prober_for(config)
-    # a throttled replica is not probed before its Retry-After / per-replica backoff (the others still are)
-    observations = prober.observe_all(record, regions_to_probe(record, now()))
-    decision = decide(record, observations, policy, now(), _tag_history(store, record, observations))
+    view = topology_view(settings, config, record)
+    # a throttled replica is not probed before its Retry-After / per-replica backoff (the others still are); a
+    # replica removed from the topology is not probed; with regional endpoints off nothing is
+    probe = [r for r in regions_to_probe(record, now()) if view is None or view.regions.get(r) != "absent"]
+    observations = [] if view is not None and view.regional_endpoints is False else prober.observe_all(record, probe)
+    decision = decide(record, observations, policy, now(), _tag_history(store, record, observations), view)
     if decision.action == "recheck":
         return _recheck(settings, store, record, found, decision)
     if decision.action == "done":
