@@ -783,3 +783,4 @@ def _restart(settings: Settings, store: Store, record: WaitRecord, found: Record
     _audit(settings, "pending", f"the wait had stalled ({why}); a status request restarted its check chain", registry=record.registry, repository=record.repository,
            digest=record.digest, subject=record.outcome_event_id)
     return True
+
