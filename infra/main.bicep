@@ -34,6 +34,12 @@ param pythonVersion string = '3.11'
 @description('Upper bound of Flex Consumption instances.')
 param maximumInstanceCount int = 40
 
+@description('Optional VNet integration: resource id of a subnet delegated to Microsoft.App/environments (for registries behind private endpoints or firewalls). Empty: no VNet integration.')
+param vnetSubnetId string = ''
+
+@description('Optional: resource ids of existing private DNS zones (e.g. privatelink.azurecr.io) to link to the VNet of vnetSubnetId, so registries behind private endpoints resolve privately. Empty: none.')
+param privateDnsZoneIds array = []
+
 // ------------------------------------------------------------------------------------------------ behaviour
 
 @description('HEALER_KILL_SWITCH: true stops every action (decisions are still recorded).')
@@ -557,8 +563,21 @@ module functionApp 'modules/functionapp.bicep' = {
     appSettings: union(platformSettings, healerSettings)
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
+    vnetSubnetId: vnetSubnetId
   }
 }
+
+// Registries behind private endpoints: link their private DNS zones to Healer's VNet (only with vnetSubnetId).
+module privateDnsLinks 'modules/private-dns-link.bicep' = [for (zoneId, i) in (empty(vnetSubnetId) ? [] : privateDnsZoneIds): {
+  name: 'healer-dns-link-${i}'
+  scope: resourceGroup(split(zoneId, '/')[2], split(zoneId, '/')[4])
+  params: {
+    zoneName: last(split(zoneId, '/'))
+    vnetId: join(take(split(vnetSubnetId, '/'), 9), '/')
+    linkName: 'healer-${environmentName}'
+    tags: tags
+  }
+}]
 
 module workbook 'modules/workbook.bicep' = {
   name: 'healer-workbook'
