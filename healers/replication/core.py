@@ -142,6 +142,7 @@ class WaitRecord(BaseModel):
     not_before: dict[str, float] = {}        # region -> not probed again before (Retry-After / backoff)
     unresolvable_span: dict[str, list[float]] = {}  # region -> [first, last] of an unbroken run of DNS failures
     confirmed: dict[str, list[str]] = {}     # region -> child manifests / blobs already seen there (bounded)
+    pending_blobs: dict[str, list[str]] = {}  # region -> blobs its (immutable) manifests need and it lacked
     failure: str | None = None               # why a "failed" wait failed
     excluded: dict[str, str] = {}            # region -> why it is not waited for (replica removed / degraded)
     degraded: dict[str, str] = {}            # region -> replica status when the topology says it is not online
@@ -171,6 +172,7 @@ class RegionObservation(BaseModel):
     retry_after: float | None = None         # throttled: the Retry-After the replica (or its token endpoint) sent
     requests: int = 0                        # registry requests this probe made
     confirmed: tuple[str, ...] = ()          # child manifests / blobs this probe found served
+    missing: tuple[str, ...] = ()            # incomplete: the blobs not served yet (all that are lacking)
 
 
 class Decision(BaseModel):
@@ -346,6 +348,10 @@ def _note_state(rec: WaitRecord, obs: RegionObservation, policy: ReplicationPoli
         rec.unresolvable_span[region] = [span[0], max(span[-1], at)] if span else [at, at]
     else:
         rec.unresolvable_span.pop(region, None)
+    if state == "incomplete" and obs.missing:
+        rec.pending_blobs[region] = list(obs.missing)[:MAX_CONFIRMED]
+    elif state == "present":
+        rec.pending_blobs.pop(region, None)
     if obs.confirmed:
         known = rec.confirmed.get(region, [])
         rec.confirmed[region] = (known + [d for d in obs.confirmed if d not in known])[-MAX_CONFIRMED:]
@@ -651,7 +657,7 @@ def parse_check_message(text: str | bytes) -> CheckRef:
 _JSON_FIELDS = ("tags", "required_regions", "first_seen", "tag_conflicts", "tag_conflict_since", "tag_lagging",
                 "last_errors", "event_ids", "request_ids", "reported_locations", "outcome_event", "probe_states",
                 "state_counts", "probe_requests", "throttled_since", "throttled_seconds", "throttle_streak",
-                "not_before", "unresolvable_span", "confirmed", "excluded", "degraded")
+                "not_before", "unresolvable_span", "confirmed", "excluded", "degraded", "pending_blobs")
 
 
 def wait_keys(registry: str, repository: str, digest: str) -> tuple[str, str]:

@@ -36,7 +36,8 @@ INDEX_TYPES = frozenset({"application/vnd.oci.image.index.v1+json",
                          "application/vnd.docker.distribution.manifest.list.v2+json"})
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024     # the registry's own manifest size limit
 MAX_CHILDREN = 64                         # child manifests checked per index
-MAX_BLOBS = 256                           # blobs checked per manifest
+MAX_BLOBS = 256                           # blobs listed per manifest
+BLOB_BUDGET = 256                         # blob HEADs per replica per probe; the rest are asked by later probes
 
 ProbeStatus = Literal["present", "absent", "throttled", "forbidden", "unresolvable", "unauthorized", "error"]
 
@@ -153,11 +154,18 @@ class RegistryProber:
         host = regional_host(record.registry, region)
         before = self.total_requests
         confirmed: list[str] = []
-        if record.action == "push" and self.verify_blobs:
+        missing: list[str] = []
+        pending = record.pending_blobs.get(region) if record.action == "push" else None
+        if pending and self.verify_blobs:
+            # manifests by digest are immutable: what they reference was listed already, only the lacking blobs
+            # are asked for again
+            state, detail, retry = self._blobs(host, record, pending, set(), confirmed, missing)
+            manifest = ManifestProbe(state, None, record.digest if state == "present" else None, detail,  # type: ignore[arg-type]
+                                     retry)
+        elif record.action == "push" and self.verify_blobs:
             manifest = self.get_manifest(host, record.repository, record.digest)
-            state, detail = manifest.status, manifest.detail
             if manifest.status == "present":
-                state, detail, retry = self._pullable(host, record, region, manifest, confirmed)
+                state, detail, retry = self._pullable(host, record, region, manifest, confirmed, missing)
                 manifest = ManifestProbe(state, manifest.http_status, manifest.digest, detail, retry)  # type: ignore[arg-type]
         else:
             manifest = self.head_manifest(host, record.repository, record.digest, record.digest)
@@ -175,10 +183,10 @@ class RegistryProber:
         return RegionObservation(region=region, manifest=manifest.status, tags=tags,
                                  detail="; ".join(details)[:500] or None, observed_at=self._clock(),
                                  retry_after=manifest.retry_after, requests=self.total_requests - before,
-                                 confirmed=tuple(confirmed))
+                                 confirmed=tuple(confirmed), missing=tuple(missing))
 
-    def _pullable(self, host: str, record: WaitRecord, region: str, top: ManifestProbe,
-                  confirmed: list[str]) -> tuple[str, str | None, float | None]:
+    def _pullable(self, host: str, record: WaitRecord, region: str, top: ManifestProbe, confirmed: list[str],
+                  missing: list[str]) -> tuple[str, str | None, float | None]:
         """Every child manifest of an index and every blob they (or the manifest) reference is served here.
         Digests already confirmed on this replica for this wait are skipped; what is confirmed now is added to
         `confirmed`. Returns (state, detail, retry_after)."""
@@ -203,23 +211,33 @@ class RegistryProber:
                     manifests.append((child, json.loads(got.body or b"{}")))
                 except ValueError:
                     return "error", f"child manifest {child} is not JSON", None
-        missing: list[str] = []
+        blobs: list[str] = []
         for digest, body in manifests:
-            blobs = _descriptors([body.get("config")] + list(body.get("layers") or [])) if isinstance(body, dict) else []
-            child_ok = True
-            for blob in blobs[:MAX_BLOBS]:
-                if blob in known or blob in confirmed:
-                    continue
-                got = self.head_blob(host, record.repository, blob)
-                if got.status == "present":
-                    confirmed.append(blob)
-                elif got.status == "absent":
-                    missing.append(blob)
-                    child_ok = False
-                else:
-                    return got.status, f"blob {blob}: {got.detail or got.status}", got.retry_after
-            if child_ok and digest != record.digest:
-                confirmed.append(digest)
+            refs = _descriptors([body.get("config")] + list(body.get("layers") or [])) if isinstance(body, dict) else []
+            blobs += [b for b in refs[:MAX_BLOBS] if b not in blobs]
+            if digest != record.digest:
+                confirmed.append(digest)   # the child manifest is served; its blobs are tracked one by one
+        return self._blobs(host, record, blobs, known, confirmed, missing)
+
+    def _blobs(self, host: str, record: WaitRecord, blobs: list[str], known: set[str], confirmed: list[str],
+               missing: list[str]) -> tuple[str, str | None, float | None]:
+        """HEAD every blob not already confirmed, at most BLOB_BUDGET per probe (the rest wait for the next probe);
+        lacking ones go to `missing` (the replica is incomplete)."""
+        budget = BLOB_BUDGET
+        for blob in blobs:
+            if blob in known or blob in confirmed:
+                continue
+            if budget <= 0:
+                missing.append(blob)   # not asked yet: checked by a later probe
+                continue
+            budget -= 1
+            got = self.head_blob(host, record.repository, blob)
+            if got.status == "present":
+                confirmed.append(blob)
+            elif got.status == "absent":
+                missing.append(blob)
+            else:
+                return got.status, f"blob {blob}: {got.detail or got.status}", got.retry_after
         if missing:
             return "incomplete", (f"{len(missing)} blob(s) not yet served (blob unknown): "
                                   + ", ".join(missing[:3])), None
