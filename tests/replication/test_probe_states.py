@@ -166,6 +166,7 @@ def test_multi_arch_index_is_not_ready_until_its_layers_arrive(fleet, replicator
         prober.close()
     assert outcome.action == "publish_ready", outcome.reason
     rec = outcome.record
+    replicator.wait_idle(10)   # the job re-puts the manifests after the layers: it may finish after the decision
     done = {label.split()[-1].split("->")[1]: t for label, t in replicator.done if label.startswith("layers")}
     assert not replicator.errors and set(done) == {"westus", "northeurope"}
     first = decisions[0][0].record
