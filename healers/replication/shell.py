@@ -46,6 +46,7 @@ from shared.config import ConfigError, Settings
 from shared.controls import read_mode
 from shared.state import Conflict, Record, Store
 from shared.work import Discard, RetryLater, enqueue
+from healers.replication.topology import check_topology, topology_view
 
 log = logging.getLogger("healer.replication")
 HEALER = "replication"
@@ -244,62 +245,6 @@ def publisher_for(config: ReplicationConfig):
                 credential = healer_credential()
             _publishers[key] = OutcomePublisher(config.topic_endpoint, credential)
         return _publishers[key]
-
-
-_topologies: dict[Any, Any] = {}
-
-
-def topology_for(settings: Settings, config: ReplicationConfig, registry: str):
-    """The registry's topology (cached for the TTL), or None when it has no resourceId or ARM was never readable."""
-    entry = config.topology.get(registry)
-    if entry is None:
-        return None
-    endpoint, audience = settings.require("HEALER_ARM_ENDPOINT"), settings.require("HEALER_ARM_AUDIENCE")
-    key = (endpoint, audience, config.topology_ttl_seconds, settings.get("AZURE_CLIENT_ID"))
-    with _clients_lock:
-        if key not in _topologies:
-            from healers.replication.topology import TopologyCache
-
-            def client(subscription: str):
-                from azure.mgmt.containerregistry import ContainerRegistryManagementClient
-                from shared.identity import credential
-                return ContainerRegistryManagementClient(credential(settings.get("AZURE_CLIENT_ID")), subscription,
-                                                         base_url=endpoint,
-                                                         credential_scopes=[audience.rstrip("/") + "/.default"])
-            _topologies[key] = TopologyCache(_per_subscription(client), config.topology_ttl_seconds)
-        cache = _topologies[key]
-    return cache.get(entry.resource_id)
-
-
-def _per_subscription(factory: Callable[[str], Any]) -> Callable[[str], Any]:
-    """One management client per subscription."""
-    clients: dict[str, Any] = {}
-
-    def get(subscription: str) -> Any:
-        if subscription not in clients:
-            clients[subscription] = factory(subscription)
-        return clients[subscription]
-    return get
-
-
-def topology_view(settings: Settings, config: ReplicationConfig, record: WaitRecord):
-    from healers.replication.topology import view_for
-    topo = topology_for(settings, config, record.registry)
-    if topo is None:
-        return None
-    return view_for(record.required_regions, topo, config.topology[record.registry].degraded)
-
-
-def check_topology(settings: Settings, config: ReplicationConfig, registry: str) -> None:
-    """A configured required region the registry has no replica in is a configuration error (raised, named)."""
-    from healers.replication.topology import required_without_replica
-    topo = topology_for(settings, config, registry)
-    if topo is None:
-        return
-    lacking = required_without_replica(config.registries[registry], topo)
-    if lacking:
-        raise ConfigError(f"setting HEALER_REPLICATION_REGISTRIES: {registry} requires {', '.join(lacking)} but the "
-                          f"registry has no replica there (replicas: {', '.join(sorted(topo.replicas))})")
 
 
 _lag_histogram = None
