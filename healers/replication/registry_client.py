@@ -94,8 +94,7 @@ class RegistryProber:
         return self._manifest("GET", host, repository, digest, digest)
 
     def head_blob(self, host: str, repository: str, digest: str) -> ManifestProbe:
-        self.blob_requests += 1
-        got = self._send("HEAD", host, repository, f"blobs/{digest}", count=False)
+        got = self._send("HEAD", host, repository, f"blobs/{digest}", counter="blob_requests")
         if isinstance(got, ManifestProbe):
             return got
         if got.status_code == 200:
@@ -116,14 +115,14 @@ class RegistryProber:
         return probe
 
     def _send(self, method: str, host: str, repository: str, path: str,
-              count: bool = True) -> httpx.Response | ManifestProbe:
+              counter: str = "requests") -> httpx.Response | ManifestProbe:
         """One registry request following the 401 Bearer challenge once; a failure becomes the probe's state."""
         url = f"{base_url_for(host, self._map)}/v2/{repository}/{path}"
         scope = pull_scope(repository)
         headers = {"Accept": MANIFEST_ACCEPT}
         token = self._auth.cached(host, scope) if self._auth else None
         try:
-            resp = self._request(method, url, headers, token, count)
+            resp = self._request(method, url, headers, token, counter)
             if resp.status_code == 401 and self._auth is not None:
                 challenge = parse_www_authenticate(resp.headers.get("www-authenticate"))
                 if challenge is None:
@@ -131,7 +130,7 @@ class RegistryProber:
                 if token:
                     self._auth.invalidate(host, scope)
                 token = self._auth.token_for_challenge(host, challenge, scope=challenge.scope or scope)
-                resp = self._request(method, url, headers, token, count)
+                resp = self._request(method, url, headers, token, counter)
         except AcrAuthError as exc:
             status = {"throttled": 429, "forbidden": 403}.get(exc.kind, 401 if exc.kind == "unauthorized" else None)
             return ManifestProbe(exc.kind, status, None, str(exc), retry_after=exc.retry_after)  # type: ignore[arg-type]
@@ -142,9 +141,8 @@ class RegistryProber:
         return resp
 
     def _request(self, method: str, url: str, headers: dict[str, str], token: str | None,
-                 count: bool) -> httpx.Response:
-        if count:
-            self.requests += 1
+                 counter: str) -> httpx.Response:
+        setattr(self, counter, getattr(self, counter) + 1)   # every request on the wire, challenged ones twice
         if token:
             headers = {**headers, "Authorization": f"Bearer {token}"}
         return self._client.request(method, url, headers=headers)
