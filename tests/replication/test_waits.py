@@ -77,3 +77,37 @@ def test_bad_requests_are_refused_with_a_reason(functions, waits_env, fleet):
     assert post(functions, None, raw=b"{not json")[0] == 400
     assert post(functions, None, raw=b"{" + b" " * 5000 + b"}")[0] == 413
     assert not records("recorded")
+
+
+def test_healer_wait_cli_opens_the_wait_and_exits_0_once_pullable_everywhere(local_azure, fleet, replicator):
+    """`healer wait` against Healer in the Functions host stand-in: no Event Grid delivery at all."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from drill.host import start_healer
+    endpoints = {**fleet.endpoint_map(), "myreg.azurecr.io": fleet.url("eastus")}
+    healer = start_healer(local_azure, {
+        "HEALER_TABLE_PREFIX": "cliw" + uuid.uuid4().hex[:8],
+        "HEALER_REPLICATION_REGISTRIES": json.dumps({"myreg": ["eastus", "westus", "northeurope"]}),
+        "HEALER_REPLICATION_ENDPOINTS": json.dumps(endpoints),
+        "HEALER_REPLICATION_BACKOFF": json.dumps({"baseSeconds": 0.5, "factor": 1.5, "maxSeconds": 1,
+                                                  "minSeconds": 0.2, "jitter": 0.3})}, name="healer-cli-wait")
+    try:
+        image = push(fleet, "team/cliwait", "v9")
+        replicator.schedule_copy("eastus", "team/cliwait", "v9", {"westus": 0.5, "northeurope": 1.0})
+        env = {**os.environ, "HEALER_URL": healer.url, "HEALER_KEY": healer.key}
+        run = lambda *a: subprocess.run([sys.executable, "-m", "cli", "--json", "wait", *a],  # noqa: E731
+                                        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True,
+                                        text=True, timeout=120)
+        done = run("myreg", "team/cliwait", "--tag", "v9", "--poll", "0.5", "--timeout", "60")
+        assert done.returncode == 0, done.stderr or done.stdout
+        view = json.loads(done.stdout)
+        assert view["status"] == "ready" and view["digest"] == image.digest
+        assert {r["state"] for r in view["regions"].values()} == {"ready"}
+        unwatched = run("other", "team/cliwait", "--tag", "v9")
+        assert unwatched.returncode == 4 and "not watched" in unwatched.stdout
+    finally:
+        healer.stop()
