@@ -10,10 +10,12 @@ import json
 import random
 from typing import Any, Callable
 
+from shared import safejson
 from shared.config import Settings
 from shared.storage import queue
 
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 1
+MAX_MESSAGE_BYTES = 64 * 1024  # Azure Storage queue messages are at most 64 KiB
 
 
 class RetryLater(Exception):
@@ -65,10 +67,10 @@ def run_queue_message(settings: Settings, queue_name: str, body: bytes, dequeue_
     delay; any other exception propagates so the Functions host retries and finally poisons the message.
     """
     try:
-        message = json.loads(body)
+        message = safejson.loads(body, MAX_MESSAGE_BYTES)
         if not isinstance(message, dict):
             raise ValueError("not a JSON object")
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:  # JsonLimitError names the limit broken
         dead_letter(settings, queue_name, {"raw": body[:2000].decode("utf-8", "replace")},
                     f"malformed message: {exc}")
         return "dead-letter"
@@ -89,7 +91,7 @@ def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_cou
     from shared import audit
     from shared.notify import notify
     try:
-        message: Any = json.loads(body)
+        message: Any = safejson.loads(body, MAX_MESSAGE_BYTES)
     except ValueError:
         message = None
     if not isinstance(message, dict):
