@@ -39,8 +39,11 @@ _B = r"(?<![A-Za-z0-9_\-])"  # start of a token run: a match can only begin wher
 
 # (name, pattern, replacement). Order matters: whole structures before the generic shapes.
 _RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    ("private-key", re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----.{0,16384}?"
-                               r"(?:-----END [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)", re.S),
+    # the body is base64, line ends and escaped line ends only: a key cut short (no END line) never swallows the
+    # text after it, nor the closing quote of the JSON string it sits in
+    ("private-key", re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+                               r"(?:(?:\r?\n|\\n)[A-Za-z-]{1,32}: [^\r\n\\\"]{0,128})*"
+                               r"(?:[A-Za-z0-9+/=\r\n]|\\[nr]){0,16384}(?:-----END [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?"),
      "<redacted:private-key>"),
     ("putty-key", re.compile(r"PuTTY-User-Key-File-\d: .{0,16384}?(?:Private-MAC: \S{0,128}|\Z)", re.S),
      "<redacted:private-key>"),
@@ -52,12 +55,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
         r"ApiKey|Api_Key|AccessKey|Access_Key|Secret|Token|Sig|InstrumentationKey)\s*=\s*(\"[^\"]{0,512}\"|"
         r"'[^']{0,512}'|"
         # a connection-string value runs to the `;` (spaces included: Password=correct horse;), else to a space
-        r"[^;&\s\"',]{1,512}(?:[ \t]{1,8}[^;&\s\"',=]{1,64}){0,16}(?=;)|[^;&\s\"',]{1,512})"),
+        r"[^;&\s\"',\\]{1,512}(?:[ \t]{1,8}[^;&\s\"',=\\]{1,64}){0,16}(?=;)|[^;&\s\"',\\]{1,512})"),
      r"\1=<redacted>"),
     ("bearer", re.compile(r"(?i)\b(Bearer|Basic|Token|SharedAccessSignature)\s{1,8}[A-Za-z0-9\-._~+/]{8,4096}=*"),
      r"\1 <redacted>"),
     ("auth-header", re.compile(r"(?i)\b(Authorization|Proxy-Authorization|X-Api-Key|Api-Key|Ocp-Apim-Subscription-Key"
-                               r"|X-Functions-Key|X-Goog-Api-Key)\s{0,8}[:=]\s{0,8}[^\r\n,;\"]{1,512}"),
+                               r"|X-Functions-Key|X-Goog-Api-Key)\s{0,8}[:=]\s{0,8}(?:[A-Za-z]{2,32}[ \t]{1,4})?"
+                               r"[^\s,;\"'\\]{1,4096}"),
      r"\1: <redacted>"),
     ("jwt", re.compile(_B + r"eyJ[A-Za-z0-9_\-]{5,4096}\.[A-Za-z0-9_\-]{5,8192}\.[A-Za-z0-9_\-]{5,4096}"),
      "<redacted:jwt>"),
@@ -88,9 +92,12 @@ _STRONG = ("password", "passwd", "pwd", "passphrase", "secret", "token", "apikey
            "privatekey", "credential", "connectionstring", "sharedaccess", "instrumentationkey", "authorization",
            "signature", "subscriptionkey", "functionkey", "masterkey", "hostkey", "sas")
 _WEAK_EXACT = frozenset({"key", "code", "sig", "auth", "pat", "pass", "pw", "se", "sv"})
-_KV = re.compile(
-    r"(?P<q>\\?[\"']?)(?<![A-Za-z0-9_.\-$])(?P<key>[A-Za-z_$][A-Za-z0-9_.\-$]{0,63})(?P=q)\s{0,8}(?::=|=>|[:=])\s{0,8}"
-    r"(?P<value>\\?\"[^\"\r\n\\]{0,512}\\?\"|'[^'\r\n]{0,512}'|[^\s,;&\"'<>{}\[\]()|]{1,512})")
+_KEY = (r"(?P<q>\\?[\"']?)(?<![A-Za-z0-9_.\-$])(?P<key>[A-Za-z_$][A-Za-z0-9_.\-$]{0,63})(?P=q)\s{0,8}"
+        r"(?::=|=>|=|:(?!//))\s{0,8}")
+# A bare value is consumed; a quoted one only looked at (lookahead), so that key=value pairs inside a quoted string
+# (a JSON message holding "password=...") are found too. A quoted value stops at the next quote: linear.
+_KV_BARE = re.compile(_KEY + r"(?P<value>[^\s,;&\"'<>{}\[\]()|\\]{1,512})")
+_KV_QUOTED = re.compile(_KEY + r"(?=(?P<value>\\?\"[^\"\r\n\\]{0,512}\\?\"|'[^'\r\n]{0,512}'))")
 _TOKEN = re.compile(r"(?<![A-Za-z0-9+/_\-~.=])[A-Za-z0-9+/_\-~.]{20,512}={0,2}")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _ESCAPES = re.compile(r"\\([\"\\/'])")
@@ -146,6 +153,8 @@ def _looks_random(value: str) -> bool:
 def _secret_key(key: str) -> str | None:
     """'strong', 'weak' or None for a key name (UPPER_SNAKE, camelCase, _private and dotted names included)."""
     k = key.lower().lstrip("_$").replace("_", "").replace("-", "").replace(".", "")
+    if k.endswith(("name", "id", "type", "version", "endpoint", "url", "uri", "count", "length", "expiry")):
+        return None
     if any(s in k for s in _STRONG):
         return "strong"
     if k in _WEAK_EXACT or k.endswith(("key", "pass")):
@@ -155,7 +164,7 @@ def _secret_key(key: str) -> str | None:
 
 def _kv_values(text: str) -> list[str]:
     out = []
-    for m in _KV.finditer(text):
+    for m in (*_KV_QUOTED.finditer(text), *_KV_BARE.finditer(text)):
         kind = _secret_key(m["key"])
         if kind is None:
             continue
