@@ -6,7 +6,6 @@ import logging
 import threading
 import uuid
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 import azure.functions as func
 
@@ -15,6 +14,7 @@ from shared.auth import AuthError, Principal, authenticate
 from shared.config import ConfigError, Settings
 from shared.controls import read_mode, set_control
 from shared.http import BadRequest, problem, read_json, respond
+from shared.tracing import span, with_context
 from shared.work import encode
 
 log = logging.getLogger("healer.api")
@@ -25,9 +25,12 @@ def guarded(purpose: str, handler: Handler, req: func.HttpRequest) -> func.HttpR
     """Authenticate, then run the handler; map known errors to 4xx/5xx with a reason. Anything unexpected is a
     logged, audited 500 carrying a correlation id, never a traceback (`internal_error`)."""
     settings = Settings()
+    headers = dict(req.headers)
     try:
-        principal = authenticate(settings, dict(req.headers), purpose)  # type: ignore[arg-type]
-        return handler(req, settings, principal)
+        with span(f"healer.http {purpose}", {k.lower(): v for k, v in headers.items()},
+                  {"healer.route": _path(req.url)}):
+            principal = authenticate(settings, headers, purpose)  # type: ignore[arg-type]
+            return handler(req, settings, principal)
     except AuthError as exc:
         return problem(exc.status, exc.reason)
     except BadRequest as exc:
@@ -46,7 +49,7 @@ def internal_error(settings: Settings, req: func.HttpRequest, exc: BaseException
     """A 500 with a correlation id: the traceback goes to the log, an audit record names the route and the
     exception type (waiting at most AUDIT_WAIT_S for storage), the caller sees only the id."""
     correlation = uuid.uuid4().hex
-    route = urlsplit(req.url or "").path[:200]
+    route = _path(req.url or "")
     log.error("unexpected %s in %s %s (correlation id %s)", type(exc).__name__, req.method, route, correlation,
               exc_info=exc)
 
@@ -63,11 +66,19 @@ def internal_error(settings: Settings, req: func.HttpRequest, exc: BaseException
                    headers={"x-correlation-id": correlation})
 
 
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+    try:
+        return urlsplit(url).path[:200]
+    except ValueError:
+        return ""
+
+
 def queue_or_503(settings: Settings, queue_name: str, message: dict[str, Any], what: str) -> func.HttpResponse | None:
     """Enqueue a webhook's work with the fail-fast intake policy (`shared.intake`): if storage does not answer within
     seconds, answer 503 so the sender retries rather than lose it or time out."""
     try:
-        intake.send(settings, queue_name, encode(message))
+        intake.send(settings, queue_name, encode(with_context(message)))
     except ConfigError:
         raise
     except Exception as exc:
