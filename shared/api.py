@@ -5,6 +5,8 @@ import datetime as dt
 import logging
 import threading
 import uuid
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable
 
 import azure.functions as func
@@ -172,3 +174,17 @@ def put_controls(req: func.HttpRequest, settings: Settings, principal: Principal
                  reason=f"controls for {scope or 'global'} set by {by}: kill={kill} dryRun={dry}",
                  resource=scope or "", details=data, now=now)
     return respond(200, data)
+
+
+OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
+
+
+@lru_cache(maxsize=1)
+def _openapi_text() -> str:
+    return OPENAPI_FILE.read_text(encoding="utf-8")
+
+
+def get_openapi(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    """GET /api/openapi.json: the OpenAPI 3.1 description of every HTTP endpoint (a static file in the repo)."""
+    return func.HttpResponse(body=_openapi_text(), status_code=200, mimetype="application/json")
+
