@@ -217,8 +217,25 @@ def _forms(value: str) -> list[str]:
     return [value] if escaped == value else [escaped, value]
 
 
+# Lower-case literals one of which a rule needs: a rule whose literals are all absent is not run (most text has
+# none of them, and a skipped scan is the cheapest one).
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "private-key": ("private key",), "putty-key": ("putty-user-key",), "url-credentials": ("://",),
+    "conn-secret": ("=",), "bearer": ("bearer", "basic", "token", "sharedaccesssignature"),
+    "auth-header": ("authorization", "api-key", "apikey", "subscription-key", "functions-key", "goog-api-key"),
+    "jwt": ("eyj",), "github-token": ("gh", "github_pat_"), "openai-key": ("sk-",), "slack-token": ("xox",),
+    "google-api-key": ("aiza",), "stripe-key": ("_live_", "_test_"), "npm-token": ("npm_",),
+    "mailgun-key": ("key-",), "sendgrid-key": ("sg.",), "artifactory": ("akc", "ap"), "entra-client-secret": ("q~",),
+    "email": ("@",),
+}
+
+
 def _redact_piece(text: str) -> str:
-    for _, pattern, replacement in _RULES:
+    lower = text.lower()
+    for name, pattern, replacement in _RULES:
+        needs = _NEEDS.get(name)
+        if needs and not any(n in lower for n in needs):
+            continue
         text = pattern.sub(replacement, text)
     values = sorted(_values(text), key=len, reverse=True)[:MAX_VALUES]
     for value in values:
