@@ -131,7 +131,9 @@ def acr_events() -> st.SearchStrategy:
             {"id": "v1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "subject": "", "topic": "t",
              "eventTime": "2026-11-20T10:00:00Z", "dataVersion": "1", "data": {"validationCode": "abc"}}]
     return mutated(base) | st.fixed_dictionaries({"id": st.text(max_size=20), "eventType": st.text(max_size=40),
-                                                  "subject": st.text(max_size=20), "eventTime": st.text(max_size=30),
+                                                  "subject": st.text(max_size=20),
+                                                  "eventTime": st.sampled_from(["2026-11-20T10:00:00Z", "2026-11-20T10:00:00.1234567+14:00",
+                                                                                "0001-01-01T00:00:00Z"]) | st.text(max_size=30),
                                                   "dataVersion": st.just("1.0"), "data": json_values})
 
 
