@@ -4,7 +4,9 @@ Routes (all under /api, function-key protected; in HEALER_AUTH_MODE=entra an Ent
   POST /alerts/rollback                  Azure Monitor action group webhook (common or legacy metric schema) → 202
   POST /rollback/rearm                   clear an app's rollback latch
   GET  /audit                            the audit trail (?day=YYYY-MM-DD&healer=&outcome=&resource=&limit=)
-  GET  /approvals/{healer}               pending "ask" actions
+  GET  /approvals                        pending "ask" actions across healers
+  GET  /approvals/{healer}               pending "ask" actions of one healer (unknown healer: 404)
+  GET  /health                           200 summary, or 503 naming each broken setting (Healer then acts on nothing)
   POST /approvals/{healer}/{id}          approve or reject one
   GET  /controls, POST /controls         kill switch and dry-run, global or per resource
   GET  /openapi.json                     the OpenAPI 3.1 description of every HTTP endpoint (shared/openapi.json)
@@ -31,9 +33,11 @@ from healers.rollback import api as rollback
 from shared import api as shared_api
 from shared import timers
 from shared.config import Settings
+from shared.config_check import check_at_start as check_configuration
 from shared.telemetry import configure as configure_telemetry
 
 configure_telemetry(Settings())
+check_configuration()  # every HEALER_* setting validated at load; problems are logged, refused by the gate, in /health
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 STORAGE = "AzureWebJobsStorage"
@@ -71,6 +75,18 @@ def rollback_rearm(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def audit_list(req: func.HttpRequest) -> func.HttpResponse:
     return shared_api.guarded("reader", shared_api.list_audit, req)
+
+
+@app.function_name("approvals_all")
+@app.route(route="approvals", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def approvals_all(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("reader", shared_api.list_all_approvals, req)
+
+
+@app.function_name("health")
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("reader", shared_api.health, req)
 
 
 @app.function_name("approvals_list")

@@ -57,7 +57,9 @@ def pct(values: list[float], p: float) -> float:
 
 def configure(extra: dict[str, str]) -> None:
     os.environ.update({"HEALER_TABLE_PREFIX": "bench" + uuid.uuid4().hex[:8],
-                       "HEALER_REPLICATION_REGISTRIES": json.dumps({REGISTRY: list(REGIONS)}), **extra})
+                       "HEALER_REPLICATION_REGISTRIES": json.dumps({REGISTRY: list(REGIONS)}),
+                       "HEALER_POLICY": json.dumps({"version": 1, "default": "deny", "rules": [   # publishing is gated
+                           {"action": "replication.publish", "resource": "*", "effect": "allow"}]}), **extra})
     for name in ("HEALER_REPLICATION_BACKOFF", "HEALER_REPLICATION_TOPIC_ENDPOINT", "HEALER_REPLICATION_TOPIC_KEY",
                  "HEALER_REPLICATION_ENDPOINTS"):
         if name not in extra:

@@ -70,7 +70,7 @@ def run(stack: LocalAzure) -> Timeline:
         settings = {
             "HEALER_TABLE_PREFIX": "drille" + uuid.uuid4().hex[:6],
             "HEALER_POLICY": json.dumps({"version": 1, "default": "deny", "rules": [
-                {"action": "errors.draft-pr", "resource": f"github:{OWNER}/{REPO}", "effect": "allow"}]}),
+                {"action": "errors.*", "resource": f"github:{OWNER}/{REPO}", "effect": "allow"}]}),
             "HEALER_ERRORS_SCHEDULE": "0 0 6 * * *",
             "HEALER_ERRORS_SCHEMA": "workspace", "HEALER_ERRORS_WORKSPACE_ID": WORKSPACE,
             "HEALER_ERRORS_LOGS_ENDPOINT": la.endpoint,

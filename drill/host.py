@@ -15,21 +15,23 @@ from standins.stack import LocalAzure
 class HealerHost:
     server: Server
     key: str
+    operator_key: str = ""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.ports['http']}/api"
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"x-functions-key": self.key}, timeout=30)
+        return httpx.Client(base_url=self.url, headers={"x-functions-key": self.key,
+                                                        "x-healer-operator-key": self.operator_key}, timeout=30)
 
     def stop(self) -> None:
         self.server.stop()
 
 
 def start_healer(stack: LocalAzure, settings: dict[str, str], name: str = "healer") -> HealerHost:
-    port, key = free_port(), secrets.token_hex(16)
-    env = {**stack.env(), **settings}
+    port, key, operator_key = free_port(), secrets.token_hex(16), secrets.token_hex(16)
+    env = {**stack.env(), "HEALER_OPERATOR_KEY": operator_key, **settings}
     server = start_process(name, [sys.executable, "-m", "standins.funchost", "--port", str(port), f"--key={key}"],
                            {"http": port}, stack.workdir, env=env)
-    return HealerHost(server, key)
+    return HealerHost(server, key, operator_key)

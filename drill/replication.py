@@ -96,6 +96,8 @@ def run(stack: LocalAzure) -> Timeline:
             "HEALER_REPLICATION_BACKOFF": json.dumps({"baseSeconds": 1, "factor": 1.5, "maxSeconds": 2,
                                                       "minSeconds": 0.5, "jitter": 0.3}),
             "HEALER_REPLICATION_TOPIC_ENDPOINT": f"{topic_url}/api/events",   # no key: Entra token via the identity
+            "HEALER_POLICY": json.dumps({"version": 1, "default": "deny", "rules": [   # publishing passes the gate
+                {"action": "replication.publish", "resource": "*", "effect": "allow"}]}),
         }
         healer = start_healer(stack, settings, name="healer-replication")
         cleanup.callback(healer.stop)

@@ -48,6 +48,13 @@ param killSwitch bool = false
 @description('HEALER_DRY_RUN: true decides and records but never acts. Deployed on by default: turn off once the audit looks right.')
 param dryRun bool = true
 
+@description('HEALER_POLICY_LKG_MAX_AGE_SECONDS: how long the last-known-good policy may be used while HEALER_POLICY is unreadable (0: never).')
+param policyLkgMaxAgeSeconds int = 3600
+
+@secure()
+@description('Operator key (stored in Key Vault as healer-operator-key; HEALER_OPERATOR_KEY references it): approvals, controls, re-arm, release and runs need it in function-key mode. Empty: set the secret later (operator routes are refused until then).')
+param operatorKey string = ''
+
 @description('HEALER_POLICY: allow/ask/deny rules per action and resource pattern. The default denies everything.')
 param policy object = {
   version: 1
@@ -344,7 +351,7 @@ param alertRoutes object = {
   budget: 'alerts/budget'
 }
 
-@description('Host function key the action groups send.')
+@description('Per-function key of each intake function the action groups send (never the host key).')
 param functionKeyName string = 'default'
 
 @description('Secure webhook: object id of Healer\'s Entra app registration. Empty: function key only.')
@@ -434,6 +441,8 @@ var healerSettings = {
   HEALER_KILL_SWITCH: killSwitch ? 'true' : 'false'
   HEALER_DRY_RUN: dryRun ? 'true' : 'false'
   HEALER_POLICY: string(policy)
+  HEALER_POLICY_LKG_MAX_AGE_SECONDS: string(policyLkgMaxAgeSeconds)
+  HEALER_OPERATOR_KEY: '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-operator-key)'
   HEALER_NOTIFY_WEBHOOK_URL: empty(notifyWebhookUrl) ? '' : '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-notify-webhook-url)'
   HEALER_AUDIT_RETENTION_DAYS: string(auditRetentionDays)
   HEALER_DEDUPE_RETENTION_DAYS: string(dedupeRetentionDays)
@@ -562,6 +571,7 @@ module keyVault 'modules/keyvault.bicep' = {
     githubToken: githubToken
     githubAppPrivateKey: githubAppPrivateKey
     llmApiKey: errorsLlmApiKey
+    operatorKey: operatorKey
     consoleSecret: consoleSecret
   }
 }

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import uuid
 from functools import lru_cache
@@ -37,9 +38,10 @@ def guarded(purpose: str, handler: Handler, req: func.HttpRequest) -> func.HttpR
         return problem(exc.status, exc.reason)
     except BadRequest as exc:
         return problem(exc.status, exc.reason)
-    except ConfigError as exc:
+    except ConfigError as exc:   # the configuration is invalid: Healer acts on nothing until it is fixed
         log.error("configuration error: %s", exc)
-        return problem(500, f"Healer is misconfigured: {exc}")
+        return problem(503, f"Healer's configuration is invalid ({str(exc)[:500]}); GET /api/health lists every "
+                            f"problem")
     except Exception as exc:  # the catch-all: the fuzz tests make it unreachable in practice
         return internal_error(settings, req, exc)
 
@@ -100,13 +102,14 @@ def _now() -> dt.datetime:
 
 
 def caller_name(principal: Principal, body: dict[str, Any]) -> str:
-    """With function keys the caller names themself (recorded, not trusted); with Entra the token names them."""
+    """With the operator key the caller names themself (recorded, not trusted: any operator-key holder can approve);
+    with Entra the token names them."""
     if principal.method == "entra":
         return principal.name
     by = body.get("by")
     if not isinstance(by, str) or not by.strip():
         raise BadRequest(400, "field 'by' (who is deciding) is required")
-    return f"{by.strip()[:100]} (function key)"
+    return f"{by.strip()[:100]} ({principal.method})"
 
 
 def list_audit(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
@@ -121,22 +124,63 @@ def list_audit(req: func.HttpRequest, settings: Settings, principal: Principal) 
     return respond(200, {"day": day.isoformat(), "count": len(records), "records": records})
 
 
+def _healer(req: func.HttpRequest) -> str:
+    healer = (req.route_params.get("healer") or "").strip().lower()
+    if healer not in approvals.HEALERS:
+        raise BadRequest(404, f"no healer {healer[:40]!r}; healers are {', '.join(approvals.HEALERS)}")
+    return healer
+
+
+def _public(approval: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in approval.items() if k != "message"}
+
+
 def list_approvals(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
-    healer = req.route_params.get("healer") or ""
-    return respond(200, {"healer": healer, "pending": approvals.list_pending(settings, healer)})
+    """GET /approvals/{healer}: that healer's pending approvals (an unknown healer is 404)."""
+    healer = _healer(req)
+    return respond(200, {"healer": healer, "pending": [_public(a) for a in approvals.list_pending(settings, healer)]})
+
+
+def list_all_approvals(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    """GET /approvals: pending approvals across every healer."""
+    pending = [_public(a) for a in approvals.list_pending(settings, None)]
+    return respond(200, {"count": len(pending), "pending": pending})
+
+
+def health(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    """GET /health: 503 naming each broken setting and why while the configuration is invalid (Healer then acts on
+    nothing); 200 with a summary when it is fine."""
+    from shared import config_check
+    found = config_check.problems(settings)
+    if found:
+        try:
+            config_check.report(settings, found, _now())   # one config-invalid record per distinct problem set
+        except Exception as exc:
+            log.warning("could not record the configuration error: %s", type(exc).__name__)
+        return respond(503, {"status": "configuration-invalid", "actsOnNothing": True,
+                             "problems": [p.as_dict() for p in found]})
+    return respond(200, {"status": "ok", "authMode": settings.auth_mode, "killSwitch": settings.kill_switch,
+                         "dryRun": settings.dry_run, "operatorKey": not (settings.get("HEALER_OPERATOR_KEY") or "@Microsoft.KeyVault(").startswith(
+                             "@Microsoft.KeyVault("),
+                         "healers": {
+                             "rollback": len(settings.rollback_targets), "downshift": len(settings.downshift_apps),
+                             "replication": bool(settings.get("HEALER_REPLICATION_REGISTRIES")),
+                             "errors": bool(settings.get("HEALER_ERRORS_GITHUB_REPOSITORY"))}})
 
 
 def decide_approval(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
-    healer, aid = req.route_params.get("healer", ""), req.route_params.get("id", "")
+    healer, aid = _healer(req), req.route_params.get("id", "")
     body = read_json(req, settings.max_body_bytes)
     if not isinstance(body, dict) or body.get("decision") not in ("approve", "reject"):
         raise BadRequest(400, "body must be {\"decision\": \"approve\"|\"reject\", \"by\": ..., \"note\": ...}")
     by, now = caller_name(principal, body), _now()
     try:
+        entra = principal.method == "entra"   # the token names the approver and carries their roles and groups
         decided = approvals.decide(settings, healer=healer, aid=aid, approve=body["decision"] == "approve", by=by,
-                                   note=str(body.get("note", "")), now=now)
+                                   note=str(body.get("note", "")), now=now,
+                                   roles=principal.roles if entra else None, groups=principal.groups if entra else None)
     except approvals.ApprovalError as exc:
-        return problem(409 if "already" in str(exc) or "changed" in str(exc) else 404, str(exc))
+        return problem(exc.status, str(exc))
     if decided["status"] == "approved":
         failed = queue_or_503(settings, decided["queue"], {**decided["message"], "approvalId": aid},
                               f"approval {aid}")
@@ -149,11 +193,36 @@ def decide_approval(req: func.HttpRequest, settings: Settings, principal: Princi
     audit.record(settings, healer=healer, outcome="approved" if decided["status"] == "approved" else "rejected",
                  reason=f"{decided['action']} {decided['status']} by {by}", resource=decided["resource"],
                  subject=decided["subject"], details={"approvalId": aid, "note": decided.get("note", "")}, now=now)
-    return respond(200, {k: v for k, v in decided.items() if k != "message"})
+    return respond(200, _public(decided))
+
+
+HEALER_SCOPES = ("rollback", "downshift", "replication", "errors")
+
+
+def control_scope(scope: Any) -> str | None:
+    """The one key a control scope is stored under: None (global), a healer's name, `registry:<name>`,
+    `github:<owner>/<repo>`, or an Azure resource id in canonical form (an App Service slot maps to its app).
+    Anything else is a 400: a scope Healer would never read must not look like a working kill switch."""
+    from shared.resource_ids import app_scope
+    if scope is None or (isinstance(scope, str) and scope.strip().lower() in ("", "global")):
+        return None
+    if not isinstance(scope, str) or len(scope) > 1024:
+        raise BadRequest(400, "scope must be 'global', a healer name, or a resource id")
+    s = scope.strip().lower()
+    if s in HEALER_SCOPES:
+        return s
+    if re.fullmatch(r"registry:[a-z0-9]{5,50}", s) or re.fullmatch(r"github:[a-z0-9_.-]{1,100}/[a-z0-9_.-]{1,100}", s):
+        return s
+    try:
+        return app_scope(s)
+    except ValueError:
+        raise BadRequest(400, f"scope {scope.strip()[:200]!r} is not a resource id (/subscriptions/...), 'global', a "
+                              f"healer name ({', '.join(HEALER_SCOPES)}), registry:<name> or github:<owner>/<repo>") \
+            from None
 
 
 def get_controls(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
-    scope = req.params.get("scope") or None
+    scope = control_scope(req.params.get("scope"))
     return respond(200, {"scope": scope or "global", **read_mode(settings, scope).model_dump()})
 
 
@@ -164,12 +233,9 @@ def put_controls(req: func.HttpRequest, settings: Settings, principal: Principal
     kill, dry = body.get("kill"), body.get("dryRun")
     if kill is None and dry is None or any(v is not None and not isinstance(v, bool) for v in (kill, dry)):
         raise BadRequest(400, "set 'kill' and/or 'dryRun' to true or false")
-    scope = body.get("scope") or None
-    if scope is not None and (not isinstance(scope, str) or len(scope) > 600):
-        raise BadRequest(400, "scope must be a resource id or omitted for global")
+    scope = control_scope(body.get("scope"))
     by, now = caller_name(principal, body), _now()
-    data = set_control(settings, scope.lower() if scope else None, kill=kill, dry_run=dry, by=by,
-                       reason=str(body.get("reason", "")), now=now)
+    data = set_control(settings, scope, kill=kill, dry_run=dry, by=by, reason=str(body.get("reason", "")), now=now)
     audit.record(settings, healer="controls", outcome="recorded",
                  reason=f"controls for {scope or 'global'} set by {by}: kill={kill} dryRun={dry}",
                  resource=scope or "", details=data, now=now)

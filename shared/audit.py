@@ -1,7 +1,8 @@
 """The audit trail: one durable record per decision, listed newest first, and mirrored to OpenTelemetry.
 
 Table `<prefix>audit`: PartitionKey is the UTC day (YYYYMMDD), RowKey sorts newest first within the day.
-Outcomes: acted, skipped, refused, pending, failed, escalated, recorded, dry-run, ignored, approved, rejected.
+Outcomes: acted, skipped, refused, pending, failed, escalated, recorded, dry-run, ignored, approved, rejected,
+duplicate, dead-letter, expired (an approval expired undecided), config-invalid (one per distinct configuration error).
 """
 from __future__ import annotations
 

@@ -1,11 +1,20 @@
-"""Inbound authentication beyond the function key: Entra ID bearer tokens.
+"""Inbound authentication beyond the function key: the operator key, and Entra ID bearer tokens.
 
-In `function-key` mode the Functions host has already checked the key, and the principal is the key holder.
-In `entra` mode every request must also carry a bearer token whose signature verifies against the tenant's JWKS
-and whose issuer, audience, expiry and roles are right; webhook calls must come from Azure Monitor's app id.
+Senders and operators hold different secrets. The key an action group or Event Grid subscription holds is a
+per-function key of the intake function it calls (created by the infra), so the Functions host opens only that
+function to it. Operator routes (approvals, controls, re-arm, release, runs: purpose "approver") need more:
+
+* `function-key` mode: the Functions host has checked a key, and the request must also carry the operator key
+  (setting HEALER_OPERATOR_KEY, a Key Vault reference in Azure) in the `x-healer-operator-key` header, compared in
+  constant time. No alert sender holds it. Any holder of the operator key can approve: the approver's name is what
+  they type. Without HEALER_OPERATOR_KEY, operator routes are refused.
+* `entra` mode: every request must carry a bearer token whose signature verifies against the tenant's JWKS and
+  whose issuer, audience, expiry and roles are right; webhook calls must come from Azure Monitor's app id; the
+  approver is the token's identity, and a policy rule may require an app role or group (shared.approvals).
 """
 from __future__ import annotations
 
+import hmac
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,6 +40,10 @@ class Principal:
     name: str
     method: str
     roles: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+OPERATOR_HEADER = "x-healer-operator-key"
 
 
 def _jwks_client(url: str):
@@ -45,8 +58,23 @@ def _jwks_client(url: str):
 
 def authenticate(settings: Settings, headers: dict[str, str], purpose: Purpose) -> Principal:
     if settings.auth_mode == "function-key":
+        if purpose == "approver":
+            return _operator_key(settings, headers)
         return Principal(name="function-key", method="function-key")
     return _entra(settings, headers, purpose)
+
+
+def _operator_key(settings: Settings, headers: dict[str, str]) -> Principal:
+    expected = settings.get("HEALER_OPERATOR_KEY") or ""
+    if not expected or expected.startswith("@Microsoft.KeyVault("):
+        raise AuthError(403, "operator routes need the operator key: set HEALER_OPERATOR_KEY (or use "
+                             "HEALER_AUTH_MODE=entra); a function key alone never approves or changes controls")
+    given = next((v for k, v in headers.items() if k.lower() == OPERATOR_HEADER), "")
+    if not given:
+        raise AuthError(401, f"the operator key is required in the {OPERATOR_HEADER} header")
+    if len(given) > 512 or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise AuthError(403, "the operator key is not valid")
+    return Principal(name="operator-key", method="operator-key")
 
 
 def _entra(settings: Settings, headers: dict[str, str], purpose: Purpose) -> Principal:
@@ -98,4 +126,5 @@ def _entra(settings: Settings, headers: dict[str, str], purpose: Purpose) -> Pri
     if not accepted & set(roles):
         raise AuthError(403, f"token lacks the role {' or '.join(sorted(accepted))}")
     name = str(claims.get("preferred_username") or claims.get("upn") or claims.get("oid") or claims.get("sub"))
-    return Principal(name=name[:200], method="entra", roles=roles)
+    groups = tuple(g for g in claims.get("groups", []) if isinstance(g, str))[:200]
+    return Principal(name=name[:200], method="entra", roles=roles, groups=groups)

@@ -71,6 +71,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_DRY_RUN", "'true' decides and records but never acts.", "false"),
     Setting("HEALER_POLICY", "Policy document (JSON): allow/ask/deny rules per action and resource pattern. "
             "Missing or invalid means deny everything."),
+    Setting("HEALER_POLICY_LKG_MAX_AGE_SECONDS", "How long (seconds) the last-known-good policy may be used while "
+            "HEALER_POLICY is unreadable (an unresolved Key Vault reference); 0 never. Each use is audited.", "3600"),
+    Setting("HEALER_OPERATOR_KEY", "The operator key (a Key Vault reference in Azure): in function-key mode, "
+            "approvals, controls, re-arm, release and runs also need it in the x-healer-operator-key header. No "
+            "alert sender holds it. Empty: operator routes are refused in function-key mode.", secret=True),
     Setting("HEALER_AUDIT_RETENTION_DAYS", "Days of audit records kept in Table storage (Application Insights keeps "
             "its own copy by its own retention).", "90"),
     Setting("HEALER_DEDUPE_RETENTION_DAYS", "Days delivery dedupe records and decided approvals are kept.", "30"),
@@ -212,8 +217,8 @@ class RollbackTarget(BaseModel):
     @classmethod
     def _site_id(cls, v: str) -> str:
         from shared.resource_ids import parse_site_id
-        parse_site_id(v)
-        return v.rstrip("/")
+        parse_site_id(v.strip())
+        return v.strip().rstrip("/")
 
     @field_validator("recovery")
     @classmethod
@@ -239,7 +244,8 @@ class RollbackTarget(BaseModel):
 
     @property
     def key(self) -> str:
-        return self.resource_id.lower()
+        from shared.resource_ids import canonical
+        return canonical(self.resource_id)
 
 
 class RuleTarget(BaseModel):
@@ -311,7 +317,8 @@ class DownshiftApp(BaseModel):
 
     @property
     def key_id(self) -> str:
-        return self.resource_id.lower()
+        from shared.resource_ids import canonical
+        return canonical(self.resource_id)
 
 
 class Settings:

@@ -26,20 +26,22 @@ def expired_audit_days(today: dt.date, retention_days: int, scan_days: int = SCA
 
 def run(settings: Settings, now: dt.datetime) -> dict[str, int]:
     audit_days, dedupe_days = settings.audit_retention_days, settings.dedupe_retention_days
-    removed = {"audit": 0, "dedupe": 0, "approvals": 0}
+    removed = {"audit": 0, "dedupe": 0, "approvals": 0, "expired": 0}
     audit_store = Store(settings, "audit")
     for day in expired_audit_days(now.date(), audit_days):
         removed["audit"] += audit_store.purge(day)
     cutoff = now - dt.timedelta(days=dedupe_days)
     dedupe = Store(settings, "dedupe")
     approvals = Store(settings, "approvals")
-    for healer in HEALERS_WITH_DEDUPE:
+    for healer in HEALERS_WITH_DEDUPE + ("last-error", "config-invalid"):  # + remembered failures, config errors
         removed["dedupe"] += dedupe.purge(healer, older_than=cutoff)
     for healer in ("rollback", "downshift", "replication", "errors"):
         removed["approvals"] += approvals.purge(healer, older_than=cutoff,
                                                 keep=lambda r: r.data.get("status") in ("pending", "approved"))
+    from shared.approvals import sweep
+    removed["expired"] = sweep(settings, now)  # pending approvals past their expiry: marked and audited `expired`
     audit.record(settings, healer="housekeeping", outcome="recorded",
                  reason=f"retention: removed {removed['audit']} audit records older than {audit_days} days, "
                         f"{removed['dedupe']} dedupe records and {removed['approvals']} decided approvals older than "
-                        f"{dedupe_days} days", details=removed, now=now)
+                        f"{dedupe_days} days; {removed['expired']} pending approvals expired", details=removed, now=now)
     return removed

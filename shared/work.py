@@ -92,10 +92,51 @@ def run_queue_message(settings: Settings, queue_name: str, body: bytes, dequeue_
             else "dead-letter"
     except MALFORMED as exc:
         if isinstance(exc, ConfigError):
+            remember_error(settings, body, exc, dequeue_count)
             raise   # Healer's own configuration: the host retries, then the poison handler audits it
         # the message is well-formed JSON but not a message this worker can read: retrying cannot fix it
         dead_letter(settings, queue_name, message, f"malformed message: {type(exc).__name__}: {str(exc)[:300]}")
         return "dead-letter"
+    except Exception as exc:
+        remember_error(settings, body, exc, dequeue_count)
+        raise
+
+
+_ERRORS_PARTITION = "last-error"
+MAX_ERROR_TEXT = 500
+
+
+def describe(exc: BaseException) -> str:
+    """The real exception type and message, bounded and redacted (what a dead-letter record carries)."""
+    from healers.errors.redact import redact
+    text = redact(str(exc))[:MAX_ERROR_TEXT] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _body_key(body: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(body).hexdigest()[:40]
+
+
+def remember_error(settings: Settings, body: bytes, exc: BaseException, dequeue_count: int) -> None:
+    """Keep the last failure of a message the host retries (and finally poisons) so the dead-letter record can say
+    what went wrong. Best effort: the exception still propagates to the host."""
+    try:
+        from shared.state import Record, Store
+        Store(settings, "dedupe").upsert(Record(_ERRORS_PARTITION, _body_key(body),
+                                                {"error": describe(exc), "dequeueCount": dequeue_count}))
+    except Exception:  # storage trouble must not mask the handler's own exception
+        pass
+
+
+def last_error(settings: Settings, body: bytes) -> str | None:
+    try:
+        from shared.state import Store
+        rec = Store(settings, "dedupe").get(_ERRORS_PARTITION, _body_key(body))
+    except Exception:
+        return None
+    return str(rec.data.get("error")) if rec else None
+
 
 
 def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_count: int | None,
@@ -111,6 +152,9 @@ def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_cou
     if not isinstance(message, dict):
         message = {"raw": body[:2000].decode("utf-8", "replace")}
     reason = str(message.get("deadLetterReason") or f"failed {dequeue_count or '?'} times in the Functions host")
+    error = None if message.get("deadLetterReason") else last_error(settings, body)
+    if error:
+        reason += f"; last error: {error}"
     def field(of: Callable[[dict[str, Any]], str], limit: int) -> str:
         try:
             return str(of(message) or "")[:limit]
@@ -120,5 +164,5 @@ def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_cou
     sent = notify(settings, kind="dead-letter", title=f"Healer could not process a {healer} message",
                   text=reason, facts={"subject": subject, "resource": resource})
     audit.record(settings, healer=healer, outcome="dead-letter", reason=reason, subject=subject, resource=resource,
-                 details={"message": message, "notification": sent})
+                 details={"message": message, "notification": sent, **({"error": error} if error else {})})
     return "dead-letter"

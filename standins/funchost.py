@@ -4,7 +4,9 @@ Azure Functions Core Tools cannot be installed here, so this process loads `func
 registers (`get_functions()`), and drives the same user functions the real host would:
 
 * HTTP triggers are served on 127.0.0.1 under `/api/<route>`, with `{param}` route templates, method checks and
-  function-key checks (`x-functions-key` header or `code` query) for non-anonymous auth levels;
+  key checks (`x-functions-key` header or `code` query) for non-anonymous auth levels: the host key (`--key`) opens
+  every function, a function key (`--function-key <function>=<key>`) only its own function, as in Azure; the
+  Event Grid webhook takes the host key or the `eventgrid_extension` system key;
 * queue triggers are polled from the storage account in `AzureWebJobsStorage` (Azurite), base64 messages as in
   host.json, with host.json's batchSize, visibilityTimeout and maxDequeueCount, and poison queues;
 * timer triggers can be fired on demand with `POST /admin/functions/<name>` (as the real host's admin API);
@@ -133,7 +135,12 @@ def eventgrid_webhook(functions: dict[str, Any], method: str, params: dict[str, 
 
 
 def make_handler(http: list[HttpFunction], timers: dict[str, Any], key: str,
-                 eventgrid: dict[str, Any] | None = None):
+                 eventgrid: dict[str, Any] | None = None, function_keys: dict[str, str] | None = None):
+    function_keys = function_keys or {}
+
+    def opens(name: str, given: set[str | None]) -> bool:
+        return key in given or (name in function_keys and function_keys[name] in given)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         wbufsize = 64 * 1024  # one write per response, as a real server does
@@ -163,7 +170,7 @@ def make_handler(http: list[HttpFunction], timers: dict[str, Any], key: str,
             if url.path.startswith("/admin/functions/") and self.command == "POST":
                 return self._timer(url.path.rsplit("/", 1)[-1], params)
             if url.path.lower() == "/runtime/webhooks/eventgrid":
-                if key not in (self.headers.get("x-functions-key"), params.get("code")):
+                if not opens("eventgrid_extension", {self.headers.get("x-functions-key"), params.get("code")}):
                     return self._send(401, b"")
                 status, out, headers = eventgrid_webhook(eventgrid or {}, self.command, params, self.headers, body)
                 return self._send(status, out, headers)
@@ -176,7 +183,8 @@ def make_handler(http: list[HttpFunction], timers: dict[str, Any], key: str,
                     continue
                 if self.command not in f.methods:
                     continue
-                if f.auth != "ANONYMOUS" and key not in (self.headers.get("x-functions-key"), params.get("code")):
+                if f.auth != "ANONYMOUS" and not opens(f.name, {self.headers.get("x-functions-key"),
+                                                                 params.get("code")}):
                     return self._send(401, b"")
                 req = func.HttpRequest(method=self.command, url=self.path, headers=dict(self.headers.items()),
                                        params=params, route_params=m.groupdict(), body=body)
@@ -257,7 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     import os
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--key", required=True, help="the function key callers must present")
+    parser.add_argument("--key", required=True, help="the host key: opens every function")
+    parser.add_argument("--function-key", action="append", default=[], metavar="FUNCTION=KEY",
+                        help="a key that opens only this function (or eventgrid_extension: the Event Grid webhook)")
     args = parser.parse_args(argv)
     http, queues, timers = load_functions()
     host = _host_json()
@@ -268,7 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         threading.Thread(target=pump.run, name=f"queue-{name}", daemon=True).start()
     ThreadingHTTPServer.request_queue_size = 256  # accept bursts of concurrent deliveries like the real host
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(http, {n: f for n, f, _ in timers}, args.key,
-                                                                       load_eventgrid_functions()))
+                                                                       load_eventgrid_functions(),
+                                                                       dict(k.split("=", 1) for k in args.function_key)))
     server.daemon_threads = True
     server.serve_forever()
 

@@ -50,7 +50,7 @@ def azurite(local_azure):
 def storage_env(azurite, monkeypatch):
     """Environment for Healer with its own table prefix and empty queues on the shared Azurite."""
     env = {"AzureWebJobsStorage": azurite.connection_string,
-           "HEALER_TABLE_PREFIX": "t" + uuid.uuid4().hex[:12]}
+           "HEALER_TABLE_PREFIX": "t" + uuid.uuid4().hex[:12], "HEALER_OPERATOR_KEY": OPERATOR_KEY}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     from azure.storage.queue import QueueServiceClient
@@ -60,6 +60,8 @@ def storage_env(azurite, monkeypatch):
     return env
 
 
+OPERATOR_KEY = "op-" + uuid.uuid4().hex   # operator routes need it in function-key mode (shared.auth)
+OPERATOR = {"x-healer-operator-key": OPERATOR_KEY}
 ALLOW_ALL = {"version": 1, "default": "deny", "rules": [{"action": "*", "resource": "*", "effect": "allow"}]}
 SHOP = site_id("shop-prod", "shop-web")
 

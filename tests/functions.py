@@ -22,6 +22,8 @@ def call(functions: dict, name: str, *args: Any) -> Any:
 
 def http(method: str, route: str, body: Any = None, params: dict | None = None, route_params: dict | None = None,
          headers: dict | None = None) -> func.HttpRequest:
+    from tests.conftest import OPERATOR
     raw = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
-    return func.HttpRequest(method=method, url=f"http://localhost/api/{route}", headers=headers or {},
+    return func.HttpRequest(method=method, url=f"http://localhost/api/{route}",
+                            headers=dict(OPERATOR) if headers is None else headers,
                             params=params or {}, route_params=route_params or {}, body=raw)

@@ -26,6 +26,7 @@ RG, APP = "cli-prod", "cli-web"
 def healer_cli(host, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`healer ARGS` as an operator types it (the console script runs cli.main:main, as `python -m cli` does)."""
     full_env = {**os.environ, "HEALER_URL": host.url if host else "", "HEALER_KEY": host.key if host else "",
+                "HEALER_OPERATOR_KEY": host.operator_key if host else "",
                 "HEALER_OPERATOR_NAME": "oncall@example.com", "COLUMNS": "160", **(env or {})}
     return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=full_env, capture_output=True,
                           text=True, timeout=120)

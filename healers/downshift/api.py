@@ -95,7 +95,11 @@ def release(req: func.HttpRequest, settings: Settings, principal: Principal) -> 
 
 
 def timer(timer_request: func.TimerRequest) -> str:
-    report = shell.tick(Settings(), owner=f"tick:{uuid.uuid4().hex[:8]}")
+    from shared import gate
+    settings = Settings()
+    if gate.config_refusal(settings, healer=shell.HEALER, subject="tick", what="plan the downshift tick"):
+        return "refused"  # an invalid configuration acts on nothing (and is not read further)
+    report = shell.tick(settings, owner=f"tick:{uuid.uuid4().hex[:8]}")
     log.info("downshift tick: %d apps, %d tenants, %d evaluations queued, %d query round trips%s", report.apps,
              report.tenants, report.enqueued, report.round_trips,
              f"; spend unknown: {report.spend_error}" if report.spend_error else "")

@@ -15,10 +15,9 @@ from healers.downshift import block as block_mod
 from healers.downshift.actuators import BlockFlag, WriteConflict, WritePinned
 from healers.downshift.core import DownshiftState, SpendObservation
 from healers.downshift.periods import period_at
-from shared import approvals
-from shared.controls import read_mode
+from shared import approvals, policy_source
 from shared.notify import notify
-from shared.policy import evaluate, load_policy
+from shared.policy import evaluate
 
 if TYPE_CHECKING:
     from healers.downshift.shell import Evaluation
@@ -55,37 +54,30 @@ def step(ev: "Evaluation", record: "Record", spend: SpendObservation | None, *, 
     assert action is not None
     flag = BlockFlag(ctx.actuator(app))
     current = flag.read(tenant)
-    mode = read_mode(ctx.settings, app.key, app.config.dry_run)
-    doc, why = load_policy(ctx.settings.policy_document)
-    verdict = evaluate(doc, action, app.resource_id, why)
-    effect, policy_reason = verdict.effect, verdict.reason
-    if action == block_mod.ACTIONS["block"]:
-        effect = block_mod.effect(verdict.effect, block_mod.names_block(doc.rules if doc else (), app.resource_id))
-        if effect != verdict.effect:
-            policy_reason += "; no rule names downshift.block itself, so it asks a human (default ask)"
-    details: dict[str, Any] = {"block": decision.to_dict(), "action": action, "mode": mode.model_dump(),
-                               "policy": {"effect": effect, "reason": policy_reason},
+    # A block no rule names itself asks a human: the gate is told so (it evaluates the same policy itself).
+    doc, why, _ = policy_source.current(ctx.settings, ctx.now())
+    verdict = evaluate(doc, action, app.resource_id, why, now=ctx.now())
+    own_ask = None
+    if action == block_mod.ACTIONS["block"] and block_mod.effect(
+            verdict.effect, block_mod.names_block(doc.rules if doc else (), app.resource_id)) != verdict.effect:
+        own_ask = "no rule names downshift.block itself, so it asks a human (default ask)"
+    details: dict[str, Any] = {"block": decision.to_dict(), "action": action,
                                "current": {"value": current.value, "writtenBy": current.written_by,
                                            "pinned": current.pinned}}
     if by:
         details["by"] = by
-    approved = lift
+    approved_id = None
     if approval_id and approved_action == action:
         rec = approvals.get(ctx.settings, HEALER, approval_id)
         if rec is None or rec.data.get("status") != "approved":
             _audit(ctx, app, tenant, "skipped", f"approval {approval_id} is not approved: {decision.reason}",
                    approvalId=approval_id, **details)
             return "skipped"
-        approved, details["approvalId"] = True, approval_id
+        approved_id = details["approvalId"] = approval_id
     period = period_at(t, policy.timezone, policy.period).key
 
-    def ask() -> dict[str, Any]:
-        pending, created = approvals.park(
-            ctx.settings, healer=HEALER, subject=f"{app.key}|{tenant}|{decision.action}|{period}", action=action,
-            resource=app.resource_id, reason=decision.reason, queue_name=QUEUE, now=ctx.now(),
-            message={"v": 1, "kind": "approved", "app": app.key, "tenant": tenant, "action": action,
-                     "to": decision.action, "attempt": 0})
-        out: dict[str, Any] = {"approvalId": pending["id"]}
+    def parked(pending: dict[str, Any], created: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         if created:
             out["notification"] = notify(
                 ctx.settings, kind="approval-requested",
@@ -94,16 +86,19 @@ def step(ev: "Evaluation", record: "Record", spend: SpendObservation | None, *, 
                                              "tenant": tenant, "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
         return out
 
-    stopped = ev.gate(action, effect, policy_reason, mode, decision.reason, details, lambda: None, ask,
-                      approved=approved)
+    stopped = ev.gate(action, decision.reason, details, lambda: None, approval_id=approved_id,
+                      approval_subject=f"{app.key}|{tenant}|{decision.action}|{period}",
+                      on_approve={"v": 1, "kind": "approved", "app": app.key, "tenant": tenant, "action": action,
+                                  "to": decision.action, "attempt": 0},
+                      on_parked=parked, ask=own_ask, approved=lift)
     if stopped:
         return stopped
     try:
         result = flag.write(tenant, decision.action == "block", current, decision.reason, ctx.now())
     except (WriteConflict, WritePinned) as exc:
         _audit(ctx, app, tenant, "skipped", f"block flag not written ({exc}): would {decision.reason}", **details)
-        if approval_id and approved:
-            approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "skipped")
+        if approved_id:
+            approvals.mark_executed(ctx.settings, HEALER, approved_id, ctx.now(), "skipped")
         return "skipped"
     except Exception as exc:
         _audit(ctx, app, tenant, "failed", f"block flag write failed ({type(exc).__name__}): would "
@@ -111,8 +106,8 @@ def step(ev: "Evaluation", record: "Record", spend: SpendObservation | None, *, 
         raise
     ev._save(record, after)
     details.update(write=result.details, readBack={"value": result.value, "confirmed": result.confirmed})
-    if approval_id and approved and not lift:
-        approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "acted")
+    if approved_id and not lift:
+        approvals.mark_executed(ctx.settings, HEALER, approved_id, ctx.now(), "acted")
     note = "" if result.confirmed else f"; read back {result.value!r}: checked again on the next evaluation"
     _audit(ctx, app, tenant, "acted", f"{decision.reason}{note}", **details)
     return "acted"

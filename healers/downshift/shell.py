@@ -43,12 +43,10 @@ from healers.downshift.core import (BudgetSignal, CapacitySignal, Decision, Down
 from healers.downshift.ladder import LadderError
 from healers.downshift.periods import PeriodError, period_at
 from healers.downshift.rates import RateCard, RateCardError
-from shared import approvals, audit, monitor_alerts
+from shared import approvals, audit, gate, monitor_alerts
 from shared.alerts import Alert
 from shared.config import ConfigError, DownshiftApp, Settings
-from shared.controls import read_mode
 from shared.notify import notify
-from shared.policy import evaluate, load_policy
 from shared.state import Conflict, Record, Store, acquire_lease, safe_key
 from shared.work import Discard, RetryLater, busy_delay, enqueue
 
@@ -249,6 +247,10 @@ def _audit(ctx: Context, app: ManagedApp | None, tenant: str, outcome: str, reas
 def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Clock = utcnow,
            ctx: Context | None = None) -> str:
     """Process one work message; returns the outcome (several joined by ',' for a budget alert on many apps)."""
+    if gate.config_refusal(settings, healer=HEALER, subject=str(message.get("tenant") or "*")[:64],
+                           resource=str(message.get("app") or "")[:600],
+                           what=f"evaluate a {str(message.get('kind'))[:20]} message") is not None:
+        return "refused"  # an invalid configuration acts on nothing (and is not read further)
     ctx = ctx or Context.create(settings, owner, now)
     ctx.attempt = int(message.get("attempt", 0) or 0)
     kind = message.get("kind")
@@ -517,10 +519,7 @@ class Evaluation:
                         approved_action: str | None, approved_to: str | None) -> str:
         ctx, app, tenant = self.ctx, self.app, self.tenant
         action = ACTIONS[decision.action]
-        mode = read_mode(ctx.settings, app.key, app.config.dry_run)
-        doc, why = load_policy(ctx.settings.policy_document)
-        verdict = evaluate(doc, action, app.resource_id, why)
-        details.update(policy=verdict.model_dump(), mode=mode.model_dump(), action=action)
+        details.update(action=action)
         held_back = lambda: self._save(record, unapplied(before, after))  # noqa: E731
 
         plan: guard.GuardPlan | None = None
@@ -546,47 +545,46 @@ class Evaluation:
                 if status == "approved":
                     approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "skipped")
                 return "skipped"
-        stopped = self.gate(action, verdict.effect, verdict.reason, mode, decision.reason, details, held_back,
-                            lambda: self._ask(before, decision, action), approved=bool(approval_id))
+        ladder = app.policy(tenant).ladder.models
+        stopped = self.gate(
+            action, decision.reason, details, held_back, approval_id=approval_id,
+            approval_subject=(f"{app.key}|{tenant}|{decision.from_model}->{decision.to_model}|"
+                              f"{_iso(before.since) or 'start'}|{before.trips}"),
+            on_approve={"v": 1, "kind": "approved", "app": app.key, "tenant": tenant, "action": action,
+                        "to": decision.to_model, "attempt": 0},
+            on_parked=lambda pending, created: self._ask(pending, created, decision),
+            params={"tenant": tenant, "from": decision.from_model, "to": decision.to_model,
+                    "rung": ladder.index(decision.to_model) if decision.to_model in ladder else None,
+                    "rungs": len(ladder)})
         if stopped:
             return stopped
         return self._write(record, before, after, decision, current, details, approval_id, plan)
 
-    def gate(self, action: str, effect: str, policy_reason: str, mode: Any, text: str, details: dict[str, Any],
-             held_back: Callable[[], None], ask: Callable[[], dict[str, Any]], *, approved: bool) -> str | None:
+    def gate(self, action: str, text: str, details: dict[str, Any], held_back: Callable[[], None], *,
+             approval_id: str | None, approval_subject: str, on_approve: dict[str, Any],
+             on_parked: Callable[[dict[str, Any], bool], dict[str, Any]] | None = None, ask: str | None = None,
+             approved: bool = False, params: dict[str, Any] | None = None) -> str | None:
         """The one gating path of this healer, for every side effect (`downshift.switch`, `downshift.restore`,
-        `downshift.block`, `downshift.unblock`): kill switch → policy deny → dry-run → ask. Returns the outcome when
-        the action must not happen now (audited; `held_back` persists what was learned), None to act."""
+        `downshift.block`, `downshift.unblock`): shared.gate (kill switch → policy deny → dry-run → ask). Returns the
+        outcome when the action must not happen now (audited by the gate; `held_back` persists what was learned),
+        None to act. `ask`: this healer's own reason to ask whatever the policy allows; `approved`: an operator's
+        own request (a lift)."""
         ctx, app, tenant = self.ctx, self.app, self.tenant
-        if mode.killed:
-            held_back()
-            _audit(ctx, app, tenant, "skipped", f"{mode.reason}: would {text}", **details)
-            return "skipped"
-        if effect == "deny":
-            held_back()
-            _audit(ctx, app, tenant, "refused", f"policy denies {action}: {policy_reason}; would {text}", **details)
-            return "refused"
-        if mode.dry_run:
-            held_back()
-            _audit(ctx, app, tenant, "dry-run", f"{mode.reason}: would {text}", **details)
-            return "dry-run"
-        if effect == "ask" and not approved:
-            held_back()
-            details.update(ask())
-            _audit(ctx, app, tenant, "pending", f"asked a human: {text}", **details)
-            return "pending"
-        return None
+        verdict = gate.check(ctx.settings, gate.Proposal(
+            healer=HEALER, action=action, resource=app.resource_id, subject=tenant, plan=text,
+            params=params or {"tenant": tenant}, details=details, target_dry_run=app.config.dry_run,
+            approval_id=approval_id, approval_subject=approval_subject, on_approve=on_approve, queue=QUEUE,
+            on_parked=on_parked, ask=ask, approved=approved), ctx.now())
+        if verdict.act:
+            details.update({k: verdict.details[k] for k in ("policy", "mode") if k in verdict.details})
+            return None
+        held_back()
+        return verdict.outcome
 
-    def _ask(self, before: DownshiftState, decision: Decision, action: str) -> dict[str, Any]:
+    def _ask(self, pending: dict[str, Any], created: bool, decision: Decision) -> dict[str, Any]:
+        """The gate parked the write for a human: notify once. Returns audit details."""
         ctx, app, tenant = self.ctx, self.app, self.tenant
-        subject = (f"{app.key}|{tenant}|{decision.from_model}->{decision.to_model}|"
-                   f"{_iso(before.since) or 'start'}|{before.trips}")
-        pending, created = approvals.park(
-            ctx.settings, healer=HEALER, subject=subject, action=action, resource=app.resource_id,
-            reason=decision.reason, queue_name=QUEUE, now=ctx.now(),
-            message={"v": 1, "kind": "approved", "app": app.key, "tenant": tenant, "action": action,
-                     "to": decision.to_model, "attempt": 0})
-        out: dict[str, Any] = {"approvalId": pending["id"]}
+        out: dict[str, Any] = {}
         if created:
             out["notification"] = notify(
                 ctx.settings, kind="approval-requested",

@@ -9,7 +9,7 @@ from typing import Any
 import azure.functions as func
 
 from healers.errors import shell
-from shared import audit
+from shared import audit, gate
 from shared.api import caller_name, queue_or_503
 from shared.auth import Principal
 from shared.config import Settings
@@ -30,6 +30,8 @@ def timer(timer_request: func.TimerRequest) -> str:
     (outcome `failed`, a reason without secrets) and re-raised so the host records the failed invocation."""
     settings = Settings()
     subject = "daily run"
+    if gate.config_refusal(settings, healer=shell.HEALER, subject=subject, what="run the daily error clustering"):
+        return "refused"
     try:
         cfg = shell.load_config(settings)
         window = shell.default_window(_now(), cfg.window_hours)

@@ -29,16 +29,16 @@ from healers.errors.redact import redact
 from healers.errors.triage import (Window, branch_name, diagnosis_markdown, diagnosis_path, iso, marker_in,
                                    occurrences_in, pr_body, pr_title, proposed_change_section, proposed_fix_path,
                                    record_marker, triage_file, triage_hash, triage_path, update_comment, window_in)
-from shared import audit
+from shared import approvals, audit, gate
 from shared.config import ConfigError, Settings
-from shared.controls import read_mode
-from shared.policy import evaluate, load_policy
 from shared.state import Conflict, Lease, Record, Store, acquire_lease, release_lease, renew_lease
 
 log = logging.getLogger("healer.errors")
 HEALER = "errors"
 QUEUE = "healer-errors"
-ACTION = "errors.draft-pr"
+DRAFT, UPDATE = "errors.draft", "errors.update"  # shared.gate action names
+# A gate call site inside drafting: (action, plan) → None to go ahead, else the (result, detail) of not acting.
+Gatekeeper = Callable[[str, str], "tuple[str, str] | None"]
 MAX_ATTEMPTS = 6
 BASELINE_TABLE, BASELINE_PARTITION = "errorsfp", "fp"
 MAX_SOURCE_BYTES = 200_000
@@ -288,19 +288,26 @@ def _audit(settings: Settings, outcome: str, reason: str, resource: str, subject
 
 def run(settings: Settings, window: Window, *, clients: Clients | None = None,
         now: Callable[[], dt.datetime] | None = None, trigger: str = "timer",
-        budget_seconds: float = RUN_BUDGET_SECONDS) -> Report:
+        budget_seconds: float = RUN_BUDGET_SECONDS, approved: dict[str, Any] | None = None) -> Report:
     """One run over `window`. Raises CollectError when the logs cannot be read (callers retry later).
 
     `budget_seconds`: wall time the run may take from its start (by `now`); groups that might not finish inside
-    it are deferred to the next run."""
+    it are deferred to the next run. `approved` ({"fingerprint", "approvalId"}): a human approved one group's draft
+    or update; the run re-collects the window and considers only that group, on fresh state."""
     clock = now or (lambda: dt.datetime.now(dt.timezone.utc))
     t = clock()
-    cfg = load_config(settings)
     report = Report(window=window.key)
+    refusal = gate.config_refusal(settings, healer=HEALER, subject=window.key, what="run the error clustering", now=t)
+    if refusal is not None:
+        report.outcome, report.reason = "refused", refusal.reason
+        return report
+    cfg = load_config(settings)
     resource = f"github:{cfg.repository}" if cfg.repository else "github:(not configured)"
-    mode = read_mode(settings, HEALER)
-    if mode.killed:
+    mode = gate.read_mode(settings, HEALER, gate.resource_key(resource))
+    if mode.killed:  # the gate's kill class for the whole run: nothing is collected, nothing drafted
         _audit(settings, "skipped", f"error clustering not run: {mode.reason}", resource, window.key, t)
+        if approved:
+            approvals.mark_executed(settings, HEALER, approved["approvalId"], t, "skipped")
         report.outcome, report.reason = "skipped", mode.reason
         return report
     ops = Store(settings, "ops")
@@ -314,16 +321,35 @@ def run(settings: Settings, window: Window, *, clients: Clients | None = None,
     try:
         clients = clients or build_clients(cfg)
         collected = collect(clients.logs, cfg.source, window.start, window.end)
-        _run_collected(settings, cfg, window, collected, clients, mode.dry_run, mode.reason, resource, report,
-                       guard, ops, t, trigger)
+        _run_collected(settings, cfg, window, collected, clients, resource, report, guard, ops, t, trigger,
+                       approved)
     finally:
         release_lease(ops, lease)
     return report
 
 
+def _gatekeeper(settings: Settings, window: Window, r: Ranked, resource: str, t: dt.datetime,
+                approved: dict[str, Any] | None) -> Gatekeeper:
+    """The gate call site of one group's draft or update (asked just before GitHub is first written to)."""
+    g = r.group
+
+    def allow(action: str, plan: str) -> tuple[str, str] | None:
+        verdict = gate.check(settings, gate.Proposal(
+            healer=HEALER, action=action, resource=resource, subject=g.short, plan=plan,
+            approval_subject=f"{g.short}|{window.key}",
+            params={"fingerprint": g.fingerprint, "occurrences": g.occurrences, "score": r.score},
+            details={"fingerprint": g.fingerprint, "title": g.title, "occurrences": g.occurrences,
+                     "change": r.change, "score": r.score},
+            approval_id=approved["approvalId"] if approved else None, queue=QUEUE,
+            on_approve={"v": 1, "kind": "approved", "start": iso(window.start), "end": iso(window.end),
+                        "fingerprint": g.fingerprint, "by": "approval", "attempt": 0}), t)
+        return None if verdict.act else (verdict.outcome, verdict.reason)
+    return allow
+
+
 def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collected: Collected, clients: Clients,
-                   dry_run: bool, mode_reason: str, resource: str, report: Report, guard: RunGuard, ops: Store,
-                   t: dt.datetime, trigger: str) -> None:
+                   resource: str, report: Report, guard: RunGuard, ops: Store, t: dt.datetime, trigger: str,
+                   approved: dict[str, Any] | None = None) -> None:
     report.rows, report.partial = len(collected.rows), collected.partial
     baselines_store = Store(settings, BASELINE_TABLE)
     baselines = {rec.row: rec.data for rec in baselines_store.query(BASELINE_PARTITION, limit=20_000)}
@@ -332,12 +358,17 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
     groups = cluster(collected.rows, known_templates=known, in_app_prefixes=cfg.in_app_prefixes)
     ranked = rank(groups, baselines, window.day, cfg.baseline_days)
     report.groups = len(groups)
-    policy_doc, why = load_policy(settings.policy_document)
-    policy = evaluate(policy_doc, ACTION, resource, why)
     budget = llm.Budget(cfg.token_budget)
-    drafting = not dry_run and policy.effect != "deny" and clients.repo is not None
+    drafting = clients.repo is not None and approved is None
     carried = _carried(ops, t) if drafting else set()
     top = drafting_plan(ranked, cfg.top_n, carried)
+    if approved is not None:  # an approved group only, re-decided on this fresh collection
+        top = [r for r in ranked if r.group.fingerprint == approved["fingerprint"]]
+        if not top:
+            approvals.mark_executed(settings, HEALER, approved["approvalId"], t, "skipped")
+            _audit(settings, "skipped", f"approved group {approved['fingerprint'][:16]} is no longer in the "
+                   f"window's errors: nothing to draft", resource, approved["fingerprint"][:16], t,
+                   approvalId=approved["approvalId"])
     reserve = group_reserve_seconds(cfg)
     time_left = lambda: guard.left() - GITHUB_ALLOWANCE_SECONDS  # noqa: E731  (what a model call may use)
     auth_failure: str | None = None
@@ -345,14 +376,9 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
         subject = r.group.short
         entry = {"fingerprint": r.group.fingerprint, "title": r.group.title, "occurrences": r.group.occurrences,
                  "change": r.change, "score": r.score}
-        if dry_run:
-            entry["result"] = "dry-run"
-            _audit(settings, "dry-run", f"would draft or update a PR for {r.group.title} ({mode_reason})", resource,
-                   subject, t, **entry)
-        elif policy.effect == "deny":
-            entry["result"] = "refused"
-            _audit(settings, "refused", f"policy denies {ACTION}: {policy.reason}", resource, subject, t, **entry)
-        elif clients.repo is None:
+        if approved is not None:
+            entry["approvalId"] = approved["approvalId"]
+        if clients.repo is None:
             entry["result"] = "recorded"
             _audit(settings, "recorded", "no GitHub repository configured: triage recorded only", resource, subject,
                    t, **entry)
@@ -367,16 +393,22 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
                 result, detail = "failed", f"not attempted: {auth_failure}"
             else:
                 try:
-                    result, detail = draft(cfg, clients, r, window, budget, time_left)
+                    result, detail = draft(cfg, clients, r, window, budget, time_left,
+                                           _gatekeeper(settings, window, r, resource, t, approved))
                 except GitHubAuthError as exc:
                     auth_failure = str(exc)
                     result, detail = "failed", auth_failure
                 except GitHubError as exc:
                     result, detail = "failed", str(exc)
             entry.update(result=result, detail=detail)
+            if result in gate.GATED_OUTCOMES:  # the gate stopped it and audited it
+                report.drafted.append(entry)
+                continue
             outcome = {"created": "acted", "regression": "acted", "updated": "acted", "unchanged": "duplicate",
                        "dismissed": "skipped", "stale": "skipped", "failed": "failed"}[result]
             _audit(settings, outcome, f"{result}: {detail}", resource, subject, t, **entry)
+            if approved is not None:
+                approvals.mark_executed(settings, HEALER, approved["approvalId"], t, outcome)
         report.drafted.append(entry)
     report.tokens = budget.spent
     # the lease covers the baseline writes too; a lost lease leaves the carry-over record to the run that holds it
@@ -397,8 +429,12 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
 
 # ---------------------------------------------------------------------------------------------- drafting
 
+def _go_ahead(action: str, plan: str) -> tuple[str, str] | None:
+    return None
+
+
 def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget: llm.Budget,
-          time_left: Callable[[], float] | None = None) -> tuple[str, str]:
+          time_left: Callable[[], float] | None = None, allow: Gatekeeper = _go_ahead) -> tuple[str, str]:
     """Open or update the draft PR of one group. Returns (result, detail).
 
     Writes only under the triage folder of the group's branch (Repo refuses anything else): the triage file and,
@@ -414,11 +450,15 @@ def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget
     pulls = repo.pulls_for(branch)
     open_pr = next((p for p in pulls if p.state == "open"), None)
     if open_pr is not None:
-        return _update(repo, open_pr, branch, path, text, r, window)
+        return _update(repo, open_pr, branch, path, text, r, window, allow)
     latest = pulls[0] if pulls else None
     if latest is not None and not latest.merged:
         return "dismissed", f"PR #{latest.number} was closed without merging; not drafting again"
     regression_of = latest.number if latest is not None else None
+    stopped = allow(DRAFT, f"draft a pull request on {branch} for {g.title[:200]}"
+                    + (f" (regression of #{regression_of})" if regression_of else ""))
+    if stopped is not None:
+        return stopped
     base = cfg.base_branch or repo.default_branch()
     base_sha = repo.head_sha(base)
     if base_sha is None:
@@ -452,7 +492,7 @@ def _last_record(repo: Repo, pr: PullRef) -> tuple[str, int] | None:
 
 
 def _update(repo: Repo, pr: PullRef, branch: str, path: str, text: str, r: Ranked,
-            window: Window) -> tuple[str, str]:
+            window: Window, allow: Gatekeeper = _go_ahead) -> tuple[str, str]:
     """Commit the new triage, then comment. The comment carries the triage's hash; when the triage on the branch
     is already this one but no comment reports it (the last run stopped between the two), the comment is posted."""
     g = r.group
@@ -461,12 +501,18 @@ def _update(repo: Repo, pr: PullRef, branch: str, path: str, text: str, r: Ranke
         last = _last_record(repo, pr)
         if last is not None and last[0] == triage_hash(text):
             return "unchanged", f"PR #{pr.number} already has this window's triage"
+        stopped = allow(UPDATE, f"post the missing update comment on PR #{pr.number} for {g.title[:200]}")
+        if stopped is not None:
+            return stopped
         repo.comment(pr.number, update_comment(r, window, last[1] if last else None, text))
         return "updated", f"PR #{pr.number} already had this triage; its missing update comment was posted"
     previous_window = window_in(current[0]) if current else None
     if previous_window and previous_window.split("/")[1] > iso(window.end):
         return "stale", f"PR #{pr.number} holds a later window ({previous_window})"
     before = occurrences_in(current[0]) if current else None
+    stopped = allow(UPDATE, f"commit {window.key}'s triage to PR #{pr.number} and comment, for {g.title[:200]}")
+    if stopped is not None:
+        return stopped
     repo.put_file(branch, path, text, f"healer: update triage for {g.short} ({window.key})")
     repo.comment(pr.number, update_comment(r, window, before, text))
     return "updated", f"PR #{pr.number} triage updated and commented"
@@ -541,8 +587,14 @@ def handle(settings: Settings, message: dict[str, Any], *, clients: Clients | No
         window = Window(start, end)
     except (KeyError, ValueError) as exc:
         raise Discard(f"bad run message: {exc}") from None
+    approved = None
+    if message.get("kind") == "approved":
+        if not isinstance(message.get("fingerprint"), str) or not isinstance(message.get("approvalId"), str):
+            raise Discard("approved run message without fingerprint or approvalId")
+        approved = {"fingerprint": message["fingerprint"][:64], "approvalId": message["approvalId"][:64]}
     try:
-        report = run(settings, window, clients=clients, now=now, trigger="manual")
+        report = run(settings, window, clients=clients, now=now, trigger="approved" if approved else "manual",
+                     approved=approved)
     except CollectError as exc:
         if exc.status in (None, 429) or (exc.status or 0) >= 500:
             raise RetryLater(120, exc.reason) from None

@@ -26,7 +26,11 @@ Action = Literal["push", "delete"]
 WaitStatus = Literal["pending", "ready", "timed_out", "tag_race", "throttled", "failed"]
 # What became of a decided outcome: "publishing" is the marker saved BEFORE the event is sent; any later check of
 # the wait re-sends exactly the stored event (never decides again) until it is saved as "published".
-Delivery = Literal["publishing", "published", "dry-run", "skipped", "recorded"]
+# How a decided outcome's event went out: "publishing" (saved, being sent), "published"; or, when the gate stopped
+# the publish: "skipped" (kill switch), "refused" (policy deny or invalid configuration), "dry-run", and
+# "awaiting-approval" (policy ask; the approval publishes it). "recorded": no topic configured. Pipelines that wait
+# on the event get it only when "published"; GET /api/replication/status shows the outcome and its delivery.
+Delivery = Literal["publishing", "published", "dry-run", "skipped", "refused", "awaiting-approval", "recorded"]
 NextAction = Literal["publish_ready", "publish_timed_out", "publish_tag_race", "publish_throttled",
                      "publish_failed", "recheck", "done"]
 

@@ -41,9 +41,8 @@ from healers.replication.events import (
     DIGEST_RE, REGISTRY_NAME_RE, REPOSITORY_RE, TAG_RE, AcrImageEvent, IgnoredEvent,
     ParsedEvent, ValidationHandshake,
 )
-from shared import audit
+from shared import audit, gate
 from shared.config import ConfigError, Settings
-from shared.controls import read_mode
 from shared.state import Conflict, Record, Store
 from shared.work import Discard, RetryLater, enqueue
 from healers.replication.topology import check_topology, topology_view
@@ -477,6 +476,10 @@ def handle_check(settings: Settings, message: dict[str, Any], *, prober: Any = N
         detail = str(exc).splitlines()[0][:200]
         raise Discard(f"malformed replication check message: {detail}") from None
     seq = message.get("check")
+    if gate.config_refusal(settings, healer=HEALER, resource=_subject(ref.registry, ref.repository, ref.digest),
+                           subject=ref.digest, what="check the replication wait") is not None:
+        # an invalid configuration acts on nothing: the check comes back later (the wait is not abandoned)
+        raise RetryLater(60 + random.random() * 60, "Healer's configuration is invalid")
     config = load_config(settings)
     policy = config.policy()
     store = _store(settings)
@@ -488,6 +491,9 @@ def handle_check(settings: Settings, message: dict[str, Any], *, prober: Any = N
     if record.generation != ref.generation:
         return "stale-generation"
     if record.status != "pending":
+        if record.outcome_delivery == "awaiting-approval" and message.get("approvalId"):
+            return _deliver_stored(settings, config, store, record, found.etag, now=now(), publisher=publisher,
+                                   message=message)
         if record.outcome_delivery == "publishing":
             # decided before (a retry, a redelivery after a crash, a restart): send exactly the stored event
             return _deliver_stored(settings, config, store, record, found.etag, now=now(), publisher=publisher,
@@ -534,15 +540,25 @@ def _recheck(settings: Settings, store: Store, before: WaitRecord, found: Record
     return "recheck"
 
 
-_RESULTS = {"published": "published", "dry-run": "dry-run", "skipped": "killed", "recorded": "recorded"}
+_RESULTS = {"published": "published", "dry-run": "dry-run", "skipped": "killed", "recorded": "recorded",
+            "refused": "refused", "awaiting-approval": "pending"}
+_DELIVERY = {"killed": "skipped", "refused": "refused", "dry-run": "dry-run", "pending": "awaiting-approval",
+             "act": "publishing"}
 
 
-def _delivery_for(mode: Any, publisher: Any) -> str:
-    if mode.killed:
-        return "skipped"
-    if mode.dry_run:
-        return "dry-run"
-    return "recorded" if publisher is None else "publishing"
+def _gate(settings: Settings, record: WaitRecord, message: dict[str, Any] | None) -> gate.Verdict:
+    """The gate call site of publishing a wait's outcome (replication.publish)."""
+    stored = record.outcome_event or {}
+    event_type, why = str(stored.get("eventType", "")), record.outcome_reason or ""
+    resource = _subject(record.registry, record.repository, record.digest)
+    return gate.check(settings, gate.Proposal(
+        healer=HEALER, action="replication.publish", resource=resource, subject=record.outcome_event_id or "",
+        plan=f"publish {event_type}; {why}", scope=control_scope(record.registry),
+        not_done=f"{event_type} not published", approval_id=(message or {}).get("approvalId"),
+        approval_subject=f"{record.outcome_event_id}|{record.generation}",
+        params={"registry": record.registry, "repository": record.repository, "status": record.status},
+        details={"eventType": event_type, "outcomeEventId": record.outcome_event_id, "payload": stored.get("data")},
+        queue=QUEUE, on_approve={**json.loads(check_message(record)), "kind": "approved", "attempt": 0}))
 
 
 def _finish(settings: Settings, config: ReplicationConfig, store: Store, found: Record, decision: Decision,
@@ -551,37 +567,43 @@ def _finish(settings: Settings, config: ReplicationConfig, store: Store, found: 
     from healers.replication.events_out import stored_outcome_event
 
     record = decision.record
-    mode = read_mode(settings, control_scope(record.registry))
     publisher = publisher if publisher is not None else publisher_for(config)
     record.outcome_event = stored_outcome_event(record)
     record.outcome_reason = decision.reason[:1000]
-    record.outcome_delivery = _delivery_for(mode, publisher)  # type: ignore[assignment]
+    verdict = _gate(settings, record, message) if publisher is not None else None
+    record.outcome_delivery = _DELIVERY[verdict.klass] if verdict else "recorded"  # type: ignore[assignment]
     try:
         etag = _save(store, record, found.etag)
     except Conflict:
         # Nothing is published yet: the retry probes and decides afresh against what was merged meanwhile.
         raise RetryLater(0.5 + random.random(), "the wait changed while it was checked (a new delivery merged)") \
             from None
+    if record.outcome_delivery == "recorded":
+        _audit_outcome(settings, record, record.outcome_delivery)
     if record.outcome_delivery != "publishing":
-        _audit_outcome(settings, record, mode, record.outcome_delivery)
-        return _RESULTS[record.outcome_delivery]
-    return _deliver_stored(settings, config, store, record, etag, now=now(), publisher=publisher, mode=mode,
-                           message=message)
+        return _RESULTS[record.outcome_delivery]  # the gate audited why it was not published
+    return _deliver_stored(settings, config, store, record, etag, now=now(), publisher=publisher, message=message,
+                           verdict=verdict)
 
 
 def _deliver_stored(settings: Settings, config: ReplicationConfig, store: Store, record: WaitRecord,
-                    etag: str | None, *, now: float, publisher: Any = None, mode: Any = None,
-                    message: dict[str, Any] | None = None, replaced: bool = False) -> str:
-    """Publish the stored outcome event of a wait marked "publishing", then save it as delivered. Never decides.
+                    etag: str | None, *, now: float, publisher: Any = None, message: dict[str, Any] | None = None,
+                    replaced: bool = False, verdict: gate.Verdict | None = None) -> str:
+    """Publish the stored outcome event of a wait marked "publishing" (or approved after "awaiting-approval"), then
+    save it as delivered. Never decides. The gate is asked again (unless `verdict` was just given): a kill switch
+    engaged meanwhile still stops it.
 
     A publish failure raises RetryLater (the retry lands here again). `replaced`: the record is about to be
     overwritten by a new generation, so it is only published and audited, not saved."""
     from healers.replication.events_out import publish_stored
 
     stored = record.outcome_event or {}
-    mode = mode if mode is not None else read_mode(settings, control_scope(record.registry))
     publisher = publisher if publisher is not None else publisher_for(config)
-    delivery = _delivery_for(mode, publisher)
+    if publisher is None:
+        delivery = "recorded"
+    else:
+        verdict = verdict or _gate(settings, record, message)
+        delivery = _DELIVERY[verdict.klass]
     if delivery == "publishing":
         try:
             publish_stored(publisher, stored)
@@ -597,8 +619,17 @@ def _deliver_stored(settings: Settings, config: ReplicationConfig, store: Store,
         return _RESULTS[delivery]   # another copy of the chain saved it first (and audited it)
     if done.status == "ready" and done.action == "push" and delivery == "published":
         _record_lag(done)
-    _audit_outcome(settings, done, mode, delivery)
+    if delivery in ("published", "recorded"):
+        _audit_outcome(settings, done, delivery)
+        if delivery == "published" and (message or {}).get("approvalId"):
+            from shared import approvals
+            approvals.mark_executed(settings, HEALER, message["approvalId"], _utc(now), "acted")
     return _RESULTS[delivery]
+
+
+def _utc(ts: float):
+    import datetime as dt
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
 
 
 def _mark_delivered(store: Store, done: WaitRecord, etag: str | None) -> bool:
@@ -611,7 +642,7 @@ def _mark_delivered(store: Store, done: WaitRecord, etag: str | None) -> bool:
         except Conflict:
             current, found = _load(store, done.registry, done.repository, done.digest)
             if (current is None or found is None or current.generation != done.generation
-                    or current.outcome_delivery != "publishing"):
+                    or current.outcome_delivery not in ("publishing", "awaiting-approval")):
                 return False
             done = current.model_copy(update={"outcome_delivery": done.outcome_delivery,
                                               "published_at": done.published_at})
@@ -619,18 +650,17 @@ def _mark_delivered(store: Store, done: WaitRecord, etag: str | None) -> bool:
     raise RetryLater(0.5 + random.random(), "the wait kept changing while its outcome delivery was saved")
 
 
-def _audit_outcome(settings: Settings, record: WaitRecord, mode: Any, delivery: str) -> None:
+def _audit_outcome(settings: Settings, record: WaitRecord, delivery: str) -> None:
+    """The record of an outcome that went out (or had nowhere to go); the gate audits every other delivery."""
     stored = record.outcome_event or {}
     event_type, why = str(stored.get("eventType", "")), record.outcome_reason or ""
     outcome, reason = {
         "published": ("acted", f"published {event_type}: {why}"),
-        "dry-run": ("dry-run", f"{mode.reason}: would publish {event_type}; {why}"),
-        "skipped": ("skipped", f"{mode.reason}: {event_type} not published; {why}"),
         "recorded": ("recorded", f"{event_type} not published (HEALER_REPLICATION_TOPIC_ENDPOINT is not set); {why}"),
     }[delivery]
     _audit(settings, outcome, reason, registry=record.registry, repository=record.repository, digest=record.digest,
            subject=record.outcome_event_id, eventType=event_type, outcomeEventId=record.outcome_event_id,
-           mode=mode.model_dump(), payload=stored.get("data"))
+           payload=stored.get("data"))
 
 
 def note_dead_letter(settings: Settings, body: bytes, *, now: Clock = time.time) -> bool:

@@ -10,7 +10,7 @@ from healers.rollback.core import AppState, forget_bad_build
 from shared import audit
 from shared.config import Settings
 from shared.controls import PARTITION as CONTROLS_PARTITION
-from shared.resource_ids import parse_site_id
+from shared.resource_ids import canonical, parse_site_id
 from shared.state import (Conflict, Lease, Record, Store, acquire_lease, release_lease, safe_key,
                           save_under_lease)
 from shared.work import RetryLater
@@ -45,7 +45,7 @@ def rearm(settings: Settings, resource_id: str, *, by: str, reason: str, now: dt
           forget_build: str | None = None) -> dict[str, Any]:
     """Clear an app's latch and escalation so automatic rollback may act again. Remembered bad builds stay
     remembered; `forget_build` clears that one (it must be remembered)."""
-    site = parse_site_id(resource_id)
+    site = parse_site_id(canonical(resource_id))   # any spelling of the app's id (shared.resource_ids)
     target = settings.rollback_targets.get(site.app_id.lower())
     if target is None:
         raise Refused(f"{site.app_id} is not in the rollback allowlist")

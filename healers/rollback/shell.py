@@ -17,13 +17,13 @@ from healers.rollback.attribution import dependency_hint
 from healers.rollback.core import AppState, decide, remember_rollback, uncounted_since, verify
 from healers.rollback.operator import HEALER, Refused, app_state as _app_state, rearm, set_freeze  # noqa: F401
 from healers.rollback.signal import Signal
-from shared import approvals, audit
+from shared import approvals, audit, gate
 from shared.alerts import Alert
 from shared.config import RollbackTarget, Settings
-from shared.controls import read_mode
+from shared.controls import Mode
 from shared.notify import notify
-from shared.policy import evaluate, load_policy
-from shared.resource_ids import SiteId, parse_site_id
+from shared.policy import PolicyDecision
+from shared.resource_ids import SiteId, canonical, parse_site_id
 from shared.state import (Conflict, Lease, Record, Store, acquire_lease, release_lease, renew_lease, safe_key,
                           save_under_lease)
 from shared.work import RetryLater, busy_delay
@@ -36,6 +36,10 @@ TARGET_PROPERTY = "healer.target"
 SLOT_PROPERTY = "healer.slot"
 
 Step = Callable[[str], None]
+# The core's policy input is held open: kill, policy, dry-run and ask are shared.gate's, after the core. The core
+# still sees the kill switch (a killed app neither freezes nor asks about suspects: the gate records it killed).
+_UNGATED_POLICY = PolicyDecision(effect="allow", reason="gated by shared.gate")
+GATED = ("swap", "killed", "ask")  # core actions that become a gate call: the swap, or a human's decision on it
 
 
 def _no_step(_: str) -> None:
@@ -69,7 +73,7 @@ def resolve_target(settings: Settings, alert: Alert) -> tuple[RollbackTarget, st
                           f"HEALER_ROLLBACK_RULE_MAP")
         resource, slot = mapped.resource_id, slot or mapped.slot
     try:
-        site = parse_site_id(resource)
+        site = parse_site_id(canonical(resource))  # one canonical form before any key (slots/production = the app)
     except ValueError as exc:
         raise Refused(str(exc)) from None
     if site.slot:
@@ -144,6 +148,9 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
             _audit(settings, "recorded", "Resolved: recorded, never acted on", _target_hint(alert), alert, t)
             return "recorded"
         return "duplicate"
+    if gate.config_refusal(settings, healer=HEALER, resource=_target_hint(alert), subject=alert.alert_id,
+                           what=f"decide on alert {alert.rule[:100]}", now=t) is not None:
+        return "refused"  # an invalid configuration acts on nothing (and is not read further)
     try:
         target, slot = resolve_target(settings, alert)
     except Refused as exc:
@@ -230,13 +237,13 @@ class Run:
             return refusal
         app, t = _app_state(self.lease), self.now()
         obs = self.observe()
-        mode = read_mode(self.settings, self.target.key, self.target.dry_run)
+        mode = gate.read_mode(self.settings, HEALER, gate.resource_key(self.target.resource_id))
         if mode.unreadable:  # fail closed now, but do not record a decision: decide again when storage answers
             raise RetryLater(30 + random.random() * 30, mode.reason)
-        policy_doc, why = load_policy(self.settings.policy_document)
-        policy = evaluate(policy_doc, ACTION, self.target.resource_id, why)
+        core_mode = Mode(killed=mode.killed, dry_run=False, reason=mode.reason)  # dry-run is the gate's
         found = self.attribution(obs, t)
-        d = decide(fired_at=self.alert.fired_at, slot_name=self.slot, obs=obs, app=app, mode=mode, policy=policy,
+        d = decide(fired_at=self.alert.fired_at, slot_name=self.slot, obs=obs, app=app, mode=core_mode,
+                   policy=_UNGATED_POLICY,
                    approved=approval_id is not None, max_rollbacks=self.target.max_rollbacks,
                    window=dt.timedelta(minutes=self.target.window_minutes),
                    max_build_age=dt.timedelta(minutes=self.target.max_build_age_minutes), now=t,
@@ -254,19 +261,18 @@ class Run:
                        previousLatch=app.latch.model_dump(mode="json"))
             app.latch = None
             self.save_app(app, self.lease.record.data.get("op"))
-        if d.action == "swap":
-            outcome = self.swap(d.good, d.bad, approval_id, observed)
+
+        def collect_evidence() -> dict[str, Any]:
+            return evidence.collect(self.settings, self.site, obs, self.slot, config_changes=observed["configChanges"],
+                                    unavailable=found.unavailable, signal=self.signal)
+        if d.action in GATED:   # one gate for the swap (a suspect change makes it an ask)
+            verdict = gate.check(self.settings, self.proposal(d, approval_id, observed, collect_evidence), t)
+            outcome = self.swap(d.good, d.bad, approval_id, observed) if verdict.act else verdict.outcome
         else:
-            outcome = {"skip": "skipped", "refuse": "refused", "ask": "pending", "dry-run": "dry-run",
-                       "killed": "skipped", "freeze": "escalated"}[d.action]
-            details: dict[str, Any] = {"observed": observed, "policy": policy.model_dump(),
-                                       "mode": mode.model_dump()}
-            if d.action in ("ask", "refuse") or d.tell_human:
-                details["evidence"] = evidence.collect(
-                    self.settings, self.site, obs, self.slot, config_changes=observed["configChanges"],
-                    unavailable=found.unavailable, signal=self.signal)
-            if d.action == "ask":
-                details.update(self.ask(d.reason, t))
+            outcome = {"skip": "skipped", "refuse": "refused", "dry-run": "dry-run", "freeze": "escalated"}[d.action]
+            details: dict[str, Any] = {"observed": observed}
+            if d.action == "refuse" or d.tell_human:
+                details["evidence"] = collect_evidence()
             if d.action == "freeze":
                 details["freeze"] = self.freeze(app, d.reason, t)
             if d.tell_human:
@@ -278,6 +284,20 @@ class Run:
             approvals.mark_executed(self.settings, HEALER, approval_id, self.now(), outcome)
         _mark_decided(self.settings, self.alert, outcome, d.reason, self.now())
         return outcome
+
+    def proposal(self, d: Any, approval_id: str | None, observed: dict[str, Any],
+                 collect_evidence: Callable[[], dict[str, Any]]) -> gate.Proposal:
+        a = self.alert
+        plan = (f"swap {self.slot} ({d.good}, last known good) into production (now {d.bad})" if d.action == "ask"
+                else d.reason[0].lower() + d.reason[1:] if d.action == "swap" else d.reason.split(", but ")[0][6:])
+        return gate.Proposal(
+            healer=HEALER, action=ACTION, resource=self.target.resource_id, subject=a.alert_id, plan=plan,
+            params={"slot": self.slot}, target_dry_run=self.target.dry_run, approval_id=approval_id, queue=QUEUE,
+            ask=d.reason if d.action == "ask" else None, on_parked=self.ask,
+            enrich=lambda klass: {"evidence": collect_evidence()} if klass in ("refused", "pending") else {},
+            on_approve={"v": 1, "kind": "approved", "alert": a.model_dump(mode="json"), "attempt": 0},
+            details={"rule": a.rule, "condition": a.monitor_condition, "firedAt": a.fired_at.isoformat(),
+                     "observed": observed})
 
     def attribution(self, obs, t: dt.datetime) -> changes.Found:
         """Configuration changes since the swap; stores the new fingerprint (hashes only) for next time."""
@@ -319,19 +339,14 @@ class Run:
             return "refused"
         return None
 
-    def ask(self, reason: str, t: dt.datetime) -> dict[str, Any]:
-        """Park the action for a human and notify (once per alert). Returns audit details."""
-        pending, created = approvals.park(
-            self.settings, healer=HEALER, subject=self.alert.alert_id, action=ACTION,
-            resource=self.target.resource_id, reason=reason,
-            message={"v": 1, "kind": "approved", "alert": self.alert.model_dump(mode="json"), "attempt": 0},
-            queue_name=QUEUE, now=t)
-        details: dict[str, Any] = {"approvalId": pending["id"]}
+    def ask(self, pending: dict[str, Any], created: bool) -> dict[str, Any]:
+        """The gate parked the swap for a human: notify (once per alert). Returns audit details."""
+        details: dict[str, Any] = {}
         if created:
             details["notification"] = notify(
                 self.settings, kind="approval-requested", title=f"Healer asks: roll back {self.site.name}?",
-                text=reason, facts={"approvalId": pending["id"], "resource": self.target.resource_id,
-                                    "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
+                text=pending["reason"], facts={"approvalId": pending["id"], "resource": self.target.resource_id,
+                                               "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
         return details
 
     # ------------------------------------------------------------------------------------------ act

@@ -1,13 +1,21 @@
-// Azure Monitor → Healer: one action group per Healer endpoint (common alert schema; function key, plus an Entra
-// token when the secure webhook is on) and example alert rules, each off unless its parameter turns it on.
-// Needs Healer's code deployed first: the function key is read from the running app (listKeys).
+// Azure Monitor → Healer: one action group per Healer endpoint (common alert schema; the intake function's own key,
+// plus an Entra token when the secure webhook is on) and example alert rules, each off unless its parameter turns it
+// on. Each action group holds the per-function key of the one intake function it calls — never the host key — so
+// it opens nothing else (approvals, controls, re-arm, release and runs also need the operator key or Entra).
+// Needs Healer's code deployed first: the function keys are read from the running app (listKeys).
 param location string
 param tags object = {}
 param functionAppName string
 param functionHostName string
 @description('Route (under /api) of each Healer alert endpoint.')
 param routes object
-@description('Name of the host function key the action groups send (create one per caller to rotate separately).')
+@description('Intake function behind each route (its own function key is what the action group sends).')
+param functions object = {
+  rollback: 'rollback_alert'
+  downshift: 'downshift_alert'
+  budget: 'downshift_budget'
+}
+@description('Name of the per-function key the action groups send (each intake function has its own "default").')
 param functionKeyName string = 'default'
 @description('Secure webhook: Entra application object id of Healer\'s app registration. Empty: key only.')
 param secureWebhookObjectId string = ''
@@ -42,7 +50,6 @@ var throttleKinds = throttleSource == 'gateway' ? [
   'app'
 ]
 var throttleRules = enableThrottleAlert && !empty(throttleWorkspaceId) ? throttleKinds : []
-var functionKey = listKeys('${resourceId('Microsoft.Web/sites', functionAppName)}/host/default', '2024-04-01').functionKeys[functionKeyName]
 var secure = !empty(secureWebhookObjectId)
 var receivers = [
   {
@@ -69,7 +76,7 @@ resource groups 'Microsoft.Insights/actionGroups@2023-01-01' = [for r in receive
     webhookReceivers: [
       {
         name: 'healer-${r.key}'
-        serviceUri: 'https://${functionHostName}/api/${routes[r.key]}?code=${functionKey}'
+        serviceUri: 'https://${functionHostName}/api/${routes[r.key]}?code=${listKeys(resourceId('Microsoft.Web/sites/functions', functionAppName, functions[r.key]), '2024-04-01')[functionKeyName]}'
         useCommonAlertSchema: true
         useAadAuth: secure
         objectId: secure ? secureWebhookObjectId : null

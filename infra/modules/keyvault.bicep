@@ -18,6 +18,9 @@ param githubAppPrivateKey string = ''
 @secure()
 @description('Key of an OpenAI-compatible endpoint for the error-clustering healer. Empty: no secret is written.')
 param llmApiKey string = ''
+@secure()
+@description('Operator key (approvals, controls, re-arm, release, runs in function-key mode). Empty: no secret is written (set it later).')
+param operatorKey string = ''
 
 @secure()
 @description('Secret that signs the operator console\'s CSRF tokens (generated per deployment).')
@@ -103,6 +106,15 @@ resource llmKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empt
   name: 'healer-llm-api-key'
   properties: {
     value: llmApiKey
+    contentType: 'text/plain'
+  }
+}
+
+resource operatorKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(operatorKey)) {
+  parent: vault
+  name: 'healer-operator-key'
+  properties: {
+    value: operatorKey
     contentType: 'text/plain'
   }
 }

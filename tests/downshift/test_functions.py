@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 
 def post(route: str, body) -> func.HttpRequest:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return func.HttpRequest(method="POST", url=f"http://localhost/api/{route}", headers={}, params={},
+    from tests.conftest import OPERATOR
+    return func.HttpRequest(method="POST", url=f"http://localhost/api/{route}", headers=dict(OPERATOR), params={},
                             route_params={}, body=raw)
 
 

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 def post(body) -> func.HttpRequest:
-    return func.HttpRequest(method="POST", url="http://localhost/api/errors/run", headers={}, params={},
+    from tests.conftest import OPERATOR
+    return func.HttpRequest(method="POST", url="http://localhost/api/errors/run", headers=dict(OPERATOR), params={},
                             route_params={}, body=json.dumps(body).encode())
 
 
@@ -76,10 +77,22 @@ def test_malformed_and_poison_messages_are_audited(functions, errors_env):
     assert len(records) == 1 and "malformed" in records[0]["reason"]
 
 
+def test_invalid_setting_refuses_the_timer_run_through_the_gate(functions, errors_env, monkeypatch):
+    """A malformed setting is a configuration error found at load: the run is refused (audited), not attempted."""
+    from shared import audit
+    from shared.config import Settings
+    monkeypatch.setenv("HEALER_ERRORS_TOP_N", "many")
+    call(functions, "errors_daily", TimerRequest(past_due=False))  # no exception: nothing was attempted
+    today = dt.datetime.now(dt.timezone.utc).date()
+    [refused] = list(audit.list_records(Settings(), day=today, healer="errors", outcome="refused"))
+    assert "HEALER_ERRORS_TOP_N" in refused["reason"] and "configuration invalid" in refused["reason"]
+    [invalid] = list(audit.list_records(Settings(), day=today, outcome="config-invalid"))
+    assert invalid["details"]["problems"][0]["setting"] == "HEALER_ERRORS_TOP_N"
+
+
 @pytest.mark.parametrize("setting,value,error,fragment", [
     ("HEALER_ERRORS_GITHUB_TOKEN", None, "ConfigError", "configure HEALER_ERRORS_GITHUB_TOKEN or a GitHub App"),
     ("HEALER_ERRORS_GITHUB_REPOSITORY", "no-slash", "GitHubError", "repository must be 'owner/name'"),
-    ("HEALER_ERRORS_TOP_N", "many", "ConfigError", "HEALER_ERRORS_TOP_N must be an integer"),
 ])
 def test_timer_failures_are_audited_without_secrets_and_re_raised(functions, errors_env, monkeypatch, setting, value,
                                                                    error, fragment):

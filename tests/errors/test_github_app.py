@@ -138,15 +138,16 @@ def test_rejected_app_credentials_fail_clearly_and_are_audited(app_env, monkeypa
 
 
 @pytest.mark.integration
-def test_unreadable_private_key_fails_the_timer_run_with_an_audited_config_error(functions, app_env, monkeypatch):
+def test_unreadable_private_key_refuses_the_timer_run_with_an_audited_config_error(functions, app_env, monkeypatch):
+    """Found when the configuration is validated: the run is refused through the gate, the key never echoed."""
     monkeypatch.setenv("HEALER_ERRORS_GITHUB_APP_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LXN0dWZm\n"
                                                                "-----END PRIVATE KEY-----")
-    with pytest.raises(ConfigError):
-        call(functions, "errors_daily", TimerRequest(past_due=False))
-    [record] = list(audit.list_records(Settings(), day=dt.datetime.now(dt.timezone.utc).date(), healer="errors",
-                                       outcome="failed"))
-    assert record["reason"].startswith("daily run failed: ConfigError: setting HEALER_ERRORS_GITHUB_APP_PRIVATE_KEY")
-    assert "c2VjcmV0" not in json.dumps(record)
+    call(functions, "errors_daily", TimerRequest(past_due=False))
+    today = dt.datetime.now(dt.timezone.utc).date()
+    [record] = list(audit.list_records(Settings(), day=today, healer="errors", outcome="refused"))
+    assert "setting HEALER_ERRORS_GITHUB_APP_PRIVATE_KEY" in record["reason"]
+    [invalid] = list(audit.list_records(Settings(), day=today, outcome="config-invalid"))
+    assert "c2VjcmV0" not in json.dumps(record) and "c2VjcmV0" not in json.dumps(invalid)
     assert app_env["gh"].requests() == []
 
 

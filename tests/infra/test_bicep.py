@@ -312,11 +312,12 @@ def test_vault_topic_and_telemetry_use_entra_only():
 
 
 def test_function_keys_are_read_only_to_configure_action_groups():
+    """Senders hold per-function keys of their intake function, never the host key (issue 9)."""
     for path in BICEP_FILES:
         text = path.read_text()
         if "listKeys(" in text or "listSecrets(" in text or "listConnectionStrings(" in text:
             assert path.name == "alerts.bicep", f"{path.name} reads keys"
-            assert "/host/default" in text
+            assert "Microsoft.Web/sites/functions'" in text and "/host/" not in text
 
 
 # ---------------------------------------------------------------------------------------------- app settings

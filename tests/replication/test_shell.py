@@ -57,7 +57,9 @@ def env(local_azure, storage_env, fleet, topic, topic_events, monkeypatch):
               "HEALER_REPLICATION_ENDPOINTS": json.dumps(fleet.endpoint_map()),
               "HEALER_REPLICATION_BACKOFF": json.dumps(BACKOFF),
               "HEALER_REPLICATION_DEADLINE_SECONDS": "20",
-              "HEALER_REPLICATION_TOPIC_ENDPOINT": f"{topic}/api/events"}   # no key: Entra token, as in Azure
+              "HEALER_REPLICATION_TOPIC_ENDPOINT": f"{topic}/api/events",   # no key: Entra token, as in Azure
+              "HEALER_POLICY": json.dumps({"version": 1, "default": "deny", "rules": [   # publishing is gated
+                  {"action": "replication.publish", "resource": "*", "effect": "allow"}]})}
     for k, v in values.items():
         monkeypatch.setenv(k, v)
     from shared.identity import credential

@@ -106,9 +106,10 @@ def test_rule_map_is_used_when_custom_properties_are_absent(incident, arm, monke
 @pytest.mark.parametrize("env,outcome,fragment", [
     ({"HEALER_DRY_RUN": "true"}, "dry-run", "would swap"),
     ({"HEALER_KILL_SWITCH": "true"}, "skipped", "kill switch"),
-    ({"HEALER_POLICY": "{not json"}, None, None),
+    # an invalid policy (not even JSON, or a bad rule) is a configuration error: refused through the gate, loud
+    ({"HEALER_POLICY": "{not json"}, "refused", "configuration invalid"),
     ({"HEALER_POLICY": json.dumps({"version": 1, "rules": [{"action": "*", "resource": "*", "effect": "maybe"}]})},
-     "refused", "fail closed"),
+     "refused", "HEALER_POLICY: policy invalid"),
     ({"HEALER_POLICY": json.dumps({"version": 1, "rules": [
         {"action": "*", "resource": "*", "effect": "allow"},
         {"action": "rollback.swap", "resource": "*/sites/shop-*", "effect": "deny"}]})}, "refused", "denies"),
@@ -116,12 +117,8 @@ def test_rule_map_is_used_when_custom_properties_are_absent(incident, arm, monke
 def test_safety_gates_never_swap(incident, arm, monkeypatch, env, outcome, fragment):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    if outcome is None:  # a policy that is not even JSON is a configuration error: loud, nothing done
-        with pytest.raises(Exception, match="HEALER_POLICY"):
-            handle(message(fired_alert()))
-    else:
-        assert handle(message(fired_alert())) == outcome
-        assert fragment in records(outcome)[0]["reason"]
+    assert handle(message(fired_alert())) == outcome
+    assert fragment in records(outcome)[0]["reason"]
     assert healer_swaps(arm) == 0 and build_of(arm, RG, APP) == "v42"
 
 
@@ -357,7 +354,9 @@ def test_queue_function_end_to_end_and_retry_reenqueues(incident, arm, storage_e
 
 def _http(method: str, route: str, body=None, params=None, route_params=None):
     import azure.functions as func
-    return func.HttpRequest(method=method, url=f"http://localhost/api/{route}", headers={}, params=params or {},
+    from tests.conftest import OPERATOR
+    return func.HttpRequest(method=method, url=f"http://localhost/api/{route}", headers=dict(OPERATOR),
+                            params=params or {},
                             route_params=route_params or {}, body=json.dumps(body).encode() if body else b"")
 
 
@@ -469,12 +468,12 @@ def test_deployment_log_and_connection_strings_follow_the_contract(incident, arm
 # ---------------------------------------------------------------------------------------------- attribution
 
 def test_a_config_change_after_the_swap_asks_instead_of_swapping(incident, arm):
-    arm.patch_slot(RG, APP, "production", app_settings={"PROMPT_VERSION": "7"}, caller="ana@contoso.com")
+    arm.patch_slot(RG, APP, "production", app_settings={"PROMPT_VERSION": "v-seven"}, caller="ana@contoso.com")
     assert handle(message(fired_alert())) == "pending"
     [pending] = records("pending")
     assert pending["reason"].startswith("suspect configuration change config write appsettings on production")
     assert "ana@contoso.com" in pending["reason"] and healer_swaps(arm) == 0
-    assert "7" not in json.dumps(pending["details"]["observed"]["configChanges"]), "never a value"
+    assert "v-seven" not in json.dumps(pending["details"]), "never a value"  # ("7" could be in a timestamp)
     [parked] = approvals.list_pending(Settings(), "rollback")
     approvals.decide(Settings(), healer="rollback", aid=parked["id"], approve=True, by="oncall", note="code it is",
                      now=dt.datetime.now(dt.timezone.utc))

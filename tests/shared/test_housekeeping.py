@@ -30,11 +30,11 @@ def test_housekeeping_removes_only_what_retention_allows(storage_env, monkeypatc
                    message={}, queue_name="q", now=now)
     # Everything above was written just now, so only the 40-day-old audit day is past any retention.
     removed = housekeeping.run(s, now)
-    assert removed == {"audit": 1, "dedupe": 0, "approvals": 0}
+    assert removed == {"audit": 1, "dedupe": 0, "approvals": 0, "expired": 0}
     assert [r["reason"] for r in audit.list_records(s, day=now.date())].count("today") == 1
     later = now + dt.timedelta(days=31)        # a month on, the dedupe record has aged out; pending approvals stay
     removed = housekeeping.run(s, later)
-    assert removed["dedupe"] == 1 and removed["approvals"] == 0
+    assert removed["dedupe"] == 1 and removed["approvals"] == 0 and removed["expired"] == 1  # expired, audited
     assert Store(s, "ops").get("rollback", "app-1") is not None, "latches are never pruned"
     # And through the registered timer callable.
     from azure.functions.timer import TimerRequest
