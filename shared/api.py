@@ -85,12 +85,20 @@ def decide_approval(req: func.HttpRequest, settings: Settings, principal: Princi
     body = read_json(req, settings.max_body_bytes)
     if not isinstance(body, dict) or body.get("decision") not in ("approve", "reject"):
         raise BadRequest(400, "body must be {\"decision\": \"approve\"|\"reject\", \"by\": ..., \"note\": ...}")
-    by, now = caller_name(principal, body), _now()
+    by = caller_name(principal, body)
+    status, result = decide_and_enqueue(settings, healer=healer, aid=aid, approve=body["decision"] == "approve",
+                                        by=by, note=str(body.get("note", "")), now=_now())
+    return respond(status, result)
+
+
+def decide_and_enqueue(settings: Settings, *, healer: str, aid: str, approve: bool, by: str, note: str,
+                       now: dt.datetime, via: str = "api") -> tuple[int, dict[str, Any]]:
+    """Decide an approval, queue the approved work, audit the decision: the one path every way of deciding takes
+    (this API, signed links). Returns (HTTP status, body): 200 with the approval, else {"error": reason}."""
     try:
-        decided = approvals.decide(settings, healer=healer, aid=aid, approve=body["decision"] == "approve", by=by,
-                                   note=str(body.get("note", "")), now=now)
+        decided = approvals.decide(settings, healer=healer, aid=aid, approve=approve, by=by, note=note, now=now)
     except approvals.ApprovalError as exc:
-        return problem(409 if "already" in str(exc) or "changed" in str(exc) else 404, str(exc))
+        return (409 if "already" in str(exc) or "changed" in str(exc) else 404), {"error": str(exc)}
     if decided["status"] == "approved":
         failed = queue_or_503(settings, decided["queue"], {**decided["message"], "approvalId": aid},
                               f"approval {aid}")
@@ -99,11 +107,14 @@ def decide_approval(req: func.HttpRequest, settings: Settings, principal: Princi
                 approvals.reopen(settings, healer, aid)
             except Exception as exc:
                 log.error("could not reopen approval %s after a queue failure: %s", aid, type(exc).__name__)
-            return failed
+            return 503, {"error": "could not queue the approval; retry"}
     audit.record(settings, healer=healer, outcome="approved" if decided["status"] == "approved" else "rejected",
                  reason=f"{decided['action']} {decided['status']} by {by}", resource=decided["resource"],
-                 subject=decided["subject"], details={"approvalId": aid, "note": decided.get("note", "")}, now=now)
-    return respond(200, {k: v for k, v in decided.items() if k != "message"})
+                 subject=decided["subject"], now=now,
+                 details={"approvalId": aid, "note": decided.get("note", ""), "by": by, "via": via,
+                          "approval": {k: decided.get(k) for k in ("id", "healer", "action", "resource", "subject",
+                                                                   "expiresAt")}})
+    return 200, {k: v for k, v in decided.items() if k != "message"}
 
 
 def get_controls(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:

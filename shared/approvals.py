@@ -40,6 +40,11 @@ def park(settings: Settings, *, healer: str, subject: str, action: str, resource
         return (existing.data if existing else data), False
 
 
+def summary(approval: dict[str, Any]) -> dict[str, Any]:
+    """The part of an approval an audit record carries (`details.approval`), e.g. for the notification's links."""
+    return {k: approval.get(k) for k in ("id", "healer", "action", "resource", "subject", "expiresAt")}
+
+
 def get(settings: Settings, healer: str, aid: str) -> Record | None:
     return Store(settings, "approvals").get(healer, aid)
 

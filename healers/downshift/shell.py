@@ -45,7 +45,6 @@ from shared import approvals, audit
 from shared.alerts import Alert
 from shared.config import ConfigError, DownshiftApp, Settings
 from shared.controls import read_mode
-from shared.notify import notify
 from shared.policy import evaluate, load_policy
 from shared.state import Conflict, Record, Store, acquire_lease, safe_key
 from shared.work import Discard, RetryLater, busy_delay, enqueue
@@ -529,20 +528,14 @@ class Evaluation:
         ctx, app, tenant = self.ctx, self.app, self.tenant
         subject = (f"{app.key}|{tenant}|{decision.from_model}->{decision.to_model}|"
                    f"{_iso(before.since) or 'start'}|{before.trips}")
-        pending, created = approvals.park(
+        pending, _ = approvals.park(
             ctx.settings, healer=HEALER, subject=subject, action=action, resource=app.resource_id,
             reason=decision.reason, queue_name=QUEUE, now=ctx.now(),
             message={"v": 1, "kind": "approved", "app": app.key, "tenant": tenant, "action": action,
                      "to": decision.to_model, "attempt": 0})
-        out: dict[str, Any] = {"approvalId": pending["id"]}
-        if created:
-            out["notification"] = notify(
-                ctx.settings, kind="approval-requested",
-                title=f"Healer asks: {decision.action} {tenant} of {app.resource_id.rsplit('/', 1)[-1]} to "
-                      f"{decision.to_model}?", text=decision.reason,
-                facts={"approvalId": pending["id"], "resource": app.resource_id, "tenant": tenant,
-                       "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
-        return out
+        # The "pending" audit record notifies (shared.notify, once per approval id).
+        return {"approvalId": pending["id"], "approval": approvals.summary(pending), "tenant": tenant,
+                "from": decision.from_model, "to": decision.to_model}
 
     def _write(self, record: Record, before: DownshiftState, after: DownshiftState, decision: Decision,
                current: Current, details: dict[str, Any], approval_id: str | None,

@@ -18,7 +18,6 @@ from shared import approvals, audit
 from shared.alerts import Alert
 from shared.config import RollbackTarget, Settings
 from shared.controls import read_mode
-from shared.notify import notify
 from shared.policy import evaluate, load_policy
 from shared.resource_ids import SiteId, parse_site_id
 from shared.state import (Conflict, Lease, Record, Store, acquire_lease, release_lease, renew_lease, safe_key,
@@ -249,10 +248,8 @@ class Run:
                                        "mode": mode.model_dump()}
             if d.action == "ask":
                 details.update(self.ask(d.reason, t))
-            if d.tell_human:
-                details["notification"] = notify(
-                    self.settings, kind="attention", title=f"Healer cannot roll back {self.site.name}",
-                    text=d.reason, facts={"resource": self.target.resource_id, "alert": self.alert.alert_id})
+            if d.tell_human:  # the audit record carries the flag; shared.notify tells the destinations
+                details["attention"] = f"Healer cannot roll back {self.site.name}"
             self.audit(outcome, d.reason, **details)
         if approval_id:
             approvals.mark_executed(self.settings, HEALER, approval_id, self.now(), outcome)
@@ -279,19 +276,13 @@ class Run:
         return None
 
     def ask(self, reason: str, t: dt.datetime) -> dict[str, Any]:
-        """Park the action for a human and notify (once per alert). Returns audit details."""
-        pending, created = approvals.park(
+        """Park the action for a human. Returns audit details (the "pending" record notifies, once per approval)."""
+        pending, _ = approvals.park(
             self.settings, healer=HEALER, subject=self.alert.alert_id, action=ACTION,
             resource=self.target.resource_id, reason=reason,
             message={"v": 1, "kind": "approved", "alert": self.alert.model_dump(mode="json"), "attempt": 0},
             queue_name=QUEUE, now=t)
-        details: dict[str, Any] = {"approvalId": pending["id"]}
-        if created:
-            details["notification"] = notify(
-                self.settings, kind="approval-requested", title=f"Healer asks: roll back {self.site.name}?",
-                text=reason, facts={"approvalId": pending["id"], "resource": self.target.resource_id,
-                                    "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
-        return details
+        return {"approvalId": pending["id"], "approval": approvals.summary(pending)}
 
     # ------------------------------------------------------------------------------------------ act
     def swap(self, good: str, bad: str, approval_id: str | None, observed: dict[str, Any]) -> str:
@@ -339,12 +330,8 @@ class Run:
         self.save_app(app, op=None)
         details = {"before": {"production": op["bad"], self.slot: op["good"]}, "after": after.model_dump(mode="json"),
                    "startedAt": op["startedAt"], "approvalId": op.get("approvalId")}
-        details["notification"] = notify(
-            self.settings, kind="escalation", title=f"Healer's rollback swap of {self.site.name} failed",
-            text=f"{app.escalated}. Production still runs {after.production.build}. Healer will not swap again; "
-                 f"a human must look.", facts={"resource": self.target.resource_id, "incident": op["incident"]})
         self.audit("escalated", f"{app.escalated}; production still runs {after.production.build}; no further "
-                   f"swaps until re-armed", **details)
+                   f"swaps until re-armed: a human must look", **details)
         self.step("verified")
         return "escalated"
 
@@ -368,11 +355,8 @@ class Run:
                    "after": after.model_dump(mode="json"), "health": health, "startedAt": op["startedAt"],
                    "observedBefore": observed, "approvalId": op.get("approvalId")}
         if problem:
-            details["notification"] = notify(
-                self.settings, kind="escalation", title=f"Healer rollback of {self.site.name} did not verify",
-                text=f"{problem}. Healer will not swap again; a human must look.",
-                facts={"resource": self.target.resource_id, "incident": op["incident"]})
-            self.audit("escalated", f"swap done but verification failed: {problem}; no further swaps", **details)
+            self.audit("escalated", f"swap done but verification failed: {problem}; no further swaps: a human must "
+                       f"look", **details)
             outcome = "escalated"
         else:
             self.audit("acted", f"rolled back: production now runs {op['good']} (was {op['bad']}); latched",
