@@ -25,7 +25,8 @@ _STATUS = {"acted": "Healer acted", "escalated": "Escalated: a human must look",
 _KIND = {"pending": "approval-requested", "escalated": "escalation"}
 _TEAMS_COLOR = {"acted": "Good", "approved": "Good", "pending": "Warning", "expired": "Warning",
                 "attention": "Warning", "controls": "Warning", "rejected": "Default"}
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|>~<-])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]~<>])")
+_MD_LINE_START = re.compile(r"^(\s*)([#>+-]|\d+\.)", re.MULTILINE)
 
 
 @dataclass
@@ -124,7 +125,7 @@ def build_notice(entry: dict[str, Any], approval: dict[str, Any] | None = None,
 
 def md_escape(text: str) -> str:
     """Untrusted text for an Adaptive Card TextBlock/FactSet (markdown subset): no links, no formatting."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), _MD_SPECIAL.sub(r"\\\1", text))
 
 
 def teams(n: Notice) -> dict[str, Any]:
