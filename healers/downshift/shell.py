@@ -534,7 +534,7 @@ class Evaluation:
             message={"v": 1, "kind": "approved", "app": app.key, "tenant": tenant, "action": action,
                      "to": decision.to_model, "attempt": 0})
         # The "pending" audit record notifies (shared.notify, once per approval id).
-        return {"approvalId": pending["id"], "approval": approvals.summary(pending), "tenant": tenant,
+        return {"approvalId": pending["id"], "approval": approvals.summary(pending),
                 "from": decision.from_model, "to": decision.to_model}
 
     def _write(self, record: Record, before: DownshiftState, after: DownshiftState, decision: Decision,
