@@ -27,8 +27,10 @@ class HealerHost:
         self.server.stop()
 
 
-def start_healer(stack: LocalAzure, settings: dict[str, str], name: str = "healer") -> HealerHost:
-    port, key = free_port(), secrets.token_hex(16)
+def start_healer(stack: LocalAzure, settings: dict[str, str], name: str = "healer",
+                 port: int | None = None) -> HealerHost:
+    """`port`: when the settings must name the host's own address (e.g. HEALER_PUBLIC_BASE_URL)."""
+    port, key = port or free_port(), secrets.token_hex(16)
     env = {**stack.env(), **settings}
     server = start_process(name, [sys.executable, "-m", "standins.funchost", "--port", str(port), f"--key={key}"],
                            {"http": port}, stack.workdir, env=env)
