@@ -29,6 +29,7 @@ from shared.config import ConfigError, Settings
 
 log = logging.getLogger("healer.links")
 ROUTE = "approval-link"
+USED = "used"  # partition of the links table: one row per consumed link (sha256 of its signature)
 MAX_FORM_BYTES = 8192
 DECISIONS = ("approve", "reject")
 
@@ -210,7 +211,8 @@ def _decide(settings: Settings, token: str, by: str, now: dt.datetime) -> func.H
     store = Store(settings, "links")
     row = hashlib.sha256(claim.signature.encode()).hexdigest()[:40]
     try:
-        store.insert(Record(claim.approval_id, row, {"usedAt": now.isoformat(), "decision": claim.decision}))
+        store.insert(Record(USED, row, {"usedAt": now.isoformat(), "decision": claim.decision,
+                                        "healer": claim.healer, "approvalId": claim.approval_id}))
     except Conflict:
         raise LinkError(410, "this link was already used") from None
     name = " ".join(by.split())[:100]
@@ -220,7 +222,7 @@ def _decide(settings: Settings, token: str, by: str, now: dt.datetime) -> func.H
                                         "link", now=now, via="signed-link")
     if status != 200:
         if status >= 500 or "changed" in str(result.get("error", "")):
-            store.delete(claim.approval_id, row)  # nothing was decided: the link stays usable
+            store.delete(USED, row)  # nothing was decided: the link stays usable
         raise LinkError(410 if status == 409 else status, str(result.get("error", "not decided")))
     verb = "approved" if claim.decision == "approve" else "rejected"
     return _page(200, f"{approval.get('action', '')} {verb}", [
