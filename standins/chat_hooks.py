@@ -2,10 +2,11 @@
 the status the stand-in answered, and let a test make the next N deliveries fail.
 
 Control: `GET /_standin/received` (every request: path, body, status, error), `POST /_standin/reset`,
-`POST /_standin/fail {"count": N, "status": 503}`.
+`POST /_standin/fail {"count": N, "status": 503}`, `POST /_standin/latency {"seconds": S}` (a slow service).
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from standins.httpbase import JsonHandler, route
@@ -15,6 +16,7 @@ class RecordingHook(JsonHandler):
     received: list[dict[str, Any]] = []
     failures: list[int] = []
     ok_status = 200
+    latency = 0.0
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -35,6 +37,8 @@ class RecordingHook(JsonHandler):
         raise NotImplementedError
 
     def take(self) -> None:
+        if type(self).latency:
+            time.sleep(type(self).latency)
         try:
             body = self.json_body()
         except ValueError:
@@ -62,6 +66,12 @@ class RecordingHook(JsonHandler):
         with self.lock:
             type(self).received.clear()
             type(self).failures.clear()
+            type(self).latency = 0.0
+        self.send_json(200, {})
+
+    @route("POST", r"/_standin/latency")
+    def set_latency(self) -> None:
+        type(self).latency = float((self.json_body() or {}).get("seconds", 0))
         self.send_json(200, {})
 
     @route("POST", r"/_standin/fail")
