@@ -134,6 +134,7 @@ def deliver(settings: Settings, message: dict[str, Any], now: dt.datetime | None
     dest = _find(settings, name)
     if dest is None:
         raise Discard(f"destination {name[:48]!r} is no longer configured")
+    payload = render(settings, dest, entry)  # before claiming: a failure here leaves nothing half-claimed
     store = Store(settings, "notified")
     rec = Record(safe_key(name), safe_key(delivery_key(entry)),
                  {"status": "sending", "at": now.isoformat(), "auditId": entry["id"],
@@ -154,7 +155,6 @@ def deliver(settings: Settings, message: dict[str, Any], now: dt.datetime | None
             rec = store.replace(seen)
         except Conflict:
             raise RetryLater(CLAIM_SECONDS, f"another worker is delivering to {name}") from None
-    payload = render(settings, dest, entry)
     attempt = int(message.get("attempt", 0))
     try:
         resp = httpx.post(dest.url, json=payload, timeout=10.0)

@@ -590,6 +590,8 @@ class Evaluation:
             # Did it land? Unknown (e.g. a timeout after the service applied it): the intent stays, and the next
             # evaluation tells from the value.
             self._save(record, unapplied(before, after))
+            if approval_id:  # the follow-up notification belongs to the approval's incident
+                details["approvalId"] = approval_id
             _audit(ctx, app, tenant, "failed", f"write failed ({type(exc).__name__}): would {decision.reason}; the "
                    "next evaluation checks whether it landed", **details)
             raise
