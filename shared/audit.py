@@ -58,7 +58,7 @@ def record(settings: Settings, *, healer: str, outcome: str, reason: str, resour
              extra={"healer.healer": healer, "healer.outcome": outcome, "healer.resource": entry["resource"],
                     "healer.subject": entry["subject"], "healer.audit_id": entry["id"]})
     try:
-        _decisions_counter().add(1, {"healer": healer, "outcome": outcome})
+        _decisions_counter().add(1, {"healer.healer": healer, "healer.outcome": outcome})
     except Exception:  # telemetry must never break a decision
         log.debug("metric emit failed", exc_info=True)
     if targets:
