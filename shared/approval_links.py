@@ -174,6 +174,13 @@ def _form_fields(req: func.HttpRequest) -> dict[str, str]:
 
 def handle(req: func.HttpRequest) -> func.HttpResponse:
     """GET: a confirmation page. POST: decide, once."""
+    from shared.tracing import span
+    with span("healer.http approval-link", {k.lower(): v for k, v in dict(req.headers).items()},
+              {"healer.route": f"/api/{ROUTE}"}):
+        return _handle(req)
+
+
+def _handle(req: func.HttpRequest) -> func.HttpResponse:
     settings, now = Settings(), _now()
     try:
         if req.method == "GET":
