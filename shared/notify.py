@@ -181,6 +181,25 @@ def deliver(settings: Settings, message: dict[str, Any], now: dt.datetime | None
     raise RetryLater(_backoff(attempt), reason)
 
 
+def purge(settings: Settings, older_than: dt.datetime) -> int:
+    """Retention of delivery records and consumed approval links (housekeeping). Never raises."""
+    from shared.state import Store, safe_key
+    removed = 0
+    try:
+        names = [d.name for d in destinations(settings)]
+    except ConfigError:
+        names = []
+    try:
+        notified = Store(settings, "notified")
+        for name in names:
+            removed += notified.purge(safe_key(name), older_than=older_than)
+        from shared.approval_links import USED
+        removed += Store(settings, "links").purge(USED, older_than=older_than)
+    except Exception as exc:
+        log.error("notification retention failed: %s", type(exc).__name__)
+    return removed
+
+
 # ---------------------------------------------------------------------------------------------- triggers
 
 def process(body: bytes, dequeue_count: int | None) -> str:

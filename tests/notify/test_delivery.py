@@ -124,3 +124,12 @@ def test_legacy_webhook_url_is_one_generic_destination(notify_env, monkeypatch):
     drain()
     [got] = notify_env.received("generic")
     assert got["body"]["kind"] == "dead-letter" and got["body"]["text"] == "reason for dead-letter"
+
+
+def test_retention_removes_delivery_records_and_used_links(notify_env):
+    from shared.state import Record, Store
+    rec("acted")
+    drain()
+    Store(Settings(), "links").insert(Record("used", "x" * 40, {"usedAt": "then"}))
+    assert notify.purge(Settings(), dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)) == 0
+    assert notify.purge(Settings(), dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)) == 4
