@@ -76,10 +76,12 @@ def dispatch(settings: Settings, entry: dict[str, Any], names: list[str]) -> Non
 
 
 def delivery_key(entry: dict[str, Any]) -> str:
-    """One approval request per approval; otherwise one notification per audit record."""
+    """One approval request per approval (an expired approval parked again under the same id is a new request:
+    its expiry differs); otherwise one notification per audit record."""
     aid = approval_id_of(entry)
     if entry.get("outcome") == "pending" and aid:
-        return f"approval:{entry.get('healer')}:{aid}"
+        expires = (approval_of(entry) or {}).get("expiresAt") or ""
+        return f"approval:{entry.get('healer')}:{aid}:{expires}"
     return f"audit:{entry.get('id')}"
 
 
