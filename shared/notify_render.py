@@ -162,8 +162,10 @@ def slack(n: Notice) -> dict[str, Any]:
             {"type": "button", "text": _plain(label, 75), "url": url, "action_id": f"healer-{label.lower()}",
              "style": "primary" if label == "Approve" else "danger"} for label, url in n.links.items()]})
     blocks.append({"type": "context", "elements": [_plain(f"Incident {n.incident} · audit {n.audit_id}", 2000)]})
-    fallback = f"{n.title}: {n.status}. {n.text}"
-    return {"text": fallback[:3000], "blocks": blocks}
+    fallback = f"{n.title}: {n.status}. {n.text}"[:3000]
+    # The fallback is mrkdwn (it shows in notifications): Slack's three control characters are escaped, so
+    # untrusted text cannot mention (<!here>) or link (<url|text>).
+    return {"text": fallback.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"), "blocks": blocks}
 
 
 def generic(n: Notice) -> dict[str, Any]:

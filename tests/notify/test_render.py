@@ -46,6 +46,7 @@ def test_untrusted_text_cannot_make_links_or_mentions():
     texts = [b.get("text") for b in s["blocks"] if b.get("text")] + \
         [f for b in s["blocks"] for f in b.get("fields", [])]
     assert all(t["type"] == "plain_text" for t in texts)  # never parsed as mrkdwn (<@here>, <url|x>)
+    assert "<@here>" not in s["text"] and "&lt;@here&gt;" in s["text"]
     assert md_escape("- a\n# b") == "\\- a\n\\# b"
 
 
