@@ -18,8 +18,7 @@ from shared.state import Record, Store
 
 log = logging.getLogger("healer.audit")
 OUTCOMES = frozenset({"acted", "skipped", "refused", "pending", "failed", "escalated", "recorded", "dry-run",
-                      "ignored", "approved", "rejected", "duplicate", "dead-letter", "expired",
-                      "config-invalid"})
+                      "ignored", "approved", "rejected", "duplicate", "dead-letter", "expired", "config-invalid"})
 _MAX_MS = 10 ** 13
 _counter = None
 
