@@ -9,6 +9,8 @@ healer, approval id, action, a hash of the resource, the decision and the approv
 * `POST` verifies again, consumes the link (insert-if-absent, so one use wins), and decides the approval through
   the same code as `POST /api/approvals/{healer}/{id}` (`shared.api.decide_and_enqueue`).
 * A used link answers 410; an expired one 410; a tampered or foreign one 403; each with the reason.
+* An approval whose policy rule names approver roles or groups gets no links (and a link is refused): only an Entra
+  token can prove the approver holds them.
 """
 from __future__ import annotations
 
@@ -79,8 +81,17 @@ def sign(secret: bytes, approval: dict[str, Any], decision: str) -> str:
     return f"{_b64(raw)}.{_b64(hmac.new(secret, raw, hashlib.sha256).digest())}"
 
 
+def restricted(approval: dict[str, Any]) -> bool:
+    """An approval whose policy rule names approver roles or groups: a link cannot prove who holds it."""
+    wanted = approval.get("approvers") or {}
+    return isinstance(wanted, dict) and bool(wanted.get("roles") or wanted.get("groups"))
+
+
 def links_for(settings: Settings, approval: dict[str, Any]) -> dict[str, str]:
-    """{"Approve": url, "Reject": url} for a pending approval. Raises ConfigError when links are not configured."""
+    """{"Approve": url, "Reject": url} for a pending approval; none for one restricted to approver roles or groups.
+    Raises ConfigError when links are not configured."""
+    if restricted(approval):
+        return {}
     secret, base = secret_of(settings), base_url_of(settings)
     return {label: f"{base}/api/{ROUTE}?t={quote(sign(secret, approval, decision))}"
             for label, decision in (("Approve", "approve"), ("Reject", "reject"))}
@@ -126,6 +137,9 @@ def check_approval(claim: Claim, approval: dict[str, Any] | None, now: dt.dateti
     if approval.get("action") != claim.action or _resource_hash(str(approval.get("resource", ""))) != \
             claim.resource_hash:
         raise LinkError(403, "this link is not bound to this approval's action and resource")
+    if restricted(approval):
+        raise LinkError(403, "this approval may only be decided by its approver roles or groups: use "
+                             "POST /api/approvals/{healer}/{id} with your Entra ID token")
     status = approval.get("status")
     if status != "pending":
         raise LinkError(410, f"this approval is already {status}")

@@ -94,15 +94,19 @@ def _find(settings: Settings, name: str) -> Destination | None:
 
 
 def _approval_for(settings: Settings, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The approval a record is about; for a request, as stored (its approvers decide whether links are offered)."""
     approval = approval_of(entry)
-    if approval and approval.get("expiresAt"):
+    if approval and approval.get("expiresAt") and entry.get("outcome") != "pending":
         return approval
     aid = approval_id_of(entry)
     if not aid:
         return None
     from shared import approvals
-    rec = approvals.get(settings, str(entry.get("healer", "")), aid)
-    return rec.data if rec else approval
+    rec = approvals.get(settings, str((approval or {}).get("healer") or entry.get("healer", "")), aid)
+    if rec is None:
+        return approval
+    stored = {k: v for k, v in rec.data.items() if k != "message"}
+    return {**stored, **(approval or {})}  # the record's own view of this request (its expiry) wins
 
 
 def render(settings: Settings, dest: Destination, entry: dict[str, Any]) -> dict[str, Any]:

@@ -177,3 +177,22 @@ def test_links_off_without_secret(notify_env, monkeypatch, functions):
     monkeypatch.delenv("HEALER_APPROVAL_LINK_SECRET")
     resp = get(functions, "x.y")
     assert resp.status_code == 503 and b"HEALER_APPROVAL_LINK_SECRET" in resp.get_body()
+
+
+def test_an_approval_restricted_to_approver_groups_gets_no_links(notify_env, functions):
+    now = dt.datetime.now(dt.timezone.utc)
+    data, _ = approvals.park(Settings(), healer="rollback", subject="alert-2", action="rollback.swap", resource=APP,
+                             reason="r", now=now, queue_name="healer-rollback", message={"v": 1})
+    from shared.state import Store
+    store = Store(Settings(), "approvals")
+    rec = store.get("rollback", data["id"])
+    rec.data["approvers"] = {"groups": ["0000-group"]}
+    store.replace(rec)
+    audit.record(Settings(), healer="rollback", outcome="pending", reason="asked", resource=APP, subject="alert-2",
+                 details={"approvalId": data["id"], "approval": approvals.summary(data)})
+    drain()
+    [card] = notify_env.received("teams")
+    assert "actions" not in card["body"]["attachments"][0]["content"]
+    forged = approval_links.sign(LINK_SECRET.encode(), {**data, "healer": "rollback"}, "approve")
+    resp = post(functions, forged)
+    assert resp.status_code == 403 and b"approver roles or groups" in resp.get_body()
