@@ -116,7 +116,9 @@ def build_notice(entry: dict[str, Any], approval: dict[str, Any] | None = None,
     facts += [("Incident", incident), ("Audit record", str(entry.get("id", ""))), ("At", str(entry.get("at", "")))]
     return Notice(audit_id=str(entry.get("id", "")), event=event, healer=healer,
                   outcome=str(entry.get("outcome", "")), incident=incident, title=title, status=status,
-                  text=str(entry.get("reason", "")), at=str(entry.get("at", "")), resource=resource, subject=subject,
+                  text=str(entry.get("reason", "")) + (f"\n{details['attentionText']}"
+                                                      if isinstance(details.get("attentionText"), str) else ""),
+                  at=str(entry.get("at", "")), resource=resource, subject=subject,
                   facts=[(k, v[:300]) for k, v in facts], links=dict(links or {}),
                   expires_at=str(approval["expiresAt"]) if approval and approval.get("expiresAt") else None)
 
