@@ -28,7 +28,7 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 900.0
 CLAIM_SECONDS = 60
-_DETAIL_KEYS = ("approval", "approvalId", "attention", "attentionText", "incidentId", "rule", "tenant", "from", "to", "by", "note",
+_DETAIL_KEYS = ("approval", "approvalId", "attention", "attentionText", "attentionKind", "incidentId", "rule", "tenant", "from", "to", "by", "note",
                 "via", "condition")
 
 

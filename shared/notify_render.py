@@ -46,6 +46,7 @@ class Notice:
     facts: list[tuple[str, str]] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)   # "Approve"/"Reject" → absolute URL
     expires_at: str | None = None
+    kind: str = ""       # the generic format's `kind` (an attention record may name its own)
 
 
 def approval_of(entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -120,7 +121,9 @@ def build_notice(entry: dict[str, Any], approval: dict[str, Any] | None = None,
                                                       if isinstance(details.get("attentionText"), str) else ""),
                   at=str(entry.get("at", "")), resource=resource, subject=subject,
                   facts=[(k, v[:300]) for k, v in facts], links=dict(links or {}),
-                  expires_at=str(approval["expiresAt"]) if approval and approval.get("expiresAt") else None)
+                  expires_at=str(approval["expiresAt"]) if approval and approval.get("expiresAt") else None,
+                  kind=str(details["attentionKind"])[:60] if event == "attention" and details.get("attentionKind")
+                  else _KIND.get(event, event))
 
 
 # ---------------------------------------------------------------------------------------------- formats
@@ -171,7 +174,7 @@ def slack(n: Notice) -> dict[str, Any]:
 
 
 def generic(n: Notice) -> dict[str, Any]:
-    return {"version": 2, "kind": _KIND.get(n.event, n.event), "title": f"{n.title}: {n.status}"[:200],
+    return {"version": 2, "kind": n.kind or _KIND.get(n.event, n.event), "title": f"{n.title}: {n.status}"[:200],
             "text": n.text[:4000], "facts": dict(n.facts), "event": n.event, "healer": n.healer,
             "outcome": n.outcome, "incident": n.incident, "auditId": n.audit_id, "at": n.at,
             "resource": n.resource, "subject": n.subject, "links": {k.lower(): v for k, v in n.links.items()},

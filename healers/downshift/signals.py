@@ -47,6 +47,7 @@ def quota(ctx: "Context", app: "ManagedApp", tenant: str, alert: Alert, dims: di
                                "condition": alert.monitor_condition, "dimensions": dims, "suggestion": advice}
     if alert.fired:  # the audit record carries the flag; shared.notify tells the destinations
         details["attention"] = f"Tenant {tenant} of {name} hit the AI gateway's token limit (quota, not capacity)"
+        details["attentionKind"] = "quota-not-capacity"
     audit_(ctx, app, tenant, "ignored", f"quota, not capacity ({alert.monitor_condition}): {why}; no model switch — "
            f"suggested: {advice}", **details)
     return "ignored"
