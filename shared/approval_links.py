@@ -203,9 +203,9 @@ def _handle(req: func.HttpRequest) -> func.HttpResponse:
         return _decide(settings, fields.get("t") or req.params.get("t") or "", fields.get("by", ""), now)
     except LinkError as exc:
         return _page(exc.status, "This link cannot be used", [exc.reason])
-    except ConfigError as exc:
+    except ConfigError as exc:  # links are off here: nothing to find
         log.error("approval link refused: %s", exc)
-        return _page(503, "Approval links are not available", [str(exc)])
+        return _page(404, "Approval links are not enabled", [str(exc)])
     except Exception as exc:  # storage down etc.: the approver may retry
         log.error("approval link failed: %s", type(exc).__name__)
         return _page(503, "Healer could not handle this link right now", ["Try again in a minute."])

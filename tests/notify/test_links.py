@@ -176,7 +176,7 @@ def test_expired_approval_link_is_410(notify_env, functions):
 def test_links_off_without_secret(notify_env, monkeypatch, functions):
     monkeypatch.delenv("HEALER_APPROVAL_LINK_SECRET")
     resp = get(functions, "x.y")
-    assert resp.status_code == 503 and b"HEALER_APPROVAL_LINK_SECRET" in resp.get_body()
+    assert resp.status_code == 404 and b"HEALER_APPROVAL_LINK_SECRET" in resp.get_body()
 
 
 def test_an_approval_restricted_to_approver_groups_gets_no_links(notify_env, functions):
