@@ -21,6 +21,8 @@ timer errors_daily on %HEALER_ERRORS_SCHEDULE%.
 Downshift (issue 3): POST /alerts/downshift (429 / latency alerts), POST /alerts/budget (Cost Management budgets),
 POST /downshift/release (release a HELD app/tenant); timer downshift_tick on %HEALER_DOWNSHIFT_SCHEDULE%;
 queue healer-downshift, dead letters healer-downshift-poison.
+Notifications (issue 9): queue healer-notify (one delivery per audit record and destination), dead letters
+healer-notify-poison; GET/POST /approval-link?t=<signed token> (ANONYMOUS: the HMAC signature is the credential).
 """
 from __future__ import annotations
 
@@ -245,3 +247,28 @@ def errors_worker(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="msg", queue_name="healer-errors-poison", connection=STORAGE)
 def errors_dead_letter(msg: func.QueueMessage) -> None:
     errors_api.dead_letter(msg)
+
+
+# ---------------------------------------------------------------------------------------------- notifications (issue 9)
+
+
+@app.function_name("notify_worker")
+@app.queue_trigger(arg_name="msg", queue_name="healer-notify", connection=STORAGE)
+def notify_worker(msg: func.QueueMessage) -> None:
+    from shared import notify
+    notify.process(msg.get_body(), msg.dequeue_count)
+
+
+@app.function_name("notify_dead_letter")
+@app.queue_trigger(arg_name="msg", queue_name="healer-notify-poison", connection=STORAGE)
+def notify_dead_letter(msg: func.QueueMessage) -> None:
+    from shared import notify
+    notify.dead_letter(msg.get_body(), msg.dequeue_count)
+
+
+@app.function_name("approval_link")
+@app.route(route="approval-link", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def approval_link(req: func.HttpRequest) -> func.HttpResponse:
+    """Signed Approve/Reject links from notifications: anonymous, the signature is the credential."""
+    from shared import approval_links
+    return approval_links.handle(req)

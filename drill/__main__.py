@@ -13,7 +13,7 @@ import time
 from standins.harness import scratch_dir
 from standins.stack import LocalAzure
 
-SCENARIOS = ["rollback", "errors", "replication", "replication_probes", "downshift", "gate"]
+SCENARIOS = ["rollback", "errors", "replication", "replication_probes", "downshift", "gate", "three_am"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,10 @@ class HealerHost:
         self.server.stop()
 
 
-def start_healer(stack: LocalAzure, settings: dict[str, str], name: str = "healer") -> HealerHost:
-    port, key, operator_key = free_port(), secrets.token_hex(16), secrets.token_hex(16)
+def start_healer(stack: LocalAzure, settings: dict[str, str], name: str = "healer",
+                 port: int | None = None) -> HealerHost:
+    """`port`: when the settings must name the host's own address (e.g. HEALER_PUBLIC_BASE_URL)."""
+    port, key, operator_key = port or free_port(), secrets.token_hex(16), secrets.token_hex(16)
     env = {**stack.env(), "HEALER_OPERATOR_KEY": operator_key, **settings}
     server = start_process(name, [sys.executable, "-m", "standins.funchost", "--port", str(port), f"--key={key}"],
                            {"http": port}, stack.workdir, env=env)

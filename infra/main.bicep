@@ -103,6 +103,17 @@ param housekeepingSchedule string = '0 17 3 * * *'
 @description('HEALER_NOTIFY_WEBHOOK_URL (stored in Key Vault): where ask/escalation notifications are POSTed. Empty: none.')
 param notifyWebhookUrl string = ''
 
+@secure()
+@description('HEALER_NOTIFY_DESTINATIONS (stored in Key Vault: it holds webhook URLs): JSON list of notification destinations (teams / slack / generic) with routing rules. Empty: none.')
+param notifyDestinations string = ''
+
+@secure()
+@description('HEALER_APPROVAL_LINK_SECRET (stored in Key Vault): HMAC key (32+ characters, e.g. openssl rand -hex 32) that signs the Approve/Reject links in notifications. Empty: notifications carry no links.')
+param approvalLinkSecret string = ''
+
+@description('HEALER_PUBLIC_BASE_URL: Healer\'s public base URL for approval links. Empty: https://<function app>.azurewebsites.net.')
+param publicBaseUrl string = ''
+
 // ------------------------------------------------------------------------------------------------ inbound auth
 
 @allowed([
@@ -444,6 +455,9 @@ var healerSettings = {
   HEALER_POLICY_LKG_MAX_AGE_SECONDS: string(policyLkgMaxAgeSeconds)
   HEALER_OPERATOR_KEY: '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-operator-key)'
   HEALER_NOTIFY_WEBHOOK_URL: empty(notifyWebhookUrl) ? '' : '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-notify-webhook-url)'
+  HEALER_NOTIFY_DESTINATIONS: empty(notifyDestinations) ? '' : '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-notify-destinations)'
+  HEALER_APPROVAL_LINK_SECRET: empty(approvalLinkSecret) ? '' : '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-approval-link-secret)'
+  HEALER_PUBLIC_BASE_URL: empty(publicBaseUrl) ? 'https://${names.functionApp}.azurewebsites.net' : publicBaseUrl
   HEALER_AUDIT_RETENTION_DAYS: string(auditRetentionDays)
   HEALER_DEDUPE_RETENTION_DAYS: string(dedupeRetentionDays)
   HEALER_HOUSEKEEPING_SCHEDULE: housekeepingSchedule
@@ -568,6 +582,8 @@ module keyVault 'modules/keyvault.bicep' = {
     tags: tags
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     notifyWebhookUrl: notifyWebhookUrl
+    notifyDestinations: notifyDestinations
+    approvalLinkSecret: approvalLinkSecret
     githubToken: githubToken
     githubAppPrivateKey: githubAppPrivateKey
     llmApiKey: errorsLlmApiKey

@@ -173,14 +173,25 @@ def decide_approval(req: func.HttpRequest, settings: Settings, principal: Princi
     body = read_json(req, settings.max_body_bytes)
     if not isinstance(body, dict) or body.get("decision") not in ("approve", "reject"):
         raise BadRequest(400, "body must be {\"decision\": \"approve\"|\"reject\", \"by\": ..., \"note\": ...}")
-    by, now = caller_name(principal, body), _now()
+    by = caller_name(principal, body)
+    entra = principal.method == "entra"   # the token names the approver and carries their roles and groups
+    status, result = decide_and_enqueue(settings, healer=healer, aid=aid, approve=body["decision"] == "approve",
+                                        by=by, note=str(body.get("note", "")), now=_now(),
+                                        roles=principal.roles if entra else None,
+                                        groups=principal.groups if entra else None)
+    return respond(status, result)
+
+
+def decide_and_enqueue(settings: Settings, *, healer: str, aid: str, approve: bool, by: str, note: str,
+                       now: dt.datetime, via: str = "api", roles: tuple[str, ...] | None = None,
+                       groups: tuple[str, ...] | None = None) -> tuple[int, dict[str, Any]]:
+    """Decide an approval, queue the approved work, audit the decision: the one path every way of deciding takes
+    (this API, signed links). Returns (HTTP status, body): 200 with the approval, else {"error": reason}."""
     try:
-        entra = principal.method == "entra"   # the token names the approver and carries their roles and groups
-        decided = approvals.decide(settings, healer=healer, aid=aid, approve=body["decision"] == "approve", by=by,
-                                   note=str(body.get("note", "")), now=now,
-                                   roles=principal.roles if entra else None, groups=principal.groups if entra else None)
+        decided = approvals.decide(settings, healer=healer, aid=aid, approve=approve, by=by, note=note, now=now,
+                                   roles=roles, groups=groups)
     except approvals.ApprovalError as exc:
-        return problem(exc.status, str(exc))
+        return exc.status, {"error": str(exc)}
     if decided["status"] == "approved":
         failed = queue_or_503(settings, decided["queue"], {**decided["message"], "approvalId": aid},
                               f"approval {aid}")
@@ -189,12 +200,13 @@ def decide_approval(req: func.HttpRequest, settings: Settings, principal: Princi
                 approvals.reopen(settings, healer, aid)
             except Exception as exc:
                 log.error("could not reopen approval %s after a queue failure: %s", aid, type(exc).__name__)
-            return failed
+            return 503, {"error": "could not queue the approval; retry"}
     audit.record(settings, healer=healer, outcome="approved" if decided["status"] == "approved" else "rejected",
                  reason=f"{decided['action']} {decided['status']} by {by}", resource=decided["resource"],
-                 subject=decided["subject"], details={"approvalId": aid, "note": decided.get("note", "")}, now=now)
-    return respond(200, _public(decided))
-
+                 subject=decided["subject"], now=now,
+                 details={"approvalId": aid, "note": decided.get("note", ""), "by": by, "via": via,
+                          "approval": approvals.summary(decided)})
+    return 200, _public(decided)
 
 HEALER_SCOPES = ("rollback", "downshift", "replication", "errors")
 

@@ -3,6 +3,8 @@
 Table `<prefix>audit`: PartitionKey is the UTC day (YYYYMMDD), RowKey sorts newest first within the day.
 Outcomes: acted, skipped, refused, pending, failed, escalated, recorded, dry-run, ignored, approved, rejected,
 duplicate, dead-letter, expired (an approval expired undecided), config-invalid (one per distinct configuration error).
+Every record that changes something or needs a human is notified (`shared.notify`): the destinations it goes to
+are stored with it (`notifications`), and the deliveries are queued once the record is durable.
 """
 from __future__ import annotations
 
@@ -43,6 +45,10 @@ def record(settings: Settings, *, healer: str, outcome: str, reason: str, resour
     at = now or dt.datetime.now(dt.timezone.utc)
     entry = {"at": at.isoformat(), "healer": healer, "outcome": outcome, "reason": reason[:2000],
              "resource": resource[:600], "subject": subject[:300], "details": details or {}}
+    from shared import notify
+    targets = notify.plan(settings, {**entry, "id": ""})
+    if targets:
+        entry["notifications"] = targets
     rec = Record(at.strftime("%Y%m%d"), _row_key(at), entry,
                  columns={"healer": healer, "outcome": outcome, "resource": resource.lower()[:600]})
     Store(settings, "audit").insert(rec)
@@ -54,6 +60,8 @@ def record(settings: Settings, *, healer: str, outcome: str, reason: str, resour
         _decisions_counter().add(1, {"healer.healer": healer, "healer.outcome": outcome})
     except Exception:  # telemetry must never break a decision
         log.debug("metric emit failed", exc_info=True)
+    if targets:
+        notify.dispatch(settings, entry, targets)
     return entry
 
 

@@ -81,8 +81,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_DEDUPE_RETENTION_DAYS", "Days delivery dedupe records and decided approvals are kept.", "30"),
     Setting("HEALER_HOUSEKEEPING_SCHEDULE", "NCRONTAB of the daily retention run (read by the timer binding as "
             "%HEALER_HOUSEKEEPING_SCHEDULE%).", "0 17 3 * * *"),
-    Setting("HEALER_NOTIFY_WEBHOOK_URL", "Where notifications (ask, escalations) are POSTed as JSON "
-            "(Teams/Slack/Logic App).", secret=True),
+    Setting("HEALER_NOTIFY_WEBHOOK_URL", "One generic JSON notification destination (Logic App or any webhook) "
+            "getting the default events of every healer; kept for compatibility, see HEALER_NOTIFY_DESTINATIONS.",
+            secret=True),
+    Setting("HEALER_NOTIFY_DESTINATIONS", "JSON list of notification destinations (a Key Vault reference in Azure: "
+            "it holds webhook URLs): name, format (teams = Adaptive Card to a Teams Workflows webhook, slack = Block "
+            "Kit to an incoming webhook, generic = JSON), url, rules ([{healers, events}], first match wins; "
+            "default: every healer, the default events).", secret=True),
+    Setting("HEALER_PUBLIC_BASE_URL", "Healer's public base URL (https://<app>.azurewebsites.net), used for the "
+            "absolute Approve/Reject links in notifications."),
+    Setting("HEALER_APPROVAL_LINK_SECRET", "HMAC-SHA256 key (32+ characters) signing Approve/Reject links (a Key "
+            "Vault reference in Azure). Empty: notifications carry no links.", secret=True),
     # Rollback healer
     Setting("HEALER_ROLLBACK_TARGETS", "JSON list of App Service apps Healer may roll back (the allowlist) "
             "with per-app options."),

@@ -1,7 +1,8 @@
 """Retention: the audit trail and the delivery records do not grow forever.
 
 Daily, the audit partitions (one per UTC day) older than HEALER_AUDIT_RETENTION_DAYS are deleted, and so are
-dedupe records and decided approvals older than HEALER_DEDUPE_RETENTION_DAYS (far longer than any sender retries).
+dedupe records, decided approvals, notification delivery records and used approval links older than
+HEALER_DEDUPE_RETENTION_DAYS (far longer than any sender retries).
 Operations records (latches, leases, in-flight swaps) and controls are never touched. Each run is audited.
 """
 from __future__ import annotations
@@ -40,8 +41,12 @@ def run(settings: Settings, now: dt.datetime) -> dict[str, int]:
                                                 keep=lambda r: r.data.get("status") in ("pending", "approved"))
     from shared.approvals import sweep
     removed["expired"] = sweep(settings, now)  # pending approvals past their expiry: marked and audited `expired`
+    from shared import notify
+    delivered = notify.purge(settings, cutoff)  # notification delivery records and used approval links
     audit.record(settings, healer="housekeeping", outcome="recorded",
                  reason=f"retention: removed {removed['audit']} audit records older than {audit_days} days, "
-                        f"{removed['dedupe']} dedupe records and {removed['approvals']} decided approvals older than "
-                        f"{dedupe_days} days; {removed['expired']} pending approvals expired", details=removed, now=now)
+                        f"{removed['dedupe']} dedupe records, {removed['approvals']} decided approvals and "
+                        f"{delivered} notification delivery records older than {dedupe_days} days; "
+                        f"{removed['expired']} pending approvals expired",
+                 details={**removed, "notifications": delivered}, now=now)
     return removed

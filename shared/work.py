@@ -2,7 +2,7 @@
 
 Queue-triggered functions never sleep to wait: a handler that must wait raises `RetryLater`, and the trigger
 re-enqueues the message with a visibility delay and an incremented attempt count. Past `max_attempts` the message
-goes to `<queue>-poison`, where the dead-letter handler audits it and tells a human.
+goes to `<queue>-poison`, where the dead-letter handler audits it (and the audit record tells a human).
 """
 from __future__ import annotations
 
@@ -144,7 +144,6 @@ def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_cou
                        resource_of: Callable[[dict[str, Any]], str] = lambda m: "") -> str:
     """The poison-queue handler every healer uses: audit the message loudly and tell a human. Never lost."""
     from shared import audit
-    from shared.notify import notify
     try:
         message: Any = safejson.loads(body, MAX_MESSAGE_BYTES)
     except ValueError:
@@ -161,8 +160,7 @@ def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_cou
         except Exception:  # a malformed message must still be recorded
             return ""
     subject, resource = field(subject_of, 300), field(resource_of, 600)
-    sent = notify(settings, kind="dead-letter", title=f"Healer could not process a {healer} message",
-                  text=reason, facts={"subject": subject, "resource": resource})
+    # The dead-letter record itself notifies (shared.notify), except the notifier's own (no loops).
     audit.record(settings, healer=healer, outcome="dead-letter", reason=reason, subject=subject, resource=resource,
-                 details={"message": message, "notification": sent, **({"error": error} if error else {})})
+                 details={"message": message, **({"error": error} if error else {})})
     return "dead-letter"

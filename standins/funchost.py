@@ -192,7 +192,10 @@ def make_handler(http: list[HttpFunction], timers: dict[str, Any], key: str,
                     resp = f.fn(req)
                 except Exception as exc:  # the real host answers 500 on an unhandled exception
                     return self._send(500, json.dumps({"error": type(exc).__name__}).encode())
-                return self._send(resp.status_code, resp.get_body() or b"", dict(resp.headers.items()))
+                headers = dict(resp.headers.items())
+                if resp.mimetype and not any(k.lower() == "content-type" for k in headers):
+                    headers["Content-Type"] = f"{resp.mimetype}; charset={resp.charset or 'utf-8'}"
+                return self._send(resp.status_code, resp.get_body() or b"", headers)
             self._send(404, b'{"error":"no function for this route and method"}')
 
         def _timer(self, name: str, params: dict[str, str]) -> None:

@@ -15,5 +15,5 @@ def test_the_drill_passes_every_scenario():
     out = subprocess.run([sys.executable, "-m", "drill"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
     assert "all scenarios OK" in out.stdout
-    for scenario in ("== rollback", "== errors", "== replication", "== downshift", "== gate"):
+    for scenario in ("== rollback", "== errors", "== replication", "== downshift", "== gate", "== 3 AM"):
         assert scenario in out.stdout

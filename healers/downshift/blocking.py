@@ -16,7 +16,6 @@ from healers.downshift.actuators import BlockFlag, WriteConflict, WritePinned
 from healers.downshift.core import DownshiftState, SpendObservation
 from healers.downshift.periods import period_at
 from shared import approvals, policy_source
-from shared.notify import notify
 from shared.policy import evaluate
 
 if TYPE_CHECKING:
@@ -77,14 +76,8 @@ def step(ev: "Evaluation", record: "Record", spend: SpendObservation | None, *, 
     period = period_at(t, policy.timezone, policy.period).key
 
     def parked(pending: dict[str, Any], created: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if created:
-            out["notification"] = notify(
-                ctx.settings, kind="approval-requested",
-                title=f"Healer asks: {decision.action} tenant {tenant} of {app.resource_id.rsplit('/', 1)[-1]}?",
-                text=decision.reason, facts={"approvalId": pending["id"], "resource": app.resource_id,
-                                             "tenant": tenant, "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
-        return out
+        """The gate parked the action; its "pending" audit record notifies (shared.notify)."""
+        return {}
 
     stopped = ev.gate(action, decision.reason, details, lambda: None, approval_id=approved_id,
                       approval_subject=f"{app.key}|{tenant}|{decision.action}|{period}",

@@ -46,7 +46,6 @@ from healers.downshift.rates import RateCard, RateCardError
 from shared import approvals, audit, gate, monitor_alerts
 from shared.alerts import Alert
 from shared.config import ConfigError, DownshiftApp, Settings
-from shared.notify import notify
 from shared.state import Conflict, Record, Store, acquire_lease, safe_key
 from shared.work import Discard, RetryLater, busy_delay, enqueue
 
@@ -410,6 +409,8 @@ class Evaluation:
         details: dict[str, Any] = {"decision": decision.to_dict(), "event": event,
                                    "current": {"value": current.value, "writtenBy": current.written_by,
                                                "pinned": current.pinned, "own": current.own}}
+        if isinstance(event.get("monitor"), dict) and event["monitor"].get("attention"):  # notified (shared.notify)
+            details.update(attention=event["monitor"]["attention"], attentionText=event["monitor"]["attentionText"])
         if by:
             details["by"] = by
         if decision.duplicate:
@@ -582,17 +583,8 @@ class Evaluation:
         return verdict.outcome
 
     def _ask(self, pending: dict[str, Any], created: bool, decision: Decision) -> dict[str, Any]:
-        """The gate parked the write for a human: notify once. Returns audit details."""
-        ctx, app, tenant = self.ctx, self.app, self.tenant
-        out: dict[str, Any] = {}
-        if created:
-            out["notification"] = notify(
-                ctx.settings, kind="approval-requested",
-                title=f"Healer asks: {decision.action} {tenant} of {app.resource_id.rsplit('/', 1)[-1]} to "
-                      f"{decision.to_model}?", text=decision.reason,
-                facts={"approvalId": pending["id"], "resource": app.resource_id, "tenant": tenant,
-                       "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
-        return out
+        """The gate parked the write for a human; its "pending" audit record notifies (shared.notify)."""
+        return {"from": decision.from_model, "to": decision.to_model}
 
     def _write(self, record: Record, before: DownshiftState, after: DownshiftState, decision: Decision,
                current: Current, details: dict[str, Any], approval_id: str | None,
@@ -647,6 +639,8 @@ class Evaluation:
             # Did it land? Unknown (e.g. a timeout after the service applied it): the intent stays, and the next
             # evaluation tells from the value.
             self._save(record, unapplied(before, after))
+            if approval_id:  # the follow-up notification belongs to the approval's incident
+                details["approvalId"] = approval_id
             _audit(ctx, app, tenant, "failed", f"write failed ({type(exc).__name__}): would {decision.reason}; the "
                    "next evaluation checks whether it landed", **details)
             raise

@@ -14,7 +14,6 @@ from healers.downshift import lost, throttle, warn
 from healers.downshift.core import CapacitySignal, DownshiftPolicy, DownshiftState, SpendObservation
 from shared import monitor_alerts
 from shared.alerts import Alert
-from shared.notify import notify
 from shared.state import Conflict, Record, safe_key
 
 if TYPE_CHECKING:
@@ -46,11 +45,9 @@ def quota(ctx: "Context", app: "ManagedApp", tenant: str, alert: Alert, dims: di
     advice = throttle.suggestion(tenant, name)
     details: dict[str, Any] = {"kind": "quota", "alertId": alert.alert_id, "rule": alert.rule,
                                "condition": alert.monitor_condition, "dimensions": dims, "suggestion": advice}
-    if alert.fired:
-        details["notification"] = notify(
-            ctx.settings, kind="quota-not-capacity", title=f"Healer: tenant {tenant} of {name} hit the AI gateway's "
-            "token limit (quota, not capacity)", text=f"{why}. No model switch. Suggested: {advice}.",
-            facts={"resource": app.resource_id, "tenant": tenant, "alertId": alert.alert_id, "rule": alert.rule})
+    if alert.fired:  # the audit record carries the flag; shared.notify tells the destinations
+        details["attention"] = f"Tenant {tenant} of {name} hit the AI gateway's token limit (quota, not capacity)"
+        details["attentionKind"] = "quota-not-capacity"
     audit_(ctx, app, tenant, "ignored", f"quota, not capacity ({alert.monitor_condition}): {why}; no model switch — "
            f"suggested: {advice}", **details)
     return "ignored"
@@ -88,11 +85,12 @@ def ask_monitor(ev: "Evaluation", before: DownshiftState, policy: DownshiftPolic
     asked: dict[str, Any] = {"alertId": watch.alert_id, "condition": found.condition if found else "unknown"}
     if tell:
         name = ev.app.resource_id.rsplit("/", 1)[-1]
-        asked["notification"] = notify(
-            ev.ctx.settings, kind="attention", title=f"Healer: tenant {ev.tenant} of {name} stays downshifted: "
-            f"Azure Monitor cannot tell whether alert {watch.alert_id} resolved",
-            text="The capacity alert's Resolved never arrived and its current condition is unknown (not found, no "
-                 "access or an error); Healer keeps the tenant down (unknown never upshifts). Check the alert, "
-                 "then release the tenant (POST /api/downshift/release) if it is over.",
-            facts={"resource": ev.app.resource_id, "tenant": ev.tenant, "alertId": watch.alert_id})
+        # The evaluation's audit record carries the flag (lifted by the shell); shared.notify tells the destinations.
+        asked["attention"] = (f"Tenant {ev.tenant} of {name} stays downshifted: Azure Monitor cannot tell whether "
+                              f"alert {watch.alert_id} resolved")
+        asked["attentionText"] = ("The capacity alert's Resolved never arrived and its current condition is unknown "
+                                  "(not found, no access or an error); Healer keeps the tenant down (unknown never "
+                                  "upshifts). Check the alert, then release the tenant (POST /api/downshift/release) "
+                                  "if it is over.")
+        asked["notification"] = "attention (through the audit record)"
     return state, signal, asked

@@ -21,7 +21,6 @@ from shared import approvals, audit, gate
 from shared.alerts import Alert
 from shared.config import RollbackTarget, Settings
 from shared.controls import Mode
-from shared.notify import notify
 from shared.policy import PolicyDecision
 from shared.resource_ids import SiteId, canonical, parse_site_id
 from shared.state import (Conflict, Lease, Record, Store, acquire_lease, release_lease, renew_lease, safe_key,
@@ -275,10 +274,8 @@ class Run:
                 details["evidence"] = collect_evidence()
             if d.action == "freeze":
                 details["freeze"] = self.freeze(app, d.reason, t)
-            if d.tell_human:
-                details["notification"] = notify(
-                    self.settings, kind="attention", title=f"Healer cannot roll back {self.site.name}",
-                    text=d.reason, facts={"resource": self.target.resource_id, "alert": self.alert.alert_id})
+            if d.tell_human:  # the audit record carries the flag; shared.notify tells the destinations
+                details["attention"] = f"Healer cannot roll back {self.site.name}"
             self.audit(outcome, d.reason, **details)
         if approval_id:
             approvals.mark_executed(self.settings, HEALER, approval_id, self.now(), outcome)
@@ -340,14 +337,8 @@ class Run:
         return None
 
     def ask(self, pending: dict[str, Any], created: bool) -> dict[str, Any]:
-        """The gate parked the swap for a human: notify (once per alert). Returns audit details."""
-        details: dict[str, Any] = {}
-        if created:
-            details["notification"] = notify(
-                self.settings, kind="approval-requested", title=f"Healer asks: roll back {self.site.name}?",
-                text=pending["reason"], facts={"approvalId": pending["id"], "resource": self.target.resource_id,
-                                               "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
-        return details
+        """The gate parked the action; its "pending" audit record notifies (shared.notify)."""
+        return {}
 
     # ------------------------------------------------------------------------------------------ act
     def swap(self, good: str, bad: str, approval_id: str | None, observed: dict[str, Any]) -> str:
@@ -398,12 +389,8 @@ class Run:
         details = {"before": {"production": op["bad"], self.slot: op["good"]}, "after": after.model_dump(mode="json"),
                    "startedAt": op["startedAt"], "approvalId": op.get("approvalId"),
                    "evidence": self.evidence(after)}
-        details["notification"] = notify(
-            self.settings, kind="escalation", title=f"Healer's rollback swap of {self.site.name} failed",
-            text=f"{app.escalated}. Production still runs {after.production.build}. Healer will not swap again; "
-                 f"a human must look.", facts={"resource": self.target.resource_id, "incident": op["incident"]})
         self.audit("escalated", f"{app.escalated}; production still runs {after.production.build}; no further "
-                   f"swaps until re-armed", **details)
+                   f"swaps until re-armed: a human must look", **details)
         self.step("verified")
         return "escalated"
 
@@ -433,11 +420,8 @@ class Run:
                    "observedBefore": observed, "approvalId": op.get("approvalId")}
         if problem:
             details["evidence"] = self.evidence(after, observed)
-            details["notification"] = notify(
-                self.settings, kind="escalation", title=f"Healer rollback of {self.site.name} did not verify",
-                text=f"{problem}. Healer will not swap again; a human must look.",
-                facts={"resource": self.target.resource_id, "incident": op["incident"]})
-            self.audit("escalated", f"swap done but verification failed: {problem}; no further swaps", **details)
+            self.audit("escalated", f"swap done but verification failed: {problem}; no further swaps: a human must "
+                       f"look", **details)
             outcome = "escalated"
         else:
             if proving:

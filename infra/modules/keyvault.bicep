@@ -1,4 +1,5 @@
-// Key Vault in RBAC mode for Healer's secrets (GitHub token or App private key, notification webhook URL, telemetry connection
+// Key Vault in RBAC mode for Healer's secrets (GitHub token or App private key, notification webhook URL and destinations,
+// approval-link signing key, telemetry connection
 // string, LLM key). App settings reference secrets as @Microsoft.KeyVault(VaultName=...;SecretName=...); Healer's
 // identity holds Key Vault Secrets User on this vault only (rbac.bicep).
 param name string
@@ -9,6 +10,12 @@ param applicationInsightsName string
 @secure()
 @description('Notification webhook URL (Teams/Slack/Logic App). Empty: no secret is written.')
 param notifyWebhookUrl string = ''
+@secure()
+@description('Notification destinations (JSON with webhook URLs). Empty: no secret is written.')
+param notifyDestinations string = ''
+@secure()
+@description('HMAC key signing approval links. Empty: no secret is written.')
+param approvalLinkSecret string = ''
 @secure()
 @description('GitHub token for the error-clustering healer. Empty: no secret is written (set it later).')
 param githubToken string = ''
@@ -75,6 +82,24 @@ resource notifySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empt
   name: 'healer-notify-webhook-url'
   properties: {
     value: notifyWebhookUrl
+    contentType: 'text/plain'
+  }
+}
+
+resource notifyDestinationsSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(notifyDestinations)) {
+  parent: vault
+  name: 'healer-notify-destinations'
+  properties: {
+    value: notifyDestinations
+    contentType: 'application/json'
+  }
+}
+
+resource approvalLinkSecretValue 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(approvalLinkSecret)) {
+  parent: vault
+  name: 'healer-approval-link-secret'
+  properties: {
+    value: approvalLinkSecret
     contentType: 'text/plain'
   }
 }

@@ -12,7 +12,7 @@ from azure.functions.queue import QueueMessage
 
 from healers.rollback import shell
 from healers.rollback.signal import parse_signal
-from shared import approvals, audit
+from shared import approvals, audit, notify
 from shared.alerts import parse_alert
 from shared.config import Settings
 from shared.state import Store, safe_key
@@ -21,6 +21,7 @@ from standins.harness import free_port, start_process, start_python_server
 from standins.stack import build_of, seed_bad_release
 from tests.alert_samples import alert_body
 from tests.conftest import SHOP, alert_payload
+from tests.notify_helpers import drain
 
 pytestmark = pytest.mark.integration
 RG, APP = "shop-prod", "shop-web"
@@ -219,12 +220,13 @@ def test_swap_with_preview_pending_is_detected_and_reported(incident, arm, monke
     try:
         monkeypatch.setenv("HEALER_NOTIFY_WEBHOOK_URL", f"http://127.0.0.1:{port}/hook")
         assert handle(message(fired_alert())) == "skipped"
+        assert drain() == ["sent"]  # the audit record notifies, through the healer-notify queue
         [sent] = httpx.get(f"http://127.0.0.1:{port}/_standin/received").json()["received"]
     finally:
         sink.stop()
     [skipped] = records("skipped")
     assert "swap with preview" in skipped["reason"] and healer_swaps(arm) == 0
-    assert skipped["details"]["notification"] == "sent"
+    assert skipped["notifications"] == ["webhook"]
     assert sent["body"]["kind"] == "attention" and "swap with preview" in sent["body"]["text"]
 
 
@@ -315,7 +317,11 @@ def test_failed_verification_escalates_and_never_swaps_again(incident, arm, heal
         monkeypatch.setenv("HEALER_NOTIFY_WEBHOOK_URL", f"http://127.0.0.1:{notify_port}/hook")
         assert handle(message(fired_alert())) == "escalated"
         [esc] = records("escalated")
-        assert "HTTP 404" in esc["reason"] and esc["details"]["notification"].startswith("failed")
+        assert "HTTP 404" in esc["reason"] and esc["notifications"] == ["webhook"]
+        monkeypatch.setattr(notify, "BACKOFF_BASE_SECONDS", 0.0)
+        drain()  # nobody listens on the notify port: retried, then dead-lettered and audited (never raised)
+        [undelivered] = audit.list_records(Settings(), day=dt.datetime.now(dt.timezone.utc).date(), healer="notify")
+        assert undelivered["outcome"] == "dead-letter" and "ConnectError" in undelivered["reason"]
         arm.deploy(RG, APP, "staging", build_id="v44")
         assert handle(message(fired_alert())) == "skipped" and "escalated" in records("skipped")[0]["reason"]
         assert healer_swaps(arm) == 1
