@@ -124,10 +124,12 @@ def _loaders() -> list[tuple[str, Callable[[Settings], object]]]:
     from healers.downshift.shell import load_apps
     from healers.errors.shell import load_config as errors_config
     from healers.replication.shell import load_config as replication_config
+    from shared.notify_config import destinations as notify_destinations
     return [("HEALER_ROLLBACK_TARGETS", lambda s: s.rollback_targets),
             ("HEALER_ROLLBACK_RULE_MAP", lambda s: s.rollback_rule_map),
             ("HEALER_DOWNSHIFT_APPS", load_apps), ("HEALER_REPLICATION_REGISTRIES", replication_config),
-            ("HEALER_ERRORS_GITHUB_REPOSITORY", errors_config)]
+            ("HEALER_ERRORS_GITHUB_REPOSITORY", errors_config),
+            ("HEALER_NOTIFY_DESTINATIONS", notify_destinations)]
 
 
 def _documents(settings: Settings, already: set[str]) -> list[Problem]:
