@@ -4,6 +4,7 @@ from __future__ import annotations
 import secrets
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -27,9 +28,11 @@ class HealerHost:
         self.server.stop()
 
 
-def start_healer(stack: LocalAzure, settings: dict[str, str], name: str = "healer") -> HealerHost:
+def start_healer(stack: LocalAzure, settings: dict[str, str], name: str = "healer",
+                 code: Path | None = None) -> HealerHost:
+    """Healer's function app in the host stand-in; `code` runs another checkout (a bench's baseline)."""
     port, key = free_port(), secrets.token_hex(16)
     env = {**stack.env(), **settings}
     server = start_process(name, [sys.executable, "-m", "standins.funchost", "--port", str(port), f"--key={key}"],
-                           {"http": port}, stack.workdir, env=env)
+                           {"http": port}, stack.workdir, env=env, cwd=code)
     return HealerHost(server, key)

@@ -92,7 +92,9 @@ def enqueue_once(settings: Settings, healer: str, key: str, queue_name: str, mes
     """Enqueue `message` unless work for (healer, key) is already queued or decided. Raises when the work could
     not be queued (the caller answers 503); a duplicate is never an error. Every absorbed repeat is audited
     (outcome `duplicate`, aggregated per subject and interval with a count, written off the request's path)."""
-    got = _enqueue_once(settings, healer, key, queue_name, message, decided, now)
+    ckey = _cache_key(settings, healer, key)
+    got = Intake(False, "recent") if ckey in RECENT else _single_flight(
+        ckey, lambda: _enqueue_once(settings, healer, key, queue_name, message, decided, now))
     if not got.queued:
         try:
             from shared import audit
@@ -109,8 +111,6 @@ def _enqueue_once(settings: Settings, healer: str, key: str, queue_name: str, me
     from shared.state import Conflict, Record, Store, safe_key
     from shared.work import enqueue
     ckey = _cache_key(settings, healer, key)
-    if ckey in RECENT:
-        return Intake(False, "recent")
     t = now or dt.datetime.now(dt.timezone.utc)
     store, part, row = Store(settings, "dedupe"), f"intake:{healer}", safe_key(key)
     marker = Record(part, row, {"status": "queued", "queuedAt": t.isoformat(), "key": key[:300]})
@@ -146,6 +146,31 @@ def _enqueue_once(settings: Settings, healer: str, key: str, queue_name: str, me
         raise
     RECENT.add(ckey)
     return Intake(True, reason)
+
+
+_inflight: dict[tuple[str, ...], threading.Event] = {}
+_inflight_lock = threading.Lock()
+INFLIGHT_WAIT_SECONDS = 5.0
+
+
+def _single_flight(ckey: tuple[str, ...], work: Callable[[], Intake]) -> Intake:
+    """Concurrent first deliveries of one key in this process: one does the storage work, the others wait for it
+    (bounded) and are then answered from the cache; if it failed, they try themselves."""
+    with _inflight_lock:
+        running = _inflight.get(ckey)
+        if running is None:
+            _inflight[ckey] = mine = threading.Event()
+    if running is not None:
+        running.wait(INFLIGHT_WAIT_SECONDS)
+        if ckey in RECENT:
+            return Intake(False, "recent")
+        return work()
+    try:
+        return work()
+    finally:
+        with _inflight_lock:
+            _inflight.pop(ckey, None)
+        mine.set()
 
 
 def _time(text: Any) -> dt.datetime | None:

@@ -7,6 +7,8 @@ registers (`get_functions()`), and drives the same user functions the real host 
   function-key checks (`x-functions-key` header or `code` query) for non-anonymous auth levels;
 * queue triggers are polled from the storage account in `AzureWebJobsStorage` (Azurite), base64 messages as in
   host.json, with host.json's batchSize, visibilityTimeout and maxDequeueCount, and poison queues;
+* a function whose app setting `AzureWebJobs.<name>.Disabled` is true is not loaded (as the host ignores its
+  trigger): this is how one code base runs as separate webhook and worker apps;
 * timer triggers can be fired on demand with `POST /admin/functions/<name>` (as the real host's admin API);
 * Event Grid triggers are invoked as the real host's Event Grid extension does, through
   `POST /runtime/webhooks/eventgrid?functionName=<name>&code=<key>`: header `aeg-event-type: SubscriptionValidation`
@@ -60,10 +62,18 @@ class HttpFunction:
 EVENTGRID_FUNCTIONS: dict[str, Any] = {}
 
 
+def is_disabled(name: str) -> bool:
+    """The host's per-function switch: app setting `AzureWebJobs.<name>.Disabled` = true (or 1)."""
+    import os
+    return os.environ.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower() in ("true", "1")
+
+
 def load_functions():
     import function_app
     http, queues, timers = [], [], []
     for f in function_app.app.get_functions():
+        if is_disabled(f.get_function_name()):
+            continue  # as the host does: its trigger is never listened to (an HTTP route answers 404)
         bindings = json.loads(f.get_function_json())["bindings"]
         trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
         fn = f.get_user_function()

@@ -88,3 +88,11 @@ def test_rollback_webhook_storm_queues_one_message_and_audits_the_repeats(functi
     [row] = audit.list_records(Settings(), day=dt.datetime.now(dt.timezone.utc).date(), healer="rollback",
                                outcome="duplicate")
     assert row["details"]["count"] == 4 and row["details"]["stage"] == "intake"
+
+
+def test_concurrent_first_deliveries_queue_once(storage_env):
+    from concurrent.futures import ThreadPoolExecutor
+    s = Settings()
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda n: intake.enqueue_once(s, "test", "a4", "healer-test", {"n": n}), range(48)))
+    assert sum(g.queued for g in got) == 1 and len(queued(storage_env)) == 1
