@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from shared.config import Settings
+from shared.transport import on_reset, sdk_options
 
 if TYPE_CHECKING:
     from azure.mgmt.web import WebSiteManagementClient
@@ -19,7 +20,8 @@ def _client(subscription: str, endpoint: str, audience: str, poll: float, client
     from azure.mgmt.web import WebSiteManagementClient
     from shared.identity import credential
     return WebSiteManagementClient(credential(client_id), subscription, base_url=endpoint,
-                                   credential_scopes=[audience.rstrip("/") + "/.default"], polling_interval=poll)
+                                   credential_scopes=[audience.rstrip("/") + "/.default"], polling_interval=poll,
+                                   **sdk_options())
 
 
 def web_client(settings: Settings, subscription: str) -> "WebSiteManagementClient":
@@ -27,6 +29,7 @@ def web_client(settings: Settings, subscription: str) -> "WebSiteManagementClien
                    settings.arm_poll_seconds, settings.get("AZURE_CLIENT_ID"))
 
 
+@on_reset
 def reset_clients() -> None:
     """Forget cached clients (tests and tools that repoint Healer at other endpoints)."""
     _client.cache_clear()
