@@ -84,15 +84,19 @@ def storm(stack: LocalAzure, code: Path | None, deliveries: int, concurrency: in
             "acked": statuses.count(202) == deliveries}
 
 
-def acks(stack: LocalAzure, code: Path | None, n: int, split: bool) -> dict:
-    """p50/p99 of sequential distinct deliveries; every one becomes worker work (decide → latched skip)."""
+def acks(stack: LocalAzure, code: Path | None, n: int, mode: str) -> dict:
+    """p50/p99 of sequential distinct deliveries; every one becomes worker work (decide → latched skip).
+
+    mode: "same" (one app, its queue worker busy with what was acknowledged), "split" (a webhook app with its queue
+    functions disabled, and a worker app), "idle" (the webhook app alone: no worker busy anywhere)."""
     clear_queues(stack)
     ctl = stack.arm_control()
     ctl.reset()
     settings = healer_settings()
-    web = start_healer(stack, {**settings, **(disabled(QUEUE_FUNCTIONS) if split else {})}, "healer-web", code=code)
+    web = start_healer(stack, {**settings, **(disabled(QUEUE_FUNCTIONS) if mode != "same" else {})}, "healer-web",
+                       code=code)
     worker = start_healer(stack, {**settings, **disabled(WEBHOOK_FUNCTIONS)}, "healer-worker", code=code) \
-        if split else None
+        if mode == "split" else None
     times: list[float] = []
     try:
         seed_bad_release(ctl, stack.arm_url, RG, APP)
@@ -129,9 +133,10 @@ def main() -> int:
     os.environ.update(stack.env())  # the pipeline's own swap (seed_bad_release) goes through ARM with a token
     rows = []
     try:
-        a_new = acks(stack, None, args.acks, split=False)
-        a_split = acks(stack, None, args.acks, split=True)
-        a_base = acks(stack, base, args.acks, split=False)
+        a_new = acks(stack, None, args.acks, "same")
+        a_split = acks(stack, None, args.acks, "split")
+        a_idle = acks(stack, None, args.acks, "idle")
+        a_base = acks(stack, base, args.acks, "same")
         for size in sizes:
             new = storm(stack, None, size, args.concurrency)
             old = None if args.skip_baseline_storm else storm(stack, base, size, args.concurrency)
@@ -140,24 +145,26 @@ def main() -> int:
         stack.stop()
     ms = lambda v: f"{v * 1000:.1f} ms"  # noqa: E731
     print(f"\nstorm and acknowledge benchmarks (2 cores, everything local; baseline = commit {args.baseline})\n")
-    print(f"{'measure':<62}{'Healer':>14}{'baseline':>14}")
+    print(f"{'measure':<62}{'Healer':>22}{'baseline':>22}")
     print(f"{'ack p50 / p99, worker busy in the same app (n=' + str(args.acks) + ')':<62}"
-          f"{ms(a_new['p50']) + ' / ' + ms(a_new['p99']):>14}{ms(a_base['p50']) + ' / ' + ms(a_base['p99']):>14}")
+          f"{ms(a_new['p50']) + ' / ' + ms(a_new['p99']):>22}{ms(a_base['p50']) + ' / ' + ms(a_base['p99']):>22}")
     print(f"{'ack p50 / p99, split apps (webhooks | workers), worker busy':<62}"
-          f"{ms(a_split['p50']) + ' / ' + ms(a_split['p99']):>14}{'-':>14}")
+          f"{ms(a_split['p50']) + ' / ' + ms(a_split['p99']):>22}{'-':>22}")
+    print(f"{'ack p50 / p99, no worker busy (webhook app alone)':<62}"
+          f"{ms(a_idle['p50']) + ' / ' + ms(a_idle['p99']):>22}{'-':>22}")
     ok = True
     for size, new, old in rows:
         base = lambda key, spec: format(old[key], spec) if old else "-"  # noqa: E731
-        print(f"{'storm ' + f'{size:,}' + ' duplicates @' + str(args.concurrency) + ': swaps':<62}{new['swaps']:>14}"
-              f"{base('swaps', 'd'):>14}")
-        print(f"{'  acknowledged per second':<62}{new['acks_per_s']:>14.0f}{base('acks_per_s', '.0f'):>14}")
-        print(f"{'  queue drained after (s)':<62}{new['drain_s']:>14.1f}{base('drain_s', '.1f'):>14}")
+        print(f"{'storm ' + f'{size:,}' + ' duplicates @' + str(args.concurrency) + ': swaps':<62}{new['swaps']:>22}"
+              f"{base('swaps', 'd'):>22}")
+        print(f"{'  acknowledged per second':<62}{new['acks_per_s']:>14.0f}{base('acks_per_s', '.0f'):>22}")
+        print(f"{'  queue drained after (s)':<62}{new['drain_s']:>14.1f}{base('drain_s', '.1f'):>22}")
         ok &= new["swaps"] == 1 and new["acked"] and (old is None or old["swaps"] == 1)
     if len(rows) >= 2:
         (s1, n1, o1), (s2, n2, o2) = rows[0], rows[-1]
         ratio = lambda a, b: f"{b['drain_s'] / a['drain_s']:.2f}x"  # noqa: E731
-        print(f"{'drain time ' + f'{s2:,}' + ' vs ' + f'{s1:,}' + ' (goal <= 5.5x)':<62}{ratio(n1, n2):>14}"
-              f"{(ratio(o1, o2) if o1 and o2 else '-'):>14}")
+        print(f"{'drain time ' + f'{s2:,}' + ' vs ' + f'{s1:,}' + ' (goal <= 5.5x)':<62}{ratio(n1, n2):>22}"
+              f"{(ratio(o1, o2) if o1 and o2 else '-'):>22}")
     print("\nstorm check:", "exactly one swap in every storm" if ok else "FAILED")
     return 0 if ok else 1
 
