@@ -95,8 +95,9 @@ def release(req: func.HttpRequest, settings: Settings, principal: Principal) -> 
 
 def timer(timer_request: func.TimerRequest) -> str:
     report = shell.tick(Settings(), owner=f"tick:{uuid.uuid4().hex[:8]}")
-    log.info("downshift tick: %d apps, %d tenants, %d evaluations queued, %d query round trips%s", report.apps,
-             report.tenants, report.enqueued, report.round_trips,
+    log.info("downshift tick: %d apps, %d tenants, %d evaluations queued in %d messages (%d still queued from "
+             "before), %d query round trips%s", report.apps, report.tenants, report.enqueued, report.messages,
+             report.already_queued, report.round_trips,
              f"; spend unknown: {report.spend_error}" if report.spend_error else "")
     return f"enqueued {report.enqueued}"
 
