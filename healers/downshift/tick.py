@@ -30,6 +30,7 @@ from shared.work import RetryLater, busy_delay, enqueue
 log = logging.getLogger("healer.downshift")
 CHUNK = 100
 SINGLES_UP_TO = 8  # a plan this small goes out one tenant per message: evaluated in parallel, as before
+SPREAD = 32  # a larger plan goes out in at least this many messages (host.json: 24 run at once per instance)
 SEND_THREADS = 8
 QUEUED_PREFIX = "~queued:"
 QUEUED_HORIZON = dt.timedelta(minutes=30)
@@ -52,8 +53,9 @@ def queued_tenants(markers: Iterable[dict[str, Any]], now: dt.datetime) -> set[s
 
 
 def chunks(plan: Plan, size: int) -> list[Plan]:
-    """The plan in messages: one tenant each for a small plan, else `size` tenants each."""
-    size = 1 if len(plan) <= SINGLES_UP_TO else size
+    """The plan in messages: one tenant each for a small plan; else at most `size` tenants each, and at least
+    `SPREAD` messages (so a mid-sized plan is still evaluated by that many workers at once)."""
+    size = 1 if len(plan) <= SINGLES_UP_TO else max(1, min(size, -(-len(plan) // SPREAD)))
     return [plan[i:i + size] for i in range(0, len(plan), size)]
 
 

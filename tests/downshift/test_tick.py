@@ -28,6 +28,7 @@ def many_tenants(downshift_env, monkeypatch):
     cfg = app_config(downshift_env["ac"].endpoint, tenants={t: {"budget": 100.0} for t in TENANTS})
     apply_env(monkeypatch, {"HEALER_DOWNSHIFT_APPS": json.dumps([cfg, ops_app_config()])})
     monkeypatch.setattr(tick_mod, "CHUNK", 10)
+    monkeypatch.setattr(tick_mod, "SPREAD", 2)
     rows = []
     for t in TENANTS:
         rows += cost_rows(t, 90.0, T0)
@@ -60,7 +61,8 @@ def test_a_marker_older_than_the_horizon_no_longer_holds_its_tenants_back():
 def test_small_plans_go_one_tenant_per_message():
     plan = [(f"t{i}", None, "downshift") for i in range(tick_mod.SINGLES_UP_TO)]
     assert [len(c) for c in tick_mod.chunks(plan, 100)] == [1] * tick_mod.SINGLES_UP_TO
-    assert [len(c) for c in tick_mod.chunks(plan * 30, 100)] == [100, 100, 40]
+    assert [len(c) for c in tick_mod.chunks(plan * 30, 100)] == [8] * 30        # at least SPREAD-ish messages
+    assert [len(c) for c in tick_mod.chunks(plan * 500, 100)] == [100] * 40      # ~100 tenants per message
 
 
 def test_retried_tenants_are_narrowed_and_finished_ones_never_redone(many_tenants, monkeypatch):
