@@ -43,6 +43,12 @@ def _entry(module: str, name: str) -> Any:
     return getattr(import_module(module), name)
 
 
+def _timer_ran(name: str, timer: func.TimerRequest) -> None:
+    """The timer heartbeat (shared.timers.ran), imported on first use."""
+    from shared.config import Settings
+    _entry("shared.timers", "ran")(Settings(), name, timer)
+
+
 def _guarded(purpose: str, module: str, name: str, req: func.HttpRequest) -> func.HttpResponse:
     """Authenticate and run an HTTP handler of `module` (shared.api.guarded), importing both on first use."""
     return _entry("shared.api", "guarded")(purpose, _entry(module, name), req)
@@ -113,6 +119,7 @@ def controls_set(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("housekeeping")
 @app.timer_trigger(schedule="%HEALER_HOUSEKEEPING_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def housekeeping(timer: func.TimerRequest) -> None:
+    _timer_ran("housekeeping", timer)
     _entry(SHARED, "housekeeping")(timer)
 
 
@@ -133,6 +140,7 @@ def downshift_budget(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("downshift_tick")
 @app.timer_trigger(schedule="%HEALER_DOWNSHIFT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def downshift_tick(timer: func.TimerRequest) -> None:
+    _timer_ran("downshift_tick", timer)
     _entry(DOWNSHIFT, "timer")(timer)
 
 
@@ -187,6 +195,7 @@ def replication_status(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("errors_daily")
 @app.timer_trigger(schedule="%HEALER_ERRORS_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def errors_daily(timer: func.TimerRequest) -> None:
+    _timer_ran("errors_daily", timer)
     _entry(ERRORS, "timer")(timer)
 
 

@@ -8,6 +8,7 @@ requests/urllib/urllib3 (under the Azure SDK, which would trace each call twice)
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from shared.config import Settings
@@ -28,8 +29,12 @@ def configure(settings: Settings) -> bool:
     with _lock:
         if not _done:
             from azure.monitor.opentelemetry import configure_azure_monitor
-            configure_azure_monitor(connection_string=conn, logger_name="healer",
-                                    instrumentation_options=INSTRUMENTATIONS)
+            # Every decision's trace is kept whole (the distro's default rate limit of 5 traces/s drops parts of
+            # one operation during a storm); OTEL_TRACES_SAMPLER / _ARG still override. Live metrics off: Healer
+            # has no use for it, and it is one more outbound connection.
+            sampling = {} if os.environ.get("OTEL_TRACES_SAMPLER") else {"sampling_ratio": 1.0}
+            configure_azure_monitor(connection_string=conn, logger_name="healer", enable_live_metrics=False,
+                                    instrumentation_options=INSTRUMENTATIONS, **sampling)
             logging.getLogger("healer").setLevel(logging.INFO)
             _done = True
     return True
