@@ -21,9 +21,12 @@ import os
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,11 +69,24 @@ def storm(stack: LocalAzure, code: Path | None, deliveries: int, concurrency: in
     try:
         seed_bad_release(ctl, stack.arm_url, RG, APP)
         body = alert()
+        local = threading.local()
+
+        def deliver(_: int) -> int:
+            """One delivery, as a sender does: its own connection, one retry on a connection error."""
+            if not hasattr(local, "client"):
+                local.client = healer.client()
+            for attempt in (1, 2):
+                try:
+                    return local.client.post("/alerts/rollback", json=body).status_code
+                except httpx.TransportError:
+                    local.client = healer.client()
+                    if attempt == 2:
+                        raise
+            return 0
         with healer.client() as client, ThreadPoolExecutor(concurrency) as pool:
             client.get("/controls")  # warm the connection and the app's first-call imports
             t = time.perf_counter()
-            statuses = list(pool.map(lambda _: client.post("/alerts/rollback", json=body).status_code,
-                                     range(deliveries)))
+            statuses = list(pool.map(deliver, range(deliveries)))
             acked = time.perf_counter() - t
             deadline = time.monotonic() + 900
             while time.monotonic() < deadline and queue_depth(stack):
