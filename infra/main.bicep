@@ -61,11 +61,21 @@ param rollbackRuleMap object = {}
 @description('HEALER_LEASE_SECONDS: how long one worker holds an app\'s operation lease.')
 param leaseSeconds int = 300
 
+@description('HEALER_ALERT_ACK: healers (comma-separated: rollback, downshift) that acknowledge the fired alert after acting on or refusing it. Needs Monitoring Contributor (or alerts read + changestate) on the alerts\' scope.')
+param alertAck string = ''
+
+@description('HEALER_ROLLBACK_LOGS_ENDPOINT: Log Analytics query endpoint used to re-run a log alert\'s query after a rollback.')
+param rollbackLogsEndpoint string = 'https://api.loganalytics.io'
+
 @description('HEALER_ARM_POLL_SECONDS: fallback polling interval of ARM long-running operations.')
 param armPollSeconds int = 10
 
 @description('HEALER_TABLE_PREFIX: prefix of Healer\'s table names (letters and digits).')
 param tablePrefix string = 'healer'
+
+@secure()
+@description('HEALER_CONSOLE_SECRET (stored in Key Vault as healer-console-secret): signs the console\'s CSRF tokens. Default: a new random value per deployment.')
+param consoleSecret string = newGuid()
 
 @description('HEALER_MAX_BODY_BYTES: largest request body accepted.')
 param maxBodyBytes int = 262144
@@ -97,6 +107,9 @@ param entraTenantId string = ''
 
 @description('HEALER_ENTRA_AUDIENCE: application ID URI or client id of Healer\'s app registration. Empty: secureWebhookIdentifierUri.')
 param entraAudience string = ''
+
+@description('Application (client) id of Healer\'s app registration: App Service Authentication (Easy Auth) signs operators in to the console with it (entra mode). Empty: no Easy Auth.')
+param entraClientId string = ''
 
 @description('HEALER_ENTRA_JWKS_URL. Empty: the tenant\'s v2.0 discovery keys.')
 param entraJwksUrl string = ''
@@ -340,6 +353,12 @@ param enableThrottleAlert bool = false
 param throttleWorkspaceId string = ''
 param throttleTargetAppId string = ''
 param throttleRatioThreshold string = '0.2'
+@description('429s from the app (app) or from the API Management AI gateway split by throttledBy (gateway).')
+@allowed([
+  'app'
+  'gateway'
+])
+param throttleSource string = 'app'
 
 @description('Example monthly budget on a resource group (its alerts go to the downshift healer). 0: no budget.')
 param budgetAmount int = 0
@@ -388,6 +407,8 @@ var healerSettings = {
   HEALER_ARM_ENDPOINT: armUrl
   HEALER_ARM_AUDIENCE: armUrl
   HEALER_ARM_POLL_SECONDS: string(armPollSeconds)
+  HEALER_ALERTS_ENDPOINT: armUrl
+  HEALER_ALERT_ACK: alertAck
   HEALER_AUTH_MODE: authMode
   HEALER_ENTRA_TENANT_ID: empty(entraTenantId) ? tenant().tenantId : entraTenantId
   HEALER_ENTRA_AUDIENCE: empty(entraAudience) ? secureWebhookIdentifierUri : entraAudience
@@ -398,6 +419,8 @@ var healerSettings = {
   HEALER_ENTRA_APPROVER_ROLE: entraApproverRole
   HEALER_ENTRA_READER_ROLE: entraReaderRole
   HEALER_MAX_BODY_BYTES: string(maxBodyBytes)
+  HEALER_EASY_AUTH: (authMode == 'entra') ? 'true' : 'false'
+  HEALER_CONSOLE_SECRET: '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-console-secret)'
   HEALER_KILL_SWITCH: killSwitch ? 'true' : 'false'
   HEALER_DRY_RUN: dryRun ? 'true' : 'false'
   HEALER_POLICY: string(policy)
@@ -408,6 +431,7 @@ var healerSettings = {
   HEALER_ROLLBACK_TARGETS: string(rollbackTargets)
   HEALER_ROLLBACK_RULE_MAP: string(rollbackRuleMap)
   HEALER_LEASE_SECONDS: string(leaseSeconds)
+  HEALER_ROLLBACK_LOGS_ENDPOINT: rollbackLogsEndpoint
   HEALER_DOWNSHIFT_APPS: string(downshiftApps)
   HEALER_DOWNSHIFT_SCHEDULE: downshiftSchedule
   HEALER_DOWNSHIFT_SCHEMA: downshiftSchema
@@ -565,6 +589,7 @@ module keyVault 'modules/keyvault.bicep' = {
     githubToken: githubToken
     githubAppPrivateKey: githubAppPrivateKey
     llmApiKey: errorsLlmApiKey
+    consoleSecret: consoleSecret
   }
 }
 
@@ -607,6 +632,9 @@ module functionApp 'modules/functionapp.bicep' = {
     appSettings: union(platformSettings, healerSettings)
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
+    easyAuthClientId: (authMode == 'entra') ? entraClientId : ''
+    easyAuthTenantId: empty(entraTenantId) ? tenant().tenantId : entraTenantId
+    easyAuthAudiences: (authMode == 'entra') ? [empty(entraAudience) ? secureWebhookIdentifierUri : entraAudience] : []
   }
 }
 
@@ -692,6 +720,7 @@ module alerts 'modules/alerts.bicep' = if (wireTriggers) {
     throttleWorkspaceId: empty(throttleWorkspaceId) ? monitoring.outputs.workspaceId : throttleWorkspaceId
     throttleTargetAppId: throttleTargetAppId
     throttleRatioThreshold: throttleRatioThreshold
+    throttleSource: throttleSource
   }
 }
 

@@ -41,6 +41,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_ARM_AUDIENCE", "Token audience for ARM.", "https://management.azure.com"),
     Setting("HEALER_ARM_POLL_SECONDS", "Fallback polling interval of ARM long-running operations "
             "(the service's Retry-After wins).", "10"),
+    Setting("HEALER_ALERTS_ENDPOINT", "Azure Monitor AlertsManagement endpoint (alert condition, acknowledgement). "
+            "Empty: HEALER_ARM_ENDPOINT."),
+    Setting("HEALER_ALERT_ACK", "Comma-separated healers (rollback, downshift) that acknowledge the fired alert in "
+            "Azure Monitor after acting on or refusing it, with a comment naming the audit record. Empty: none."),
     # Inbound authentication
     Setting("HEALER_AUTH_MODE", "'function-key' (default; the Functions host checks keys) or 'entra' "
             "(also require an Entra ID bearer token: Azure Monitor secure webhook, approvers).", "function-key"),
@@ -56,6 +60,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Healer.Approver"),
     Setting("HEALER_ENTRA_READER_ROLE", "App role that may read the audit, approvals, controls and status "
             "(approvers may too).", "Healer.Reader"),
+    Setting("HEALER_EASY_AUTH", "'true' when App Service Authentication (Easy Auth) fronts the app: the console's "
+            "requests are then identified by the platform's X-MS-CLIENT-PRINCIPAL header (never trusted otherwise).",
+            "false"),
+    Setting("HEALER_CONSOLE_SECRET", "Key Vault reference: the secret that signs the console's CSRF tokens (Easy "
+            "Auth mode).", secret=True),
     Setting("HEALER_MAX_BODY_BYTES", "Largest request body accepted, in bytes.", "262144"),
     # Safety
     Setting("HEALER_KILL_SWITCH", "'true' stops every action (decisions are still recorded).", "false"),
@@ -75,6 +84,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_ROLLBACK_RULE_MAP", "JSON object: alert rule name or id -> {resourceId, slot}, used when a "
             "rule has no healer.* customProperties."),
     Setting("HEALER_LEASE_SECONDS", "How long one worker holds an app's operation lease.", "300"),
+    Setting("HEALER_ROLLBACK_LOGS_ENDPOINT", "Log Analytics query endpoint used to re-run a log alert's query "
+            "after a rollback (proving the recovery).", "https://api.loganalytics.io"),
     # Model downshift healer (issue 3)
     Setting("HEALER_DOWNSHIFT_APPS", "JSON list of AI apps the downshift healer manages: resourceId, actuator "
             "(appConfiguration|appSetting), appConfigEndpoint, key, tenantKeys (label|key), sentinelKey, role, "
@@ -180,6 +191,15 @@ class RollbackTarget(BaseModel):
     max_rollbacks: int = Field(2, alias="maxRollbacks", ge=1)
     window_minutes: int = Field(1440, alias="windowMinutes", ge=1)
     max_build_age_minutes: int = Field(1440, alias="maxBuildAgeMinutes", ge=1)
+    # Attribution before action (issue 14)
+    on_config_change: str = Field("ask", alias="onConfigChange", pattern=r"^(ask|skip)$")
+    activity_log: bool = Field(True, alias="activityLog")
+    app_config_endpoint: str | None = Field(None, alias="appConfigEndpoint", max_length=300)
+    app_config_keys: str = Field("*", alias="appConfigKeys", max_length=300)
+    app_config_label: str | None = Field(None, alias="appConfigLabel", max_length=300)
+    # Prove the recovery (issue 14): healers.rollback.recovery.RecoveryOptions
+    recovery: dict[str, Any] | None = None
+    freeze: bool = Field(False, alias="freezeInsteadOfRollback")
 
     @field_validator("resource_id")
     @classmethod
@@ -187,6 +207,21 @@ class RollbackTarget(BaseModel):
         from shared.resource_ids import parse_site_id
         parse_site_id(v)
         return v.rstrip("/")
+
+    @field_validator("recovery")
+    @classmethod
+    def _recovery(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            from healers.rollback.recovery import RecoveryOptions
+            RecoveryOptions.model_validate(v)
+        return v
+
+    @field_validator("app_config_endpoint")
+    @classmethod
+    def _https_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("appConfigEndpoint must be an https:// URL")
+        return v.rstrip("/") if v else v
 
     @field_validator("build_marker")
     @classmethod
@@ -216,6 +251,7 @@ class DownshiftTenant(BaseModel):
     budget: float | None = Field(None, gt=0, le=1e12)
     timezone: str | None = Field(None, max_length=64)
     period: str | None = Field(None, pattern=r"^(month|quarter|year)$")
+    block: bool | None = None          # the last rung for this tenant (None: the app policy's `block`)
 
 
 class DownshiftApp(BaseModel):
@@ -229,9 +265,11 @@ class DownshiftApp(BaseModel):
     key: str = Field("ai:model", pattern=_KEY_RE)
     tenant_keys: str = Field("label", alias="tenantKeys", pattern=r"^(label|key)$")
     sentinel_key: str = Field("ai:sentinel", alias="sentinelKey", pattern=_KEY_RE)
+    block_key: str = Field("ai:blocked", alias="blockKey", pattern=_KEY_RE)
     role: str | None = Field(None, max_length=256)
     cost_metric: str = Field("agent.cost.usd", alias="costMetric", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-    tenant_dimension: str = Field("tenant", alias="tenantDimension", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+    tenant_dimension: str = Field("tenant", alias="tenantDimension", pattern=r"^[A-Za-z_][A-Za-z0-9 _.-]{0,63}$")
+    rate_card: dict[str, Any] | None = Field(None, alias="rateCard")  # healers.downshift.rates (token metrics)
     policy: dict[str, Any]
     tenants: dict[str, DownshiftTenant] = Field(default_factory=dict, max_length=100_000)
     default_budget: float | None = Field(None, alias="defaultBudget", gt=0, le=1e12)
