@@ -133,8 +133,7 @@ def console_asset(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("session")
 @app.route(route="session", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def session(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import console
-    return shared_api.guarded("reader", console.session, req)
+    return _guarded("reader", "shared.console", "session", req)
 
 
 @app.function_name("housekeeping")
