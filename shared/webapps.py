@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING
 from shared.config import Settings
 from shared.transport import on_reset, sdk_options
 
+# The Microsoft.Web ARM api-version Healer is tested against (azure-mgmt-web 11.0.1's default, pinned here so that an
+# SDK upgrade cannot silently move Healer to another API version). Recorded in README.md.
+WEB_API_VERSION = "2025-05-01"
+
 if TYPE_CHECKING:
     from azure.mgmt.web import WebSiteManagementClient
 
@@ -21,7 +25,7 @@ def _client(subscription: str, endpoint: str, audience: str, poll: float, client
     from shared.identity import credential
     return WebSiteManagementClient(credential(client_id), subscription, base_url=endpoint,
                                    credential_scopes=[audience.rstrip("/") + "/.default"], polling_interval=poll,
-                                   **sdk_options())
+                                   api_version=WEB_API_VERSION, **sdk_options())
 
 
 def web_client(settings: Settings, subscription: str) -> "WebSiteManagementClient":

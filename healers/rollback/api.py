@@ -14,7 +14,7 @@ from shared.api import caller_name
 from shared.auth import Principal
 from shared.config import Settings
 from shared.http import BadRequest, problem, read_json, respond
-from shared.intake import queue_once_or_503
+from shared.intake_dedupe import queue_once_or_503
 from shared.work import RetryLater, record_dead_letter, run_queue_message
 
 log = logging.getLogger("healer.rollback")

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from shared import audit, intake
+from shared import audit
+from shared import intake_dedupe as intake
 from shared.config import Settings
 from shared.state import Store, safe_key
 from tests.alert_samples import alert_body
