@@ -121,7 +121,7 @@ def controls_set(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("openapi")
 @app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("reader", shared_api.get_openapi, req)
+    return _guarded("reader", SHARED, "get_openapi", req)
 
 
 @app.function_name("console_page")
@@ -214,7 +214,7 @@ def replication_dead_letter(msg: func.QueueMessage) -> None:
 @app.function_name("replication_waits")
 @app.route(route="replication/waits", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def replication_waits(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("webhook", replication_api.post_wait, req)
+    return _guarded("webhook", REPLICATION, "post_wait", req)
 
 
 @app.function_name("replication_status")

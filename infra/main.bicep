@@ -532,6 +532,8 @@ var workerAppSwitches = {
   'AzureWebJobs.console_page.Disabled': 'true'
   'AzureWebJobs.console_asset.Disabled': 'true'
   'AzureWebJobs.session.Disabled': 'true'
+  'AzureWebJobs.openapi.Disabled': 'true'
+  'AzureWebJobs.replication_waits.Disabled': 'true'
   'AzureWebJobs.rollback_worker.Disabled': 'false'
   'AzureWebJobs.rollback_dead_letter.Disabled': 'false'
   'AzureWebJobs.housekeeping.Disabled': 'false'

@@ -77,6 +77,7 @@ class _Repeat:
     pending: int = 0
     flushed_at: float | None = None
     timer: threading.Timer | None = field(default=None, repr=False)
+    writing: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one merge at a time
 
 
 _repeats: dict[tuple[str, ...], _Repeat] = {}
@@ -124,7 +125,14 @@ def record_repeat(settings: Settings, *, healer: str, subject: str, reason: str,
 def _flush(key: tuple[str, ...]) -> None:
     with _repeats_lock:
         rep = _repeats.get(key)
-        if rep is None or rep.pending == 0:
+    if rep is not None:
+        with rep.writing:  # a flush in progress finishes before the next one (flush_repeats waits for it)
+            _flush_one(key, rep)
+
+
+def _flush_one(key: tuple[str, ...], rep: _Repeat) -> None:
+    with _repeats_lock:
+        if rep.pending == 0:
             return
         n, rep.pending, rep.flushed_at, rep.timer = rep.pending, 0, time.monotonic(), None
         entry = {**rep.entry, "details": dict(rep.entry["details"])}
@@ -177,7 +185,7 @@ def _merge(rep: _Repeat, entry: dict[str, Any], n: int) -> int:
 def flush_repeats() -> None:
     """Write every pending repeat count now (tests, tools, and process exit)."""
     with _repeats_lock:
-        keys = [k for k, r in _repeats.items() if r.pending]
+        keys = list(_repeats)
         for k in keys:
             if _repeats[k].timer is not None:
                 _repeats[k].timer.cancel()
