@@ -26,23 +26,53 @@ healer-notify-poison; GET/POST /approval-link?t=<signed token> (ANONYMOUS: the H
 """
 from __future__ import annotations
 
+import os
+import threading
+from importlib import import_module
+from typing import Any
+
 import azure.functions as func
 
-from healers.downshift import api as downshift_api
-from healers.errors import api as errors_api
-from healers.replication import api as replication_api
-from healers.rollback import api as rollback
-from shared import api as shared_api
-from shared import timers
-from shared.config import Settings
-from shared.config_check import check_at_start as check_configuration
-from shared.telemetry import configure as configure_telemetry
+# Cold start: only azure.functions is imported here. Each healer's module graph (pydantic models, SDK clients) is
+# imported by the first invocation of a function that uses it, so an app that runs only webhooks, or only one
+# healer's worker, never pays for the others. Telemetry is configured at start-up only when it is switched on.
+if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+    from shared.config import Settings
+    from shared.telemetry import configure as configure_telemetry
+    configure_telemetry(Settings())
 
-configure_telemetry(Settings())
-check_configuration()  # every HEALER_* setting validated at load; problems are logged, refused by the gate, in /health
+
+def _check_configuration() -> None:
+    from shared.config_check import check_at_start
+    check_at_start()
+
+
+# Every HEALER_* setting is validated when the app loads (problems logged loudly; the gate refuses every action and
+# /api/health answers 503 while any remain) — on a thread, so loading the app does not wait for the healers' modules.
+threading.Thread(target=_check_configuration, name="healer-config-check", daemon=True).start()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 STORAGE = "AzureWebJobsStorage"
+
+
+def _entry(module: str, name: str) -> Any:
+    """`module.name`, imported on first use (Python caches the module after that)."""
+    return getattr(import_module(module), name)
+
+
+def _timer_ran(name: str, timer: func.TimerRequest) -> None:
+    """The timer heartbeat (shared.timers.ran), imported on first use."""
+    from shared.config import Settings
+    _entry("shared.timers", "ran")(Settings(), name, timer)
+
+
+def _guarded(purpose: str, module: str, name: str, req: func.HttpRequest) -> func.HttpResponse:
+    """Authenticate and run an HTTP handler of `module` (shared.api.guarded), importing both on first use."""
+    return _entry("shared.api", "guarded")(purpose, _entry(module, name), req)
+
+
+ROLLBACK, DOWNSHIFT, REPLICATION, ERRORS, SHARED = ("healers.rollback.api", "healers.downshift.api",
+                                                    "healers.replication.api", "healers.errors.api", "shared.api")
 
 
 # ---------------------------------------------------------------------------------------------- rollback
@@ -50,25 +80,25 @@ STORAGE = "AzureWebJobsStorage"
 @app.function_name("rollback_alert")
 @app.route(route="alerts/rollback", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def rollback_alert(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("webhook", rollback.accept_alert, req)
+    return _guarded("webhook", ROLLBACK, "accept_alert", req)
 
 
 @app.function_name("rollback_worker")
 @app.queue_trigger(arg_name="msg", queue_name="healer-rollback", connection=STORAGE)
 def rollback_worker(msg: func.QueueMessage) -> None:
-    rollback.process(msg)
+    _entry(ROLLBACK, "process")(msg)
 
 
 @app.function_name("rollback_dead_letter")
 @app.queue_trigger(arg_name="msg", queue_name="healer-rollback-poison", connection=STORAGE)
 def rollback_dead_letter(msg: func.QueueMessage) -> None:
-    rollback.dead_letter(msg)
+    _entry(ROLLBACK, "dead_letter")(msg)
 
 
 @app.function_name("rollback_rearm")
 @app.route(route="rollback/rearm", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def rollback_rearm(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("approver", rollback.rearm, req)
+    return _guarded("approver", ROLLBACK, "rearm", req)
 
 
 # ---------------------------------------------------------------------------------------------- shared
@@ -76,49 +106,49 @@ def rollback_rearm(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("audit_list")
 @app.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def audit_list(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("reader", shared_api.list_audit, req)
+    return _guarded("reader", SHARED, "list_audit", req)
 
 
 @app.function_name("approvals_all")
 @app.route(route="approvals", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def approvals_all(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("reader", shared_api.list_all_approvals, req)
+    return _guarded("reader", SHARED, "list_all_approvals", req)
 
 
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("reader", shared_api.health, req)
+    return _guarded("reader", SHARED, "health", req)
 
 
 @app.function_name("approvals_list")
 @app.route(route="approvals/{healer}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def approvals_list(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("reader", shared_api.list_approvals, req)
+    return _guarded("reader", SHARED, "list_approvals", req)
 
 
 @app.function_name("approvals_decide")
 @app.route(route="approvals/{healer}/{id}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def approvals_decide(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("approver", shared_api.decide_approval, req)
+    return _guarded("approver", SHARED, "decide_approval", req)
 
 
 @app.function_name("controls_get")
 @app.route(route="controls", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def controls_get(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("reader", shared_api.get_controls, req)
+    return _guarded("reader", SHARED, "get_controls", req)
 
 
 @app.function_name("controls_set")
 @app.route(route="controls", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def controls_set(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("approver", shared_api.put_controls, req)
+    return _guarded("approver", SHARED, "put_controls", req)
 
 
 @app.function_name("openapi")
 @app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("reader", shared_api.get_openapi, req)
+    return _guarded("reader", SHARED, "get_openapi", req)
 
 
 @app.function_name("console_page")
@@ -138,15 +168,14 @@ def console_asset(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("session")
 @app.route(route="session", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def session(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import console
-    return shared_api.guarded("reader", console.session, req)
+    return _guarded("reader", "shared.console", "session", req)
 
 
 @app.function_name("housekeeping")
 @app.timer_trigger(schedule="%HEALER_HOUSEKEEPING_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def housekeeping(timer: func.TimerRequest) -> None:
-    timers.ran(Settings(), "housekeeping", timer)
-    shared_api.housekeeping(timer)
+    _timer_ran("housekeeping", timer)
+    _entry(SHARED, "housekeeping")(timer)
 
 
 # ---------------------------------------------------------------------------------------------- downshift (issue 3)
@@ -154,38 +183,38 @@ def housekeeping(timer: func.TimerRequest) -> None:
 @app.function_name("downshift_alert")
 @app.route(route="alerts/downshift", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def downshift_alert(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("webhook", downshift_api.accept_alert, req)
+    return _guarded("webhook", DOWNSHIFT, "accept_alert", req)
 
 
 @app.function_name("downshift_budget")
 @app.route(route="alerts/budget", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def downshift_budget(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("webhook", downshift_api.accept_budget, req)
+    return _guarded("webhook", DOWNSHIFT, "accept_budget", req)
 
 
 @app.function_name("downshift_tick")
 @app.timer_trigger(schedule="%HEALER_DOWNSHIFT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def downshift_tick(timer: func.TimerRequest) -> None:
-    timers.ran(Settings(), "downshift_tick", timer)
-    downshift_api.timer(timer)
+    _timer_ran("downshift_tick", timer)
+    _entry(DOWNSHIFT, "timer")(timer)
 
 
 @app.function_name("downshift_worker")
 @app.queue_trigger(arg_name="msg", queue_name="healer-downshift", connection=STORAGE)
 def downshift_worker(msg: func.QueueMessage) -> None:
-    downshift_api.process(msg)
+    _entry(DOWNSHIFT, "process")(msg)
 
 
 @app.function_name("downshift_dead_letter")
 @app.queue_trigger(arg_name="msg", queue_name="healer-downshift-poison", connection=STORAGE)
 def downshift_dead_letter(msg: func.QueueMessage) -> None:
-    downshift_api.dead_letter(msg)
+    _entry(DOWNSHIFT, "dead_letter")(msg)
 
 
 @app.function_name("downshift_release")
 @app.route(route="downshift/release", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def downshift_release(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("approver", downshift_api.release, req)
+    return _guarded("approver", DOWNSHIFT, "release", req)
 
 
 # ---------------------------------------------------------------------------------------------- replication (issue 4)
@@ -194,31 +223,31 @@ def downshift_release(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("replication_events")
 @app.event_grid_trigger(arg_name="event")
 def replication_events(event: func.EventGridEvent) -> None:
-    replication_api.on_event(event)
+    _entry(REPLICATION, "on_event")(event)
 
 
 @app.function_name("replication_worker")
 @app.queue_trigger(arg_name="msg", queue_name="healer-replication", connection=STORAGE)
 def replication_worker(msg: func.QueueMessage) -> None:
-    replication_api.process(msg)
+    _entry(REPLICATION, "process")(msg)
 
 
 @app.function_name("replication_dead_letter")
 @app.queue_trigger(arg_name="msg", queue_name="healer-replication-poison", connection=STORAGE)
 def replication_dead_letter(msg: func.QueueMessage) -> None:
-    replication_api.dead_letter(msg)
+    _entry(REPLICATION, "dead_letter")(msg)
 
 
 @app.function_name("replication_waits")
 @app.route(route="replication/waits", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def replication_waits(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("webhook", replication_api.post_wait, req)
+    return _guarded("webhook", REPLICATION, "post_wait", req)
 
 
 @app.function_name("replication_status")
 @app.route(route="replication/status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def replication_status(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("reader", replication_api.get_status, req)
+    return _guarded("reader", REPLICATION, "get_status", req)
 
 
 # ---------------------------------------------------------------------------------------------- errors (issue 5)
@@ -227,26 +256,26 @@ def replication_status(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("errors_daily")
 @app.timer_trigger(schedule="%HEALER_ERRORS_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def errors_daily(timer: func.TimerRequest) -> None:
-    timers.ran(Settings(), "errors_daily", timer)
-    errors_api.timer(timer)
+    _timer_ran("errors_daily", timer)
+    _entry(ERRORS, "timer")(timer)
 
 
 @app.function_name("errors_run")
 @app.route(route="errors/run", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def errors_run(req: func.HttpRequest) -> func.HttpResponse:
-    return shared_api.guarded("approver", errors_api.request_run, req)
+    return _guarded("approver", ERRORS, "request_run", req)
 
 
 @app.function_name("errors_worker")
 @app.queue_trigger(arg_name="msg", queue_name="healer-errors", connection=STORAGE)
 def errors_worker(msg: func.QueueMessage) -> None:
-    errors_api.process(msg)
+    _entry(ERRORS, "process")(msg)
 
 
 @app.function_name("errors_dead_letter")
 @app.queue_trigger(arg_name="msg", queue_name="healer-errors-poison", connection=STORAGE)
 def errors_dead_letter(msg: func.QueueMessage) -> None:
-    errors_api.dead_letter(msg)
+    _entry(ERRORS, "dead_letter")(msg)
 
 
 # ---------------------------------------------------------------------------------------------- notifications (issue 9)
@@ -255,20 +284,17 @@ def errors_dead_letter(msg: func.QueueMessage) -> None:
 @app.function_name("notify_worker")
 @app.queue_trigger(arg_name="msg", queue_name="healer-notify", connection=STORAGE)
 def notify_worker(msg: func.QueueMessage) -> None:
-    from shared import notify
-    notify.process(msg.get_body(), msg.dequeue_count)
+    _entry("shared.notify", "process")(msg.get_body(), msg.dequeue_count)
 
 
 @app.function_name("notify_dead_letter")
 @app.queue_trigger(arg_name="msg", queue_name="healer-notify-poison", connection=STORAGE)
 def notify_dead_letter(msg: func.QueueMessage) -> None:
-    from shared import notify
-    notify.dead_letter(msg.get_body(), msg.dequeue_count)
+    _entry("shared.notify", "dead_letter")(msg.get_body(), msg.dequeue_count)
 
 
 @app.function_name("approval_link")
 @app.route(route="approval-link", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def approval_link(req: func.HttpRequest) -> func.HttpResponse:
     """Signed Approve/Reject links from notifications: anonymous, the signature is the credential."""
-    from shared import approval_links
-    return approval_links.handle(req)
+    return _entry("shared.approval_links", "handle")(req)

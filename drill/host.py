@@ -4,6 +4,7 @@ from __future__ import annotations
 import secrets
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -30,10 +31,11 @@ class HealerHost:
 
 
 def start_healer(stack: LocalAzure, settings: dict[str, str], name: str = "healer",
-                 port: int | None = None) -> HealerHost:
-    """`port`: when the settings must name the host's own address (e.g. HEALER_PUBLIC_BASE_URL)."""
+                 port: int | None = None, code: Path | None = None) -> HealerHost:
+    """`port`: when the settings must name the host's own address (e.g. HEALER_PUBLIC_BASE_URL); `code` runs
+    another checkout (a bench's baseline)."""
     port, key, operator_key = port or free_port(), secrets.token_hex(16), secrets.token_hex(16)
     env = {**stack.env(), "HEALER_OPERATOR_KEY": operator_key, **settings}
     server = start_process(name, [sys.executable, "-m", "standins.funchost", "--port", str(port), f"--key={key}"],
-                           {"http": port}, stack.workdir, env=env)
+                           {"http": port}, stack.workdir, env=env, cwd=code)
     return HealerHost(server, key, operator_key)

@@ -34,6 +34,9 @@ param pythonVersion string = '3.11'
 @description('Upper bound of Flex Consumption instances.')
 param maximumInstanceCount int = 40
 
+@description('Run queue workers and timers in a second Function App from the same code, so webhooks answer without queue work on their tail (AzureWebJobs.<function>.Disabled in each app). azd: add the healer-worker service (docs/deploy.md).')
+param splitWorkers bool = false
+
 @description('Optional VNet integration: resource id of a subnet delegated to Microsoft.App/environments (for registries behind private endpoints or firewalls). Empty: no VNet integration.')
 param vnetSubnetId string = ''
 
@@ -414,6 +417,8 @@ var names = {
   keyVault: 'kv-healer-${resourceToken}'
   plan: 'plan-healer-${resourceToken}'
   functionApp: 'func-healer-${resourceToken}'
+  workerPlan: 'plan-healer-worker-${resourceToken}'
+  workerApp: 'func-healer-worker-${resourceToken}'
   outcomeTopic: 'evgt-healer-${resourceToken}'
   siteOperatorRole: 'Healer site operator (${environmentName})'
 }
@@ -515,9 +520,54 @@ var healerSettings = {
 }
 
 // Read by the Functions host and the Azure SDKs, not by Healer's code.
+// With splitWorkers, the main app serves webhooks and HTTP APIs only; its queue workers and timers are switched off
+// with the host's per-function setting and run in the worker app instead (same code, same identity and storage).
+var workerFunctionsOff = splitWorkers ? 'true' : 'false'
 var platformSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  'AzureWebJobs.rollback_worker.Disabled': workerFunctionsOff
+  'AzureWebJobs.rollback_dead_letter.Disabled': workerFunctionsOff
+  'AzureWebJobs.housekeeping.Disabled': workerFunctionsOff
+  'AzureWebJobs.downshift_tick.Disabled': workerFunctionsOff
+  'AzureWebJobs.downshift_worker.Disabled': workerFunctionsOff
+  'AzureWebJobs.downshift_dead_letter.Disabled': workerFunctionsOff
+  'AzureWebJobs.replication_worker.Disabled': workerFunctionsOff
+  'AzureWebJobs.replication_dead_letter.Disabled': workerFunctionsOff
+  'AzureWebJobs.errors_daily.Disabled': workerFunctionsOff
+  'AzureWebJobs.errors_worker.Disabled': workerFunctionsOff
+  'AzureWebJobs.errors_dead_letter.Disabled': workerFunctionsOff
+}
+var workerAppSwitches = {
+  'AzureWebJobs.rollback_alert.Disabled': 'true'
+  'AzureWebJobs.rollback_rearm.Disabled': 'true'
+  'AzureWebJobs.audit_list.Disabled': 'true'
+  'AzureWebJobs.approvals_list.Disabled': 'true'
+  'AzureWebJobs.approvals_decide.Disabled': 'true'
+  'AzureWebJobs.controls_get.Disabled': 'true'
+  'AzureWebJobs.controls_set.Disabled': 'true'
+  'AzureWebJobs.downshift_alert.Disabled': 'true'
+  'AzureWebJobs.downshift_budget.Disabled': 'true'
+  'AzureWebJobs.downshift_release.Disabled': 'true'
+  'AzureWebJobs.replication_events.Disabled': 'true'
+  'AzureWebJobs.replication_status.Disabled': 'true'
+  'AzureWebJobs.errors_run.Disabled': 'true'
+  'AzureWebJobs.console_page.Disabled': 'true'
+  'AzureWebJobs.console_asset.Disabled': 'true'
+  'AzureWebJobs.session.Disabled': 'true'
+  'AzureWebJobs.openapi.Disabled': 'true'
+  'AzureWebJobs.replication_waits.Disabled': 'true'
+  'AzureWebJobs.rollback_worker.Disabled': 'false'
+  'AzureWebJobs.rollback_dead_letter.Disabled': 'false'
+  'AzureWebJobs.housekeeping.Disabled': 'false'
+  'AzureWebJobs.downshift_tick.Disabled': 'false'
+  'AzureWebJobs.downshift_worker.Disabled': 'false'
+  'AzureWebJobs.downshift_dead_letter.Disabled': 'false'
+  'AzureWebJobs.replication_worker.Disabled': 'false'
+  'AzureWebJobs.replication_dead_letter.Disabled': 'false'
+  'AzureWebJobs.errors_daily.Disabled': 'false'
+  'AzureWebJobs.errors_worker.Disabled': 'false'
+  'AzureWebJobs.errors_dead_letter.Disabled': 'false'
 }
 
 // ------------------------------------------------------------------------------------------------ scopes Healer gets roles on
@@ -635,6 +685,28 @@ module functionApp 'modules/functionapp.bicep' = {
     easyAuthClientId: (authMode == 'entra') ? entraClientId : ''
     easyAuthTenantId: empty(entraTenantId) ? tenant().tenantId : entraTenantId
     easyAuthAudiences: (authMode == 'entra') ? [empty(entraAudience) ? secureWebhookIdentifierUri : entraAudience] : []
+  }
+}
+
+module workerApp 'modules/functionapp.bicep' = if (splitWorkers) {
+  name: 'healer-functionapp-worker'
+  scope: rg
+  dependsOn: [
+    rbac
+  ]
+  params: {
+    name: names.workerApp
+    planName: names.workerPlan
+    location: location
+    tags: tags
+    serviceName: 'healer-worker'
+    identityId: identity.outputs.id
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: names.deploymentContainer
+    appSettings: union(platformSettings, healerSettings, workerAppSwitches)
+    pythonVersion: pythonVersion
+    maximumInstanceCount: maximumInstanceCount
+    vnetSubnetId: vnetSubnetId  // the replication worker probes registries that may be private
   }
 }
 

@@ -36,6 +36,7 @@ def run(settings: Settings, now: dt.datetime) -> dict[str, int]:
     approvals = Store(settings, "approvals")
     for healer in HEALERS_WITH_DEDUPE + ("last-error", "config-invalid"):  # + remembered failures, config errors
         removed["dedupe"] += dedupe.purge(healer, older_than=cutoff)
+        removed["dedupe"] += dedupe.purge(f"intake:{healer}", older_than=cutoff)  # shared/intake.py markers
     for healer in ("rollback", "downshift", "replication", "errors"):
         removed["approvals"] += approvals.purge(healer, older_than=cutoff,
                                                 keep=lambda r: r.data.get("status") in ("pending", "approved"))

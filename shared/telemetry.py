@@ -1,6 +1,9 @@
 """OpenTelemetry to Application Insights, switched on by APPLICATIONINSIGHTS_CONNECTION_STRING.
 
 The Azure Monitor distro is imported only when a connection string is set, so local runs and tests pay nothing.
+Only the instrumentations Healer uses are switched on: the Azure SDK's own tracing (every storage, ARM, App
+Configuration, Logs and Event Grid call) and httpx (registry probes). Web frameworks Healer does not run, and
+requests/urllib/urllib3 (under the Azure SDK, which would trace each call twice), are not loaded.
 """
 from __future__ import annotations
 
@@ -10,6 +13,9 @@ import threading
 
 from shared.config import Settings
 
+INSTRUMENTATIONS = {name: {"enabled": name in ("azure_sdk", "httpx")}
+                    for name in ("azure_sdk", "django", "fastapi", "flask", "httpx", "psycopg2", "requests", "urllib",
+                                 "urllib3")}
 _done = False
 _lock = threading.Lock()
 
@@ -28,7 +34,7 @@ def configure(settings: Settings) -> bool:
             # has no use for it, and it is one more outbound connection.
             sampling = {} if os.environ.get("OTEL_TRACES_SAMPLER") else {"sampling_ratio": 1.0}
             configure_azure_monitor(connection_string=conn, logger_name="healer", enable_live_metrics=False,
-                                    **sampling)
+                                    instrumentation_options=INSTRUMENTATIONS, **sampling)
             logging.getLogger("healer").setLevel(logging.INFO)
             _done = True
     return True

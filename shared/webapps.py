@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from shared.config import Settings
+from shared.transport import on_reset, sdk_options
 
 # The Microsoft.Web ARM api-version Healer is tested against (azure-mgmt-web 11.0.1's default, pinned here so that an
 # SDK upgrade cannot silently move Healer to another API version). Recorded in README.md.
@@ -24,7 +25,7 @@ def _client(subscription: str, endpoint: str, audience: str, poll: float, client
     from shared.identity import credential
     return WebSiteManagementClient(credential(client_id), subscription, base_url=endpoint,
                                    credential_scopes=[audience.rstrip("/") + "/.default"], polling_interval=poll,
-                                   api_version=WEB_API_VERSION)
+                                   api_version=WEB_API_VERSION, **sdk_options())
 
 
 def web_client(settings: Settings, subscription: str) -> "WebSiteManagementClient":
@@ -32,6 +33,7 @@ def web_client(settings: Settings, subscription: str) -> "WebSiteManagementClien
                    settings.arm_poll_seconds, settings.get("AZURE_CLIENT_ID"))
 
 
+@on_reset
 def reset_clients() -> None:
     """Forget cached clients (tests and tools that repoint Healer at other endpoints)."""
     _client.cache_clear()

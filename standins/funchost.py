@@ -8,7 +8,10 @@ registers (`get_functions()`), and drives the same user functions the real host 
   every function, a function key (`--function-key <function>=<key>`) only its own function, as in Azure; the
   Event Grid webhook takes the host key or the `eventgrid_extension` system key;
 * queue triggers are polled from the storage account in `AzureWebJobsStorage` (Azurite), base64 messages as in
-  host.json, with host.json's batchSize, visibilityTimeout and maxDequeueCount, and poison queues;
+  host.json, with host.json's batchSize, newBatchThreshold, visibilityTimeout and maxDequeueCount, and
+  poison queues;
+* a function whose app setting `AzureWebJobs.<name>.Disabled` is true is not loaded (as the host ignores its
+  trigger): this is how one code base runs as separate webhook and worker apps;
 * timer triggers can be fired on demand with `POST /admin/functions/<name>` (as the real host's admin API);
 * Event Grid triggers are invoked as the real host's Event Grid extension does, through
   `POST /runtime/webhooks/eventgrid?functionName=<name>&code=<key>`: header `aeg-event-type: SubscriptionValidation`
@@ -62,10 +65,18 @@ class HttpFunction:
 EVENTGRID_FUNCTIONS: dict[str, Any] = {}
 
 
+def is_disabled(name: str) -> bool:
+    """The host's per-function switch: app setting `AzureWebJobs.<name>.Disabled` = true (or 1)."""
+    import os
+    return os.environ.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower() in ("true", "1")
+
+
 def load_functions():
     import function_app
     http, queues, timers = [], [], []
     for f in function_app.app.get_functions():
+        if is_disabled(f.get_function_name()):
+            continue  # as the host does: its trigger is never listened to (an HTTP route answers 404)
         bindings = json.loads(f.get_function_json())["bindings"]
         trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
         fn = f.get_user_function()
@@ -231,12 +242,20 @@ class QueuePump:
                 c.create_queue()
             except Exception:
                 pass
+        # As the host: a new batch is fetched once the messages in flight drop to newBatchThreshold, so up to
+        # batchSize + newBatchThreshold run at once per queue.
+        self.threshold = int(q.get("newBatchThreshold", self.batch // 2))
         self.fn, self.stop, self.name = fn, stop, queue_name
-        self.pool = ThreadPoolExecutor(self.batch)
+        self.pool = ThreadPoolExecutor(self.batch + self.threshold)
+        self.inflight = 0
+        self.changed = threading.Condition()
 
     def run(self) -> None:
         idle = 0.05
         while not self.stop.is_set():
+            with self.changed:
+                while self.inflight > self.threshold and not self.stop.is_set():
+                    self.changed.wait(0.5)
             try:
                 msgs = list(self.client.receive_messages(max_messages=min(self.batch, 32), visibility_timeout=120))
             except Exception:
@@ -246,7 +265,18 @@ class QueuePump:
                 idle = min(self.max_poll, idle * 2)
                 continue
             idle = 0.05
-            list(self.pool.map(self._one, msgs))
+            with self.changed:
+                self.inflight += len(msgs)
+            for m in msgs:
+                self.pool.submit(self._tracked, m)
+
+    def _tracked(self, m) -> None:
+        try:
+            self._one(m)
+        finally:
+            with self.changed:
+                self.inflight -= 1
+                self.changed.notify_all()
 
     def _one(self, m) -> None:
         body = m.content if isinstance(m.content, bytes) else base64.b64decode(m.content)

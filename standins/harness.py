@@ -78,12 +78,13 @@ class Server:
 
 
 def start_process(name: str, argv: list[str], ports: dict[str, int], workdir: Path,
-                  env: dict[str, str] | None = None, timeout: float = 30.0) -> Server:
+                  env: dict[str, str] | None = None, timeout: float = 30.0, cwd: Path | None = None) -> Server:
+    """Start a server process (in `cwd`, default the repository) and wait for its ports."""
     log_path = workdir / f"{name}.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        cwd=str(REPO), env={**os.environ, **(env or {})}, start_new_session=True,
+        cwd=str(cwd or REPO), env={**os.environ, **(env or {})}, start_new_session=True,
     )
     server = Server(name, proc, ports, log_path)
     try:

@@ -70,7 +70,8 @@ def _truthy(v: str | None) -> bool:
 def _appconfig_client(endpoint: str, client_id: str | None) -> Any:
     from azure.appconfiguration import AzureAppConfigurationClient
     from shared.identity import credential
-    return AzureAppConfigurationClient(endpoint, credential(client_id))
+    from shared.transport import sdk_options
+    return AzureAppConfigurationClient(endpoint, credential(client_id), **sdk_options())
 
 
 class AppConfigActuator:

@@ -100,8 +100,9 @@ def timer(timer_request: func.TimerRequest) -> str:
     if gate.config_refusal(settings, healer=shell.HEALER, subject="tick", what="plan the downshift tick"):
         return "refused"  # an invalid configuration acts on nothing (and is not read further)
     report = shell.tick(settings, owner=f"tick:{uuid.uuid4().hex[:8]}")
-    log.info("downshift tick: %d apps, %d tenants, %d evaluations queued, %d query round trips%s", report.apps,
-             report.tenants, report.enqueued, report.round_trips,
+    log.info("downshift tick: %d apps, %d tenants, %d evaluations queued in %d messages (%d still queued from "
+             "before), %d query round trips%s", report.apps, report.tenants, report.enqueued, report.messages,
+             report.already_queued, report.round_trips,
              f"; spend unknown: {report.spend_error}" if report.spend_error else "")
     return f"enqueued {report.enqueued}"
 

@@ -257,6 +257,8 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Cloc
         return _handle_alert(ctx, message)
     if kind == "budget":
         return _handle_budget(ctx, message)
+    if kind == "tick-batch" or (kind == "tick" and message.get("queued")):
+        return _handle_queued(ctx, message)
     if kind in ("tick", "approved"):
         app = ctx.apps.get(str(message.get("app", "")).lower())
         if app is None:
@@ -271,6 +273,20 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Cloc
             spend=obs, approval_id=message.get("approvalId"),
             approved_action=message.get("action"), approved_to=message.get("to"))
     raise Discard(f"unknown message kind {str(kind)[:40]!r}")
+
+
+def _handle_queued(ctx: Context, message: dict[str, Any]) -> str:
+    """A chunk the tick queued (`healers.downshift.tick`): each tenant evaluated under its own lease."""
+    from healers.downshift import tick as tick_mod
+    app = ctx.apps.get(str(message.get("app", "")).lower())
+    if app is None:
+        _audit(ctx, None, "*", "refused", f"{str(message.get('app'))[:300]} is no longer a downshift app; "
+                                          f"{len(tick_mod.items(message))} queued evaluations dropped")
+        return "refused"
+
+    def evaluate(tenant: str, spend: Any) -> str:
+        return Evaluation(ctx, app, tenant).run(spend=spend_from_dict(spend))
+    return tick_mod.handle_queued(ctx.settings, TABLE, safe_key(app.key), message, evaluate, ctx.now())
 
 
 def resolve_alert(apps: dict[str, ManagedApp], alert: Alert, dimensions: dict[str, str]) -> tuple[ManagedApp, str]:
@@ -800,15 +816,18 @@ class TickReport:
     round_trips: int = 0
     spend_error: str = ""
     planned: list[tuple[str, str, str]] = field(default_factory=list)  # (app, tenant, why)
+    messages: int = 0  # queue messages sent (evaluations go in chunks)
+    already_queued: int = 0  # planned, but an evaluation from an earlier tick is still queued: not sent again
 
 
 def _states(ctx: Context, app: ManagedApp) -> dict[str, DownshiftState]:
     return _records(ctx, app)[0]
 
 
-def _records(ctx: Context, app: ManagedApp) -> tuple[dict[str, DownshiftState], set[str]]:
+def _records(ctx: Context, app: ManagedApp, markers: list[dict[str, Any]] | None = None
+             ) -> tuple[dict[str, DownshiftState], set[str]]:
     """Every tenant's state of one app, and the tenants with a pending write: one partition listing (1,000 entities
-    per page)."""
+    per page). `markers` collects the tick's queued-evaluation markers (`healers.downshift.tick`)."""
     import json
 
     from shared.storage import table
@@ -817,7 +836,12 @@ def _records(ctx: Context, app: ManagedApp) -> tuple[dict[str, DownshiftState], 
         "PartitionKey eq @pk", parameters={"pk": safe_key(app.key)}, select=["RowKey", "data"],
         results_per_page=1000)
     for entity in entities:
-        if entity["RowKey"] == APP_ROW:
+        if entity["RowKey"].startswith("~"):  # the app row, queued-evaluation markers
+            if markers is not None and entity["RowKey"].startswith("~queued:"):
+                try:
+                    markers.append(json.loads(entity.get("data") or "{}"))
+                except ValueError:
+                    pass
             continue
         try:
             data = json.loads(entity.get("data") or "{}")
@@ -921,7 +945,9 @@ def plan_app(app: ManagedApp, states: dict[str, DownshiftState], currents: dict[
 
 
 def tick(settings: Settings, *, owner: str, now: Clock = utcnow, client: Any = None) -> TickReport:
-    """The timer: spend for every app and tenant, drift on every managed value; enqueue what must be evaluated."""
+    """The timer: spend for every app and tenant, drift on every managed value; enqueue what must be evaluated
+    (in chunks, skipping tenants whose evaluation is still queued: `healers.downshift.tick`)."""
+    from healers.downshift import tick as tick_mod
     ctx = Context.create(settings, owner, now)
     report = TickReport(apps=len(ctx.apps))
     if not ctx.apps:
@@ -938,11 +964,15 @@ def tick(settings: Settings, *, owner: str, now: Clock = utcnow, client: Any = N
         except Exception as exc:  # one app's store being down must not stop the others
             _audit(ctx, app, "*", "failed", f"could not read the current values ({type(exc).__name__})")
             continue
-        states, pending = _records(ctx, app)
+        markers: list[dict[str, Any]] = []
+        states, pending = _records(ctx, app, markers)
         plan = plan_app(app, states, currents, spend.get(app.key), t, actuator, pending)
         report.tenants += len(set(app.config.tenants) | set(states))
-        for tenant, obs, why in plan:
-            enqueue(settings, QUEUE, tick_message(app, tenant, obs))
-            report.enqueued += 1
-            report.planned.append((app.key, tenant, why))
+        report.planned.extend((app.key, tenant, why) for tenant, _, why in plan)
+        queued = tick_mod.queued_tenants(markers, t)
+        todo = [p for p in plan if p[0] not in queued]
+        report.already_queued += len(plan) - len(todo)
+        report.messages += tick_mod.enqueue_plan(settings, TABLE, safe_key(app.key), app.key, todo, t,
+                                                 spend_to_dict, QUEUE)
+        report.enqueued += len(todo)
     return report

@@ -212,7 +212,8 @@ def make_client(endpoint: str, credential: Any) -> Any:
     kwargs: dict[str, Any] = {}
     if endpoint.rstrip("/") != DEFAULT_ENDPOINT:
         kwargs = {"endpoint": endpoint.rstrip("/"), "audience": AUDIENCE}
-    return LogsQueryClient(credential, **kwargs)
+    from shared.transport import sdk_options
+    return LogsQueryClient(credential, **kwargs, **sdk_options())
 
 
 def query_spend(client: Any, source: Source, metric: str, dimension: str, starts: list[dt.datetime],

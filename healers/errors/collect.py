@@ -45,7 +45,8 @@ def make_client(source: Source, credential: Any) -> Any:
     kwargs: dict[str, Any] = {}
     if source.endpoint.rstrip("/") != DEFAULT_ENDPOINT:
         kwargs = {"endpoint": source.endpoint.rstrip("/"), "audience": AUDIENCE}
-    return LogsQueryClient(credential, **kwargs)
+    from shared.transport import sdk_options
+    return LogsQueryClient(credential, **kwargs, **sdk_options())
 
 
 def _redacted(row: ErrorRow) -> ErrorRow:

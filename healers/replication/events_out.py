@@ -93,7 +93,8 @@ class OutcomePublisher:
         with self._lock:
             if self._client is None:
                 from azure.eventgrid import EventGridPublisherClient
-                self._client = EventGridPublisherClient(self._endpoint, self._credential)
+                from shared.transport import sdk_options
+                self._client = EventGridPublisherClient(self._endpoint, self._credential, **sdk_options())
             return self._client
 
     def publish(self, events: Sequence[Any]) -> None:

@@ -10,10 +10,11 @@ import azure.functions as func
 from healers.rollback import shell
 from healers.rollback.signal import parse_signal
 from shared.alerts import PayloadError, parse_alert
-from shared.api import caller_name, queue_or_503
+from shared.api import caller_name
 from shared.auth import Principal
 from shared.config import Settings
 from shared.http import BadRequest, problem, read_json, respond
+from shared.intake_dedupe import queue_once_or_503
 from shared.work import RetryLater, record_dead_letter, run_queue_message
 
 log = logging.getLogger("healer.rollback")
@@ -26,10 +27,13 @@ def accept_alert(req: func.HttpRequest, settings: Settings, principal: Principal
         alert = parse_alert(body)
     except PayloadError as exc:
         raise BadRequest(400, f"not an Azure Monitor alert Healer accepts: {exc}") from None
-    failed = queue_or_503(settings, shell.QUEUE, shell.work_message(alert, parse_signal(body)),
-                          f"alert {alert.alert_id}")
+    # A repeat delivery of an alert already queued or decided is acknowledged without a second message.
+    failed, intake = queue_once_or_503(settings, shell.HEALER, shell.intake_key(alert), shell.QUEUE,
+                                       shell.work_message(alert, parse_signal(body)), f"alert {alert.alert_id}",
+                                       decided=lambda: shell.is_decided(settings, alert), subject=alert.alert_id,
+                                       resource=shell.target_hint(alert))
     return failed or respond(202, {"accepted": True, "alertId": alert.alert_id, "condition": alert.monitor_condition,
-                         "queue": shell.QUEUE})
+                                   "queue": shell.QUEUE, "duplicate": not intake.queued})
 
 
 def rearm(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:

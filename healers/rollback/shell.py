@@ -100,11 +100,26 @@ def _claim(settings: Settings, alert: Alert, suffix: str, now: dt.datetime) -> R
     store = Store(settings, "dedupe")
     rec = Record(HEALER, safe_key(alert.alert_id + suffix), {"status": "claimed", "at": now.isoformat(),
                                                              "rule": alert.rule})
+    seen = store.get(rec.partition, rec.row)  # a repeat delivery costs this one read
+    if seen is not None:
+        return seen
     try:
         store.insert(rec)
         return None
     except Conflict:
         return store.get(rec.partition, rec.row)
+
+
+def intake_key(alert: Alert) -> str:
+    """What makes two webhook deliveries the same work: the alert and its condition (Fired / Resolved)."""
+    return f"{alert.alert_id}:{alert.monitor_condition.lower()}"
+
+
+def is_decided(settings: Settings, alert: Alert) -> bool:
+    """Whether the worker has finished with this delivery's alert (decided, or Resolved recorded)."""
+    if not alert.fired:
+        return Store(settings, "dedupe").get(HEALER, safe_key(alert.alert_id + ":resolved")) is not None
+    return _decided(settings, alert) is not None
 
 
 def _decided(settings: Settings, alert: Alert) -> Record | None:
@@ -127,8 +142,11 @@ def _mark_decided(settings: Settings, alert: Alert, outcome: str, reason: str, n
 
 
 def _duplicate(settings: Settings, alert: Alert, target: RollbackTarget, seen: Record, t: dt.datetime) -> str:
-    _audit(settings, "duplicate", f"duplicate delivery of alert already decided "
-           f"({seen.data.get('outcome')}: {seen.data.get('reason', '')[:200]})", target.resource_id, alert, t)
+    """Audited as one aggregated record per alert per interval, with a count (an alert storm is not 5,000 rows)."""
+    audit.record_repeat(settings, healer=HEALER, subject=alert.alert_id, resource=target.resource_id,
+                        reason=f"duplicate delivery of alert already decided "
+                               f"({seen.data.get('outcome')}: {seen.data.get('reason', '')[:200]})",
+                        details={"rule": alert.rule, "condition": alert.monitor_condition}, now=t)
     return "duplicate"
 
 
@@ -144,7 +162,7 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
     t = now()
     if not alert.fired:
         if _claim(settings, alert, ":resolved", t) is None:
-            _audit(settings, "recorded", "Resolved: recorded, never acted on", _target_hint(alert), alert, t)
+            _audit(settings, "recorded", "Resolved: recorded, never acted on", target_hint(alert), alert, t)
             return "recorded"
         return "duplicate"
     if gate.config_refusal(settings, healer=HEALER, resource=_target_hint(alert), subject=alert.alert_id,
@@ -154,7 +172,7 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
         target, slot = resolve_target(settings, alert)
     except Refused as exc:
         if _claim(settings, alert, ":refused", t) is None:
-            _audit(settings, "refused", str(exc), _target_hint(alert), alert, t)
+            _audit(settings, "refused", str(exc), target_hint(alert), alert, t)
         return "refused"
     approval_id = message.get("approvalId")
     if not approval_id:
@@ -475,5 +493,5 @@ class Run:
         return None
 
 
-def _target_hint(alert: Alert) -> str:
+def target_hint(alert: Alert) -> str:
     return alert.custom_properties.get(TARGET_PROPERTY, "")[:600]

@@ -4,6 +4,8 @@ param name string
 param planName string
 param location string
 param tags object = {}
+@description('azd service this app is deployed as (azure.yaml): healer, or healer-worker for the split worker app.')
+param serviceName string = 'healer'
 @description('Resource id of the user-assigned identity.')
 param identityId string
 param storageBlobEndpoint string
@@ -46,7 +48,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: name
   location: location
-  tags: union(tags, { 'azd-service-name': 'healer' })
+  tags: union(tags, { 'azd-service-name': serviceName })
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'

@@ -82,6 +82,13 @@ PLATFORM_SETTINGS = {
     "AzureWebJobsStorage__credential": "identity-based storage connection for the Functions host",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra ID ingestion (host and the Azure Monitor exporter)",
 }
+# The Functions host's per-function switches (AzureWebJobs.<function>.Disabled): with splitWorkers the main app's
+# queue workers and timers are off and run in the worker app. Quoted Bicep keys keep their quotes in the parse tree.
+WORKER_FUNCTIONS = ("rollback_worker", "rollback_dead_letter", "housekeeping", "downshift_tick", "downshift_worker",
+                    "downshift_dead_letter", "replication_worker", "replication_dead_letter", "errors_daily",
+                    "errors_worker", "errors_dead_letter")
+PLATFORM_SETTINGS.update({f"'AzureWebJobs.{f}.Disabled'": "Functions host: this function runs in the worker app"
+                          for f in WORKER_FUNCTIONS})
 # Bicep defaults that deliberately differ from the code's defaults.
 DELIBERATE_DEFAULTS = {
     "HEALER_DRY_RUN": "a new deployment decides and records but does not act until an operator turns it off",
@@ -535,3 +542,22 @@ def test_the_example_budget_start_date_never_moves_between_provisions():
     assert doc["parameters"]["budgetStartDate"]["value"] == "${HEALER_BUDGET_START_DATE=}"
     condition = json.dumps(parsed(MAIN)["modules"]["budget"]["config"]["condition"])
     assert "budgetStartDate" in condition
+
+
+def test_split_apps_run_every_function_in_exactly_one_app(registered_functions):
+    """splitWorkers: the main app keeps HTTP and Event Grid, the worker app queue triggers and timers; together
+    they run every function function_app.py registers, each once."""
+    from tests.functions import trigger
+    main_off = {k.strip("'").split(".")[1] for k in variable(MAIN, "platformSettings") if k.startswith("'AzureWebJobs.")}
+    switches = variable(MAIN, "workerAppSwitches")
+    worker_on = {k.strip("'").split(".")[1] for k, v in switches.items() if v == "false"}
+    worker_off = {k.strip("'").split(".")[1] for k, v in switches.items() if v == "true"}
+    names = set(registered_functions)
+    assert main_off == worker_on == set(WORKER_FUNCTIONS) and worker_off | worker_on == names
+    assert not worker_off & worker_on
+    for name in worker_on:
+        assert trigger(registered_functions[name])["type"] in ("queueTrigger", "timerTrigger")
+    for name in worker_off:
+        assert trigger(registered_functions[name])["type"] in ("httpTrigger", "eventGridTrigger")
+    worker = body(parsed(MAIN)["modules"]["workerApp"])
+    assert worker["params"]["serviceName"] == "healer-worker"
