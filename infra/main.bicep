@@ -537,6 +537,8 @@ var platformSettings = {
   'AzureWebJobs.errors_daily.Disabled': workerFunctionsOff
   'AzureWebJobs.errors_worker.Disabled': workerFunctionsOff
   'AzureWebJobs.errors_dead_letter.Disabled': workerFunctionsOff
+  'AzureWebJobs.notify_worker.Disabled': workerFunctionsOff
+  'AzureWebJobs.notify_dead_letter.Disabled': workerFunctionsOff
 }
 var workerAppSwitches = {
   'AzureWebJobs.rollback_alert.Disabled': 'true'
@@ -557,6 +559,9 @@ var workerAppSwitches = {
   'AzureWebJobs.session.Disabled': 'true'
   'AzureWebJobs.openapi.Disabled': 'true'
   'AzureWebJobs.replication_waits.Disabled': 'true'
+  'AzureWebJobs.approvals_all.Disabled': 'true'
+  'AzureWebJobs.health.Disabled': 'true'
+  'AzureWebJobs.approval_link.Disabled': 'true'
   'AzureWebJobs.rollback_worker.Disabled': 'false'
   'AzureWebJobs.rollback_dead_letter.Disabled': 'false'
   'AzureWebJobs.housekeeping.Disabled': 'false'
@@ -568,6 +573,8 @@ var workerAppSwitches = {
   'AzureWebJobs.errors_daily.Disabled': 'false'
   'AzureWebJobs.errors_worker.Disabled': 'false'
   'AzureWebJobs.errors_dead_letter.Disabled': 'false'
+  'AzureWebJobs.notify_worker.Disabled': 'false'
+  'AzureWebJobs.notify_dead_letter.Disabled': 'false'
 }
 
 // ------------------------------------------------------------------------------------------------ scopes Healer gets roles on

@@ -86,7 +86,7 @@ PLATFORM_SETTINGS = {
 # queue workers and timers are off and run in the worker app. Quoted Bicep keys keep their quotes in the parse tree.
 WORKER_FUNCTIONS = ("rollback_worker", "rollback_dead_letter", "housekeeping", "downshift_tick", "downshift_worker",
                     "downshift_dead_letter", "replication_worker", "replication_dead_letter", "errors_daily",
-                    "errors_worker", "errors_dead_letter")
+                    "errors_worker", "errors_dead_letter", "notify_worker", "notify_dead_letter")
 PLATFORM_SETTINGS.update({f"'AzureWebJobs.{f}.Disabled'": "Functions host: this function runs in the worker app"
                           for f in WORKER_FUNCTIONS})
 # Bicep defaults that deliberately differ from the code's defaults.
