@@ -37,7 +37,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from healers.errors.masking import (MAX_MESSAGE_CHARS, MAX_TOKEN_CHARS, MAX_TOKENS, WILDCARD, mask,
+from healers.errors.masking import (MAX_MESSAGE_CHARS, MAX_TOKEN_CHARS, MAX_TOKENS, WILDCARD, WordCache, mask,
+                                    message_tokens,
                                     tokens as _masked_tokens)
 
 __all__ = ["MAX_MESSAGE_CHARS", "MAX_TOKENS", "MAX_TOKEN_CHARS", "WILDCARD", "cluster_messages", "cluster_templates",
@@ -55,7 +56,7 @@ _TRAIL = ")]}\"'`,;:.!?"
 
 def tokenize(message: str) -> tuple[str, ...]:
     """Masked tokens of one message (step 1 and 2 above)."""
-    return _masked_tokens(message, {})
+    return _masked_tokens(message)
 
 
 def message_template(message: str) -> str:
@@ -153,8 +154,8 @@ def cluster_templates(messages: Sequence[str]) -> list[str]:
     unique: dict[str, int] = {}
     for m in messages:
         unique[m] = unique.get(m, 0) + 1
-    cache: dict[str, str] = {}
-    token_rows = {m: _masked_tokens(m, cache) for m in unique}
+    cache = WordCache()
+    token_rows = {m: message_tokens(str(m), cache) for m in unique}
 
     # distinct token tuples with their multiplicity, by length
     tuple_weight: dict[tuple[str, ...], int] = defaultdict(int)
