@@ -9,23 +9,24 @@ Pure functions, no state between calls, one configuration for every input:
 
 Algorithm (after Brain, Yu et al. 2023, "longest common pattern" grouping, generic rules only):
 
-1. Masking: bounded input, then generic regexes replace timestamps, URLs, e-mails, GUIDs,
-   IPv4[:port], MACs, hex literals, unix/windows paths, host names, numbers with units and
-   quoted values after ``=``/``:`` with ``<*>``.
-2. Tokenisation: whitespace words. Inside a word, segments between delimiters
-   (``= : , ; ( ) [ ] { } | " ' @ ..``) that contain a digit (except short names such as
-   ``eth0``/``SOCKS5``) or are boolean/null literals become ``<*>``; a word made only of
-   wildcards and delimiters becomes ``<*>``; consecutive ``<*>`` words collapse into one.
+1-2. Masking and tokenisation in one pass (``masking.py``): one combined regex masks the values
+   that span spaces, then every distinct word (per digit shape) is classified once: a value as a
+   whole (URL, path, e-mail, IP, host:port, GUID, hex, number with unit, version, prefixed id,
+   quoted value, literal) becomes ``<*>`` with its surrounding punctuation kept; otherwise its
+   digit-bearing segments do. A bracketed list of values is one ``<*>``, a parenthesised value
+   after a word is an annotation and dropped, a run of more than 8 placeholders is one.
 3. Grouping per token count: count each (position, token) in the batch; for every message the
    *anchor* is the set of its non-wildcard tokens sharing the frequency that most of its
    tokens share (ties: the higher frequency). Messages with the same anchor form a root group.
 4. Inside a root group, a position not in the anchor that varies is a variable when any value
-   is ``<*>``, when all values are ``key=<value>`` of one key and one of them holds a
+   is a placeholder (its punctuation aside), when all values are ``key=<value>`` of one key and one of them holds a
    wildcard, or when it has at least ``DISTINCT_VARIABLE`` distinct values (3x that for the
    first token: messages usually start with constant text). Positions whose values are all
    more frequent than the anchor, and low-cardinality positions, stay constant and split the
    group.
-5. The template is the token tuple with variable positions replaced; the group id is a hash
+5. The template is the token tuple with variable positions replaced (by ``<*>`` with the
+   punctuation or ``key=`` every value shares); templates that differ only by a parenthesised
+   value are one template without it; the group id is a hash
    of the template string, so ids are stable across calls, batches, orders and days.
 """
 
