@@ -53,6 +53,7 @@ def _redacted(row: ErrorRow) -> ErrorRow:
     row.sample_stack = redact(row.sample_stack)
     row.shape = redact(row.shape)
     row.operations = [redact(o) for o in row.operations]
+    row.target = redact(row.target)
     return row
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from healers.errors import kql, llm, stacks
 from healers.errors.cluster import Group, cluster
 from healers.errors.collect import CollectError, Collected, Source, collect
+from healers.errors.context import attach_related
 from healers.errors.github import GitHubApp, GitHubAuthError, GitHubError, PullRef, Repo, app_private_key
 from healers.errors.patch import check_and_apply
 from healers.errors.rank import Ranked, rank, updated_baseline
@@ -330,6 +331,7 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
     known = [f"{d.get('type')}|{d.get('template')}" for d in baselines.values()
              if d.get("kind") == "message" and d.get("template")]
     groups = cluster(collected.rows, known_templates=known, in_app_prefixes=cfg.in_app_prefixes)
+    attach_related(settings, groups, window)
     ranked = rank(groups, baselines, window.day, cfg.baseline_days)
     report.groups = len(groups)
     policy_doc, why = load_policy(settings.policy_document)
@@ -409,7 +411,7 @@ def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget
     g = r.group
     branch, path = branch_name(g.short), triage_path(g.short)
     repro = kql.repro_query(cfg.source.schema, g.sources[0] if g.sources else "exceptions", g.problem_ids,
-                            [g.type], window.start, window.end)
+                            [g.type], window.start, window.end, g.target, g.result_code)
     text = redact(triage_file(r, window, repro, cfg.source.schema))
     pulls = repo.pulls_for(branch)
     open_pr = next((p for p in pulls if p.state == "open"), None)

@@ -102,6 +102,20 @@ def _hours(hourly: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def _call_lines(g) -> list[str]:
+    """The failed-call facts of a dependency/request group (none for exception groups)."""
+    if g.kind != "call":
+        return []
+    return [f"- Failure: **{inline(g.failure, 40)}** (result code `{inline(g.result_code, 40)}`)",
+            f"- Target: `{inline(g.target or '-', 200)}`; operation: `{inline(g.template, 200)}`"]
+
+
+def related_section(g) -> list[str]:
+    if not g.related:
+        return []
+    return ["", "## Related actions by other healers", "", *[f"- {inline(line, 300)}" for line in g.related]]
+
+
 def triage_file(r: Ranked, window: Window, repro_kql: str, schema: str) -> str:
     g = r.group
     listing = lambda values: ", ".join(f"`{inline(v, 120)}`" for v in values) or "-"  # noqa: E731
@@ -116,6 +130,8 @@ def triage_file(r: Ranked, window: Window, repro_kql: str, schema: str) -> str:
         f"- Occurrences (sampling-weighted, itemCount): **{g.occurrences}** in {g.rows} aggregated row(s)",
         f"- First seen: {iso(g.first_seen)}; last seen: {iso(g.last_seen)}",
         f"- Exception type: `{inline(g.type, 200)}`",
+        *_call_lines(g),
+        f"- Versions seen: {listing(g.versions)}",
         f"- Roles: {listing(g.roles)}",
         f"- Operations: {listing(g.operations)}",
         f"- Problem ids: {listing(g.problem_ids)}",
@@ -139,6 +155,7 @@ def triage_file(r: Ranked, window: Window, repro_kql: str, schema: str) -> str:
     ]
     if g.kind == "message":
         parts += ["", "## Message template", "", fence(redact(g.template))]
+    parts += related_section(g)
     parts += ["", f"## Reproduce in Logs ({schema} schema)", "", fence(repro_kql, "kusto"), ""]
     return "\n".join(parts)
 
@@ -175,6 +192,10 @@ def pr_body(r: Ranked, window: Window, triage: str, regression_of: int | None, d
         f"- Triage: `{triage}`",
         f"- Roles: {len(g.roles)}, operations: {len(g.operations)}, fingerprint `{g.short}`",
     ]
+    if g.kind == "call":
+        parts.append(f"- Failed calls: **{inline(g.failure, 40)}** (result code `{inline(g.result_code, 40)}`) to "
+                     f"`{inline(g.target or '-', 200)}`, operation `{inline(g.template, 200)}`")
+    parts += [f"- {inline(line, 300)}" for line in g.related]
     if regression_of:
         parts.append(f"- This came back after pull request {regression_of} was merged: drafted again as a regression.")
     parts += ["", "## Diagnosis", ""]
