@@ -13,7 +13,7 @@ import re
 
 THROTTLED, TIMEOUT, SERVER, CLIENT, FAILED = "throttled", "timeout", "server error", "client error", "failed"
 MAX_KEY = 200
-_TIMEOUT_WORDS = re.compile(r"time[d ]?out|timedout|deadline|canceled|cancelled", re.I)
+_TIMEOUT_WORDS = re.compile(r"timed? ?out|deadline|cancell?ed", re.I)
 _ID_SEGMENT = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # GUID
     r"|[0-9]+|(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{12,}"  # numbers, long hex
@@ -64,9 +64,11 @@ def signature(source: str, kind: str, target: str, result_code: str, name: str) 
 
 
 def title(source: str, kind: str, target: str, result_code: str, name: str) -> str:
-    """`Throttled (429): dependency HTTP POST /openai/deployments/gpt-4o/chat/completions on myai.openai.azure.com`"""
-    cls = classify(result_code, name)
-    code = code_key(result_code)
-    what = "request" if source == "requests" else kind
-    where = f" on {target_key(target)}" if target else ""
-    return f"{cls.capitalize()} ({code}): {what} {operation_key(name)}{where}"[:160]
+    """`Throttled (429) from myai.openai.azure.com: POST /openai/deployments/gpt-4o/chat/completions` for a
+    dependency (where the call went first: titles are cut at 100 characters), `Client error (400) answering
+    POST /api/chat/<*>` for a request."""
+    head = f"{classify(result_code, name).capitalize()} ({code_key(result_code)})"
+    if source == "requests":
+        return f"{head} answering {operation_key(name)}"[:160]
+    where = target_key(target) or kind
+    return f"{head} from {where}: {operation_key(name)}"[:160]
