@@ -27,6 +27,7 @@ from healers.errors import api as errors_api
 from healers.replication import api as replication_api
 from healers.rollback import api as rollback
 from shared import api as shared_api
+from shared import timers
 from shared.config import Settings
 from shared.telemetry import configure as configure_telemetry
 
@@ -97,6 +98,7 @@ def controls_set(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("housekeeping")
 @app.timer_trigger(schedule="%HEALER_HOUSEKEEPING_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def housekeeping(timer: func.TimerRequest) -> None:
+    timers.ran(Settings(), "housekeeping", timer)
     shared_api.housekeeping(timer)
 
 
@@ -117,6 +119,7 @@ def downshift_budget(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("downshift_tick")
 @app.timer_trigger(schedule="%HEALER_DOWNSHIFT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def downshift_tick(timer: func.TimerRequest) -> None:
+    timers.ran(Settings(), "downshift_tick", timer)
     downshift_api.timer(timer)
 
 
@@ -171,6 +174,7 @@ def replication_status(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("errors_daily")
 @app.timer_trigger(schedule="%HEALER_ERRORS_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def errors_daily(timer: func.TimerRequest) -> None:
+    timers.ran(Settings(), "errors_daily", timer)
     errors_api.timer(timer)
 
 

@@ -286,6 +286,23 @@ param errorsLlmMaxRetries int = 2
 
 // ------------------------------------------------------------------------------------------------ triggers and alerts
 
+@description('Healer watches Healer: alert rules on its own escalations, dead letters, invalid configuration, failed notifications and stale timers.')
+param enableSelfMonitoring bool = true
+
+@description('E-mail addresses of the operators who hear about Healer\'s own trouble (ag-healer-operators).')
+param operatorEmails array = []
+
+@secure()
+@description('Optional webhook for the same self-monitoring alerts (Teams workflow, pager). Empty: none.')
+param operatorWebhookUrl string = ''
+
+@description('Expected period of each timer (KQL timespan); keep in step with the schedules above.')
+param timerPeriods object = {
+  downshift_tick: '10m'
+  errors_daily: '1d'
+  housekeeping: '1d'
+}
+
 @description('Second pass, after the code is deployed: create action groups, alert rules, budget and Event Grid subscriptions.')
 param wireTriggers bool = false
 
@@ -612,6 +629,19 @@ module alerts 'modules/alerts.bicep' = if (wireTriggers) {
   }
 }
 
+module selfMonitor 'modules/selfmonitor.bicep' = if (enableSelfMonitoring) {
+  name: 'healer-selfmonitor'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceId: monitoring.outputs.workspaceId
+    operatorEmails: operatorEmails
+    operatorWebhookUrl: operatorWebhookUrl
+    timerPeriods: timerPeriods
+  }
+}
+
 module budget 'modules/budget.bicep' = if (wireTriggers && budgetAmount > 0 && !empty(budgetResourceGroupId) && !empty(budgetStartDate)) {
   name: 'healer-budget'
   scope: resourceGroup(split(budgetResourceGroupId, '/')[2], split(budgetResourceGroupId, '/')[4])
@@ -637,6 +667,7 @@ output HEALER_OUTCOME_TOPIC_ENDPOINT string = outcomeTopic.outputs.endpoint
 output HEALER_KEY_VAULT_NAME string = keyVault.outputs.name
 output HEALER_WORKSPACE_ID string = monitoring.outputs.workspaceId
 output HEALER_WORKBOOK_ID string = workbook.outputs.id
+output HEALER_OPERATORS_ACTION_GROUP_ID string = enableSelfMonitoring ? selfMonitor.outputs.operatorsActionGroupId : ''
 output HEALER_SITE_OPERATOR_ROLE_ID string = empty(targetAppIds) ? '' : siteOperatorRole.outputs.id
 output HEALER_ROLLBACK_ACTION_GROUP_ID string = wireTriggers ? alerts.outputs.rollbackActionGroupId : ''
 output HEALER_DOWNSHIFT_ACTION_GROUP_ID string = wireTriggers ? alerts.outputs.downshiftActionGroupId : ''

@@ -12,6 +12,7 @@ from shared.auth import AuthError, Principal, authenticate
 from shared.config import ConfigError, Settings
 from shared.controls import read_mode, set_control
 from shared.http import BadRequest, problem, read_json, respond
+from shared.tracing import span
 from shared.work import enqueue
 
 log = logging.getLogger("healer.api")
@@ -21,9 +22,12 @@ Handler = Callable[[func.HttpRequest, Settings, Principal], func.HttpResponse]
 def guarded(purpose: str, handler: Handler, req: func.HttpRequest) -> func.HttpResponse:
     """Authenticate, then run the handler; map known errors to 4xx/5xx with a reason."""
     settings = Settings()
+    headers = dict(req.headers)
     try:
-        principal = authenticate(settings, dict(req.headers), purpose)  # type: ignore[arg-type]
-        return handler(req, settings, principal)
+        with span(f"healer.http {purpose}", {k.lower(): v for k, v in headers.items()},
+                  {"healer.route": _path(req.url)}):
+            principal = authenticate(settings, headers, purpose)  # type: ignore[arg-type]
+            return handler(req, settings, principal)
     except AuthError as exc:
         return problem(exc.status, exc.reason)
     except BadRequest as exc:
@@ -31,6 +35,14 @@ def guarded(purpose: str, handler: Handler, req: func.HttpRequest) -> func.HttpR
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return problem(500, f"Healer is misconfigured: {exc}")
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+    try:
+        return urlsplit(url).path[:200]
+    except ValueError:
+        return ""
 
 
 def queue_or_503(settings: Settings, queue_name: str, message: dict[str, Any], what: str) -> func.HttpResponse | None:

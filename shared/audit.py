@@ -15,7 +15,7 @@ from shared.state import Record, Store
 
 log = logging.getLogger("healer.audit")
 OUTCOMES = frozenset({"acted", "skipped", "refused", "pending", "failed", "escalated", "recorded", "dry-run",
-                      "ignored", "approved", "rejected", "duplicate", "dead-letter"})
+                      "ignored", "approved", "rejected", "duplicate", "dead-letter", "expired", "config-invalid"})
 _MAX_MS = 10 ** 13
 _counter = None
 
@@ -50,7 +50,7 @@ def record(settings: Settings, *, healer: str, outcome: str, reason: str, resour
              extra={"healer.healer": healer, "healer.outcome": outcome, "healer.resource": entry["resource"],
                     "healer.subject": entry["subject"], "healer.audit_id": entry["id"]})
     try:
-        _decisions_counter().add(1, {"healer": healer, "outcome": outcome})
+        _decisions_counter().add(1, {"healer.healer": healer, "healer.outcome": outcome})
     except Exception:  # telemetry must never break a decision
         log.debug("metric emit failed", exc_info=True)
     return entry

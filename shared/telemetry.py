@@ -5,6 +5,7 @@ The Azure Monitor distro is imported only when a connection string is set, so lo
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from shared.config import Settings
@@ -22,7 +23,12 @@ def configure(settings: Settings) -> bool:
     with _lock:
         if not _done:
             from azure.monitor.opentelemetry import configure_azure_monitor
-            configure_azure_monitor(connection_string=conn, logger_name="healer")
+            # Every decision's trace is kept whole (the distro's default rate limit of 5 traces/s drops parts of
+            # one operation during a storm); OTEL_TRACES_SAMPLER / _ARG still override. Live metrics off: Healer
+            # has no use for it, and it is one more outbound connection.
+            sampling = {} if os.environ.get("OTEL_TRACES_SAMPLER") else {"sampling_ratio": 1.0}
+            configure_azure_monitor(connection_string=conn, logger_name="healer", enable_live_metrics=False,
+                                    **sampling)
             logging.getLogger("healer").setLevel(logging.INFO)
             _done = True
     return True

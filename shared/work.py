@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from shared.config import Settings
 from shared.storage import queue
+from shared.tracing import TRACE_FIELD, span, with_context
 
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 1
 
@@ -39,7 +40,7 @@ def encode(message: dict[str, Any]) -> bytes:
 
 def enqueue(settings: Settings, queue_name: str, message: dict[str, Any], delay_seconds: float = 0) -> None:
     delay = int(min(max(delay_seconds, 0), MAX_VISIBILITY_SECONDS))
-    queue(settings, queue_name).send_message(encode(message), visibility_timeout=delay or None)
+    queue(settings, queue_name).send_message(encode(with_context(message)), visibility_timeout=delay or None)
 
 
 def retry(settings: Settings, queue_name: str, message: dict[str, Any], delay_seconds: float, reason: str,
@@ -72,8 +73,11 @@ def run_queue_message(settings: Settings, queue_name: str, body: bytes, dequeue_
         dead_letter(settings, queue_name, {"raw": body[:2000].decode("utf-8", "replace")},
                     f"malformed message: {exc}")
         return "dead-letter"
+    attempt = message.get("attempt")
     try:
-        return handler(message)
+        with span(f"healer.queue {queue_name}", message.get(TRACE_FIELD),
+                  {"healer.queue": queue_name, "healer.attempt": attempt if isinstance(attempt, int) else None}):
+            return handler(message)
     except Discard as exc:
         dead_letter(settings, queue_name, message, str(exc))
         return "dead-letter"

@@ -84,6 +84,33 @@ var workbook = {
         visualization: 'barchart'
       })
     }
+    {
+      type: 1
+      name: 'health-title'
+      content: {
+        json: '## Healer\'s own health\nWhat the self-monitoring alerts (ag-healer-operators) fire on: escalations, dead letters, invalid configuration, failed notifications, and when each timer last ran. `GET /api/health` shows the live view.'
+      }
+    }
+    {
+      type: 3
+      name: 'health-trouble'
+      content: union(tile, {
+        version: 'KqlItem/1.0'
+        title: 'Escalations, dead letters, invalid configuration, failed notifications'
+        query: loadTextContent('../kql/workbook-health.kql')
+        visualization: 'barchart'
+      })
+    }
+    {
+      type: 3
+      name: 'health-timers'
+      content: union(tile, {
+        version: 'KqlItem/1.0'
+        title: 'Timers: last run'
+        query: loadTextContent('../kql/workbook-timers.kql')
+        visualization: 'table'
+      })
+    }
   ]
   fallbackResourceIds: [
     workspaceId

@@ -111,8 +111,9 @@ def resources(type_name: str | None = None) -> Iterator[tuple[Path, str, dict[st
                 yield path, name, res
 
 
-def one(type_name: str) -> dict[str, Any]:
-    found = [res for _, _, res in resources(type_name) if not res["existing"]]
+def one(type_name: str, in_file: str | None = None) -> dict[str, Any]:
+    found = [res for path, _, res in resources(type_name)
+             if not res["existing"] and (in_file is None or path.name == in_file)]
     assert len(found) == 1, f"expected one {type_name}, found {len(found)}"
     return body(found[0])
 
@@ -431,13 +432,13 @@ def test_http5xx_alert_carries_the_properties_the_rollback_healer_reads():
 
 
 def test_action_groups_use_the_common_alert_schema_and_healers_routes():
-    group = one("Microsoft.Insights/actionGroups")
+    group = one("Microsoft.Insights/actionGroups", "alerts.bicep")
     [receiver] = group["properties"]["webhookReceivers"]
     assert receiver["useCommonAlertSchema"] is True
     assert receiver["serviceUri"].startswith("https://${functionHostName}/api/")
     routes = params(MAIN)["alertRoutes"]["default"]
     assert routes["rollback"] == "alerts/rollback"  # function_app.py
-    throttle = one("Microsoft.Insights/scheduledQueryRules")["properties"]["criteria"]["allOf"][0]
+    throttle = one("Microsoft.Insights/scheduledQueryRules", "alerts.bicep")["properties"]["criteria"]["allOf"][0]
     assert [d["name"] for d in throttle["dimensions"]] == ["tenant"] and throttle["metricMeasureColumn"] == "ratio"
 
 
