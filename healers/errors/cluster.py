@@ -49,6 +49,7 @@ class Group:
     target: str = ""
     result_code: str = ""
     versions: list[str] = field(default_factory=list)  # application versions the rows were seen on
+    sample_version: str = ""  # the version of the sample row (the code the sample stack ran)
     related: list[str] = field(default_factory=list)  # other healers' actions on the same app (rendered lines)
 
     def top_variants(self, limit: int = MAX_VARIANTS) -> list[tuple[str, int]]:
@@ -147,7 +148,8 @@ def cluster(rows: Iterable[ErrorRow], *, known_templates: Iterable[str] = (),
         if g is None:
             g = groups[fp] = Group(fingerprint=fp, signature=sig, kind=kind, type=stacks.normalise_type(row.type),
                                    title=_title(kind, row.type, frames, tmpl), sample_message=row.sample_message,
-                                   sample_stack=text, frames=frames, template=tmpl)
+                                   sample_stack=text, frames=frames, template=tmpl,
+                                   sample_version=row.sample_version)
             if kind == "call":
                 name = row.sample_message or row.shape
                 g.type = row.type[:300]

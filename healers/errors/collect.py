@@ -31,6 +31,7 @@ class Source:
     endpoint: str
     include_traces: bool
     max_rows: int
+    version_dimension: str | None = None  # custom dimension holding the app version (default AppVersion)
 
 
 @dataclass
@@ -62,7 +63,7 @@ def collect(client: Any, source: Source, start: dt.datetime, end: dt.datetime) -
     from azure.monitor.query import LogsQueryStatus
 
     out = Collected()
-    plan = [("exceptions", kql.exceptions_query(source.schema, source.max_rows))]
+    plan = [("exceptions", kql.exceptions_query(source.schema, source.max_rows, source.version_dimension))]
     if source.include_traces:
         plan.append(("traces", kql.traces_query(source.schema, max(source.max_rows // 2, 1))))
     for name, query in plan:

@@ -8,8 +8,10 @@ import datetime as dt
 import logging
 from typing import Any
 
-from healers.errors import links
+from healers.errors import kql, links, versions
 from healers.errors.cluster import Group
+from healers.errors.github import Repo
+from healers.errors.history import History, VersionConfig
 from healers.errors.triage import Window
 from shared import audit
 from shared.config import ConfigError, Settings
@@ -49,3 +51,47 @@ def attach_related(settings: Settings, groups: list[Group], window: Window) -> N
     roles = _downshift_roles(settings)
     for g in candidates:
         g.related = links.downshift_links(g, records, roles, window.start, window.end)
+
+
+# ---------------------------------------------------------------------------------------------- versions, deploys
+
+def version_dimension(settings: Settings) -> str | None:
+    name = (settings.get("HEALER_ERRORS_VERSION_DIMENSION") or "").strip()
+    if not name:
+        return None
+    try:
+        kql.version_expr("workspace", name)
+    except ValueError as exc:
+        raise ConfigError(f"setting HEALER_ERRORS_VERSION_DIMENSION: {exc}") from None
+    return name
+
+
+def version_config(settings: Settings) -> VersionConfig:
+    try:
+        mapping = versions.parse_version_map(settings.get("HEALER_ERRORS_VERSION_MAP"))
+    except ValueError as exc:
+        raise ConfigError(f"setting HEALER_ERRORS_VERSION_MAP {exc}") from None
+    patterns = tuple(p.strip() for p in (settings.get("HEALER_ERRORS_VERSION_TAGS") or "").split(",") if p.strip())
+    if any("{version}" not in p for p in patterns):
+        raise ConfigError("setting HEALER_ERRORS_VERSION_TAGS: every pattern needs {version}")
+    return VersionConfig(mapping, patterns or versions.DEFAULT_TAG_PATTERNS,
+                         (settings.get("HEALER_ERRORS_DEPLOY_ENVIRONMENT") or "").strip())
+
+
+def open_history(cfg: VersionConfig, repo: Repo | None, base_branch: str | None) -> History | None:
+    """The run's reader of versions, deployments and code (None without a repository). Nothing is read yet."""
+    return None if repo is None else History(repo, cfg, base_branch)
+
+
+def deploy_sentences(history: History | None, groups: list[Group]) -> dict[str, str]:
+    """fingerprint -> "appeared 6 min after <deployment> reached production", for groups that first appeared
+    within versions.NEW_AFTER_DEPLOY of the latest deployment before them (rank keeps it for new groups only)."""
+    if history is None or not groups:
+        return {}
+    deployments = history.deployments()
+    out = {}
+    for g in groups:
+        d = versions.introduced_by(g.first_seen, deployments, history.cfg.environment)
+        if d is not None and g.first_seen is not None and g.first_seen - d.at <= versions.NEW_AFTER_DEPLOY:
+            out[g.fingerprint] = versions.after_deploy_sentence(g.first_seen, d)
+    return out

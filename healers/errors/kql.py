@@ -103,7 +103,8 @@ union
 | extend shape = {_shape('message')}, n = toint(coalesce(itemN, 1))
 | summarize n = sum(n), firstSeen = min(at), lastSeen = max(at), operations = make_set(operation, {MAX_SET}),
     versions = make_set(version, {MAX_VERSIONS}),
-    example = take_any(pack('message', substring(message, 0, 2000), 'stack', substring(stack, 0, {SAMPLE_CHARS})))
+    example = take_any(pack('message', substring(message, 0, 2000), 'stack', substring(stack, 0, {SAMPLE_CHARS}),
+        'version', version))
     by source, problemId, exceptionType, shape, role, target, resultCode, hour = bin(at, 1h)
 | summarize occurrences = sum(n), hourly = make_bag(bag_pack(format_datetime(hour, 'yyyy-MM-ddTHH:mm'), n)),
     firstSeen = min(firstSeen), lastSeen = max(lastSeen), operations = make_set(operations, {MAX_SET}),
@@ -182,6 +183,7 @@ class ErrorRow:
     target: str = ""  # dependency target or request host (failed calls)
     result_code: str = ""
     versions: list[str] = field(default_factory=list)  # application versions seen
+    sample_version: str = ""  # the version of the sample row
 
 
 def _as_dt(value: Any) -> dt.datetime:
@@ -229,6 +231,7 @@ def parse_rows(source: str, columns: list[str], rows: list[Any]) -> list[ErrorRo
             operations=[str(o)[:300] for o in (ops if isinstance(ops, list) else []) if o][:MAX_SET],
             sample_message=str(sample.get("message") or "")[:2000],
             sample_stack=str(sample.get("stack") or "")[:SAMPLE_CHARS],
-            target=str(r.get("target") or "")[:300], result_code=str(r.get("resultCode") or "")[:40],
+            sample_version=str(sample.get("version") or "")[:100], target=str(r.get("target") or "")[:300],
+            result_code=str(r.get("resultCode") or "")[:40],
             versions=[str(v)[:100] for v in (versions if isinstance(versions, list) else []) if v][:MAX_VERSIONS]))
     return out

@@ -179,7 +179,8 @@ def exceptions(ctx: QueryContext) -> Table:
         at = row["at"]
         if g is None:
             g = groups[key] = {"n": 0, "hourly": {}, "first": at, "last": at, "ops": [], "versions": [],
-                               "example": {"message": row["message"][:2000], "stack": row["stack"][:8000]}}
+                               "example": {"message": row["message"][:2000], "stack": row["stack"][:8000],
+                                           "version": row["version"]}}
         n = 1 if row["n"] is None else int(row["n"])
         g["n"] += n
         hour = at.strftime("%Y-%m-%dT%H:00")
