@@ -127,7 +127,7 @@ CAUSES: tuple[Cause, ...] = (
 
 
 def exception_row(schema: str, at: dt.datetime, cause: Cause, rng: random.Random, *, message: str | None = None,
-                  item_count: int = 1, build_line: int = 88) -> dict[str, Any]:
+                  item_count: int = 1, build_line: int = 88, version: str | None = None) -> dict[str, Any]:
     instance = f"{rng.getrandbits(40):010x}"
     role = rng.choice(cause.roles)
     op = rng.choice(cause.operations)
@@ -141,11 +141,13 @@ def exception_row(schema: str, at: dt.datetime, cause: Cause, rng: random.Random
         return {"timestamp": at.isoformat(), "problemId": cause.problem, "type": cause.type, "outerType": cause.type,
                 "outerMessage": msg, "message": msg, "cloud_RoleName": role, "cloud_RoleInstance": instance,
                 "operation_Name": op, "operation_Id": uuid.UUID(int=rng.getrandbits(128)).hex,
-                "itemCount": item_count, "severityLevel": 3, "details": details}
+                "itemCount": item_count, "severityLevel": 3, "details": details,
+                **({"application_Version": version} if version else {})}
     return {"TimeGenerated": at.isoformat(), "ProblemId": cause.problem, "ExceptionType": cause.type,
             "OuterType": cause.type, "OuterMessage": msg, "Message": msg, "AppRoleName": role,
             "AppRoleInstance": instance, "OperationName": op, "OperationId": uuid.UUID(int=rng.getrandbits(128)).hex,
-            "ItemCount": item_count, "SeverityLevel": 3, "Details": details}
+            "ItemCount": item_count, "SeverityLevel": 3, "Details": details,
+            **({"AppVersion": version} if version else {})}
 
 
 def day_of_rows(schema: str, start: dt.datetime, n: int, seed: int, *, causes: tuple[Cause, ...] = CAUSES,
