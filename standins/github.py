@@ -642,14 +642,16 @@ class GitHubStandin:
     def files(self, owner: str, name: str, ref: str) -> dict[str, str]:
         return self.control("GET", f"files/{owner}/{name}?ref={ref}")["files"]
 
-    def merge(self, owner: str, name: str, number: int) -> None:
-        """A human merges (marks ready and merges) a pull request, through the REST API."""
+    def merge(self, owner: str, name: str, number: int, at: str | None = None) -> None:
+        """A human merges (marks ready and merges) a pull request, through the REST API; `at` back-dates it."""
         import httpx
         headers = {"Authorization": f"token {self.token}"}
         self._undraft(owner, name, number)  # "Ready for review" is a GraphQL mutation on GitHub
         resp = httpx.put(f"{self.url}/repos/{owner}/{name}/pulls/{number}/merge", headers=headers, timeout=30)
         if resp.status_code != 200:
             raise RuntimeError(f"merge failed: {resp.status_code} {resp.text[:300]}")
+        if at:
+            self.control("POST", f"merged_at/{owner}/{name}/{number}", {"at": at})
 
     def _undraft(self, owner: str, name: str, number: int) -> None:
         self.control("POST", f"undraft/{owner}/{name}/{number}", {})

@@ -246,7 +246,17 @@ def add_deployment(self, owner: str, name: str) -> None:
     self.send_json(201, {k: v for k, v in deployment.items() if k != "statuses"})
 
 
-ROUTES = (get_tag, get_release_by_tag, list_releases, list_deployments, list_deployment_statuses, git_info_refs,
+@route("POST", rf"/_standin/merged_at/(?P<owner>{NAME})/(?P<name>{NAME})/(?P<number>\d+)")
+def set_merged_at(self, owner: str, name: str, number: str) -> None:
+    """Back-date a merge (tests and the drill replay days that are not today)."""
+    pr = self._find(owner, name, number)
+    if pr is None or pr["merged_at"] is None:
+        return self._error(404, "no merged pull request")
+    pr["merged_at"] = str((self.json_body() or {}).get("at"))
+    self.send_json(200, {"merged_at": pr["merged_at"]})
+
+
+ROUTES = (set_merged_at, get_tag, get_release_by_tag, list_releases, list_deployments, list_deployment_statuses, git_info_refs,
           git_upload_pack, add_commit, add_release, add_deployment)
 
 

@@ -8,11 +8,11 @@ import datetime as dt
 import logging
 from typing import Any
 
-from healers.errors import kql, links, versions
+from healers.errors import effect, kql, links, versions
 from healers.errors.cluster import Group
-from healers.errors.github import Repo
+from healers.errors.github import PullRef, Repo
 from healers.errors.history import History, VersionConfig
-from healers.errors.triage import Window
+from healers.errors.triage import Window, iso, record_marker
 from shared import audit
 from shared.config import ConfigError, Settings
 
@@ -95,3 +95,45 @@ def deploy_sentences(history: History | None, groups: list[Group]) -> dict[str, 
         if d is not None and g.first_seen is not None and g.first_seen - d.at <= versions.NEW_AFTER_DEPLOY:
             out[g.fingerprint] = versions.after_deploy_sentence(g.first_seen, d)
     return out
+
+
+# ---------------------------------------------------------------------------------------------- effect of a merge
+
+def judge_merge(history: History, pr: PullRef, g: Group, window: Window) -> effect.Effect:
+    """The verdict on the merged pull request of a group seen again: its rate around the shipping deployment."""
+    try:
+        merged_at = dt.datetime.fromisoformat(pr.merged_at.replace("Z", "+00:00"))
+    except ValueError:
+        return effect.Effect("regression", 0.0, 0.0, None)
+    if not history.deployments():  # nothing to judge by: it came back, so it is a regression (as without history)
+        return effect.Effect("regression", 0.0, 0.0, None)
+    return effect.judge(merged_at, history.deployments(), g.hourly, window.start, window.end, {},
+                        history.cfg.environment)
+
+
+def effect_section(pr: PullRef, judged: effect.Effect) -> str:
+    status = {"fixed": "**fixed**", "not deployed": "merged, not deployed yet",
+              "too early": "merged and deployed, not judged yet"}.get(judged.verdict, "not fixed")
+    return "\n".join(["## Effect of the merged fix", "", f"- Pull request {pr.number} merged at {pr.merged_at}",
+                      f"- Status: {status}", f"- {judged.sentence()}", ""])
+
+
+def record_effect(repo: Repo, pr: PullRef, branch: str, path: str, triage: str,
+                  judged: effect.Effect) -> tuple[str, str]:
+    """Write the verdict into the triage file on the group's branch and comment it on the merged pull request
+    (once per window: the same triage twice writes nothing)."""
+    if judged.verdict != "fixed":  # merged but not shipped (or barely): nothing to judge or write yet
+        return "unchanged", f"PR #{pr.number} merged; {judged.sentence()}"
+    text = triage.rstrip("\n") + "\n\n" + effect_section(pr, judged)
+    current = repo.file(path, branch)
+    if current is not None and current[0] == text:
+        return "unchanged", f"PR #{pr.number} already records this window's effect ({judged.verdict})"
+    if repo.head_sha(branch) is None:
+        base_sha = repo.head_sha(repo.default_branch())
+        if base_sha is None:
+            return "failed", "the base branch could not be read"
+        repo.create_branch(branch, base_sha)
+    repo.put_file(branch, path, text, f"healer: effect of #{pr.number} ({judged.verdict})")
+    repo.comment(pr.number, f"Healer: effect of this merged fix: {judged.sentence()}.\n\n"
+                            + record_marker(text, 0))
+    return "updated", f"PR #{pr.number} merged: marked fixed ({judged.sentence()})"

@@ -111,6 +111,7 @@ class PullRef:
     created_at: str
     body: str = ""
     author: str = ""
+    merged_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,8 @@ class Repo:
         for p in (resp.json() if resp is not None else []):
             out.append(PullRef(int(p["number"]), str(p["state"]), bool(p.get("merged_at")), bool(p.get("draft")),
                                str(p["head"]["ref"]), str(p.get("title") or ""), str(p.get("created_at") or ""),
-                               str(p.get("body") or ""), str((p.get("user") or {}).get("login") or "")))
+                               str(p.get("body") or ""), str((p.get("user") or {}).get("login") or ""),
+                               str(p.get("merged_at") or "")))
         return sorted(out, key=lambda p: -p.number)
 
     def latest_comments(self, number: int) -> list[Comment]:

@@ -22,7 +22,8 @@ from typing import Any, Callable
 from healers.errors import kql, llm, stacks
 from healers.errors.cluster import Group, cluster
 from healers.errors.collect import CollectError, Collected, Source, collect
-from healers.errors.context import attach_related, deploy_sentences, open_history, version_config, version_dimension
+from healers.errors.context import (attach_related, deploy_sentences, judge_merge, open_history, record_effect,
+                                    version_config, version_dimension)
 from healers.errors.history import CodeView, History, VersionConfig
 from healers.errors.github import GitHubApp, GitHubAuthError, GitHubError, PullRef, Repo, app_private_key
 from healers.errors.patch import check_and_apply
@@ -433,6 +434,11 @@ def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget
     if latest is not None and not latest.merged:
         return "dismissed", f"PR #{latest.number} was closed without merging; not drafting again"
     regression_of = latest.number if latest is not None else None
+    if latest is not None and clients.history is not None:
+        judged = judge_merge(clients.history, latest, g, window)
+        if judged.verdict != "regression":
+            return record_effect(repo, latest, branch, path, text, judged)
+        code = f"Effect of pull request {latest.number}: {judged.sentence()}.\n\n" + code
     base = cfg.base_branch or repo.default_branch()
     base_sha = repo.head_sha(base)
     if base_sha is None:
