@@ -85,7 +85,7 @@ def open_history(cfg: VersionConfig, repo: Repo | None, base_branch: str | None)
 
 def deploy_sentences(history: History | None, groups: list[Group]) -> dict[str, str]:
     """fingerprint -> "appeared 6 min after <deployment> reached production", for groups that first appeared
-    within versions.NEW_AFTER_DEPLOY of the latest deployment before them (rank keeps it for new groups only)."""
+    within versions.NEW_AFTER_DEPLOY (2 h) of the latest deployment before them (rank keeps it for new groups only)."""
     if history is None or not groups:
         return {}
     deployments = history.deployments()

@@ -10,7 +10,7 @@ A version that maps to nothing falls back to the base branch, and the PR says so
 
 Deployment correlation: the group's first-seen time against the deployment history (GitHub deployments, or App
 Service deployments): the latest deployment that reached its environment before the group first appeared, when the
-group is new and appeared within `NEW_AFTER_DEPLOY` of it, is the deployment that introduced it.
+group is new and appeared within `NEW_AFTER_DEPLOY` (2 h) of it, is the deployment that introduced it.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 DEFAULT_TAG_PATTERNS = ("{version}", "v{version}")
-NEW_AFTER_DEPLOY = dt.timedelta(hours=6)
+NEW_AFTER_DEPLOY = dt.timedelta(hours=2)
 _SHA = re.compile(r"[0-9a-f]{40}")
 _VERSION = re.compile(r"[\w.\-+/]{1,100}")
 
