@@ -98,7 +98,8 @@ class History:
     def _ref_commit(self, ref: str) -> str | None:
         if versions.is_sha(ref):
             return ref
-        return self.repo.head_sha(ref) or self.repo.tag_commit(ref)
+        sha = self.repo.head_sha(ref) or self.repo.tag_commit(ref)
+        return sha if sha and versions.is_sha(sha) else None
 
     def provenance(self, version: str) -> Provenance:
         if version in self._provenance:
@@ -119,7 +120,7 @@ class History:
             tags = versions.tag_candidates(version, self.cfg.tag_patterns)
             for tag in tags:
                 sha = self.repo.tag_commit(tag)
-                if sha:
+                if sha and versions.is_sha(sha):
                     return Provenance(version, sha, sha, f"tag {tag}", True)
             for tag in tags:
                 target = self.repo.release_target(tag)
@@ -139,6 +140,8 @@ class History:
         if sha in self._checkouts:
             return self._checkouts[sha]
         path = None
+        if not versions.is_sha(sha):  # only a full hex sha ever reaches git's command line
+            return None
         url = self.repo.clone_url() if self.repo.git_token else None
         if url and url.startswith(("https://", "http://")):
             dest = self._tmp / sha

@@ -113,3 +113,20 @@ def test_versions_map_by_configuration_and_by_release(errors_env, monkeypatch):
     assert f"commit `{sha_a[:12]}`, deployed as version `2025.2` (mapped by the configured version map)" in pricing
     assert "`app/pricing.py`: still at this path on `main`" in pricing
     assert f"commit `{sha_b[:12]}`, deployed as version `2025.3` (mapped by release release-2025.3)" in users
+
+
+def test_only_a_full_sha_reaches_git() -> None:
+    from healers.errors.history import History, VersionConfig
+
+    class NoRepo:
+        git_token = "t"
+
+        def clone_url(self):  # pragma: no cover - must not be reached
+            raise AssertionError("git must not be started for a non-sha")
+
+    h = History(NoRepo(), VersionConfig(), "main")  # type: ignore[arg-type]
+    try:
+        assert h._checkout("--upload-pack=touch /tmp/x") is None
+        assert h._checkout("main") is None
+    finally:
+        h.close()
