@@ -95,6 +95,27 @@ def controls_set(req: func.HttpRequest) -> func.HttpResponse:
     return shared_api.guarded("approver", shared_api.put_controls, req)
 
 
+@app.function_name("console_page")
+@app.route(route="console", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def console_page(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import console
+    return console.page(req)
+
+
+@app.function_name("console_asset")
+@app.route(route="console/{file}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def console_asset(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import console
+    return console.page(req)
+
+
+@app.function_name("session")
+@app.route(route="session", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def session(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import console
+    return shared_api.guarded("reader", console.session, req)
+
+
 @app.function_name("housekeeping")
 @app.timer_trigger(schedule="%HEALER_HOUSEKEEPING_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def housekeeping(timer: func.TimerRequest) -> None:

@@ -7,6 +7,9 @@
 3. Storm: 1,000 duplicate deliveries at 50 concurrent → swaps performed (must be exactly 1) and deliveries
    acknowledged per second; beside the naive "swap on every Fired delivery" handler, whose swap count is the
    number of deliveries (a toggle that ends wherever the parity leaves it).
+4. Re-arm trials (issue 14): rollback → re-arm without a new deployment → a new alert, over random timings:
+   how often the known-bad build is swapped back into production; beside the latch-only rule (the memory of bad
+   builds stripped), which did it in every trial.
 
 Run: `.venv/bin/python bench/rollback.py [--acks 300] [--decisions 60] [--storm 1000] [--concurrency 50]`
 """
@@ -130,6 +133,38 @@ def bench_decisions(stack: LocalAzure, n: int) -> dict[str, float]:
             "core_p50": pct(cores, 50), "core_p99": pct(cores, 99), "n": n}
 
 
+def bench_rearm_trials(n: int) -> dict[str, int]:
+    """Pure core: the bad build after a re-arm, with Healer's memory of bad builds and without it (latch only)."""
+    import random
+
+    from healers.rollback.core import AppState, Observed, SlotView, SwapStatus, decide, remember_rollback
+    from shared.controls import Mode
+    from shared.policy import PolicyDecision
+    rng = random.Random(14)
+    healer = baseline = 0
+    for i in range(n):
+        t0 = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=rng.randint(0, 10000))
+        rolled = t0 + dt.timedelta(minutes=rng.randint(1, 60))
+        app = remember_rollback(AppState(), good=f"v{i}", bad=f"v{i}-bad", at=rolled, incident="a", reason="bench")
+        app = app.model_copy(update={"latch": None})       # POST /api/rollback/rearm, no new deployment
+        fired = rolled + dt.timedelta(minutes=rng.randint(1, 120))
+        obs = Observed(production=SlotView(build=f"v{i}", last_deployed_at=t0 - dt.timedelta(days=1)),
+                       slot=SlotView(build=f"v{i}-bad", last_deployed_at=t0 - dt.timedelta(minutes=30)),
+                       last_swap=SwapStatus(at=rolled, source="staging", destination="production"))
+        for state, counter in ((app, "healer"), (app.model_copy(update={"bad_builds": {}}), "baseline")):
+            d = decide(fired_at=fired, slot_name="staging", obs=obs, app=state,
+                       mode=Mode(killed=False, dry_run=False, reason="live"),
+                       policy=PolicyDecision(effect="allow", reason="bench"), approved=False, max_rollbacks=5,
+                       window=dt.timedelta(hours=24), max_build_age=dt.timedelta(days=2),
+                       now=fired + dt.timedelta(seconds=30))
+            if d.action == "swap" and d.good == f"v{i}-bad":
+                if counter == "healer":
+                    healer += 1
+                else:
+                    baseline += 1
+    return {"n": n, "healer": healer, "baseline": baseline}
+
+
 def bench_acks(stack: LocalAzure, n: int) -> dict[str, float]:
     ctl = stack.arm_control()
     ctl.reset()
@@ -210,6 +245,7 @@ def main() -> int:
     parser.add_argument("--decisions", type=int, default=60)
     parser.add_argument("--storm", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rearm-trials", type=int, default=1000)
     args = parser.parse_args()
     stack = LocalAzure.start(scratch_dir("healer-bench-"))
     os.environ.update(stack.env())
@@ -219,6 +255,7 @@ def main() -> int:
         s = bench_storm(stack, args.storm, args.concurrency)
     finally:
         stack.stop()
+    r = bench_rearm_trials(args.rearm_trials)
     print("\nrollback benchmarks (2 cores, everything local; stand-in time excluded where stated)\n")
     print(f"{'measure':<58}{'Healer':>16}{'baseline':>16}   baseline is")
     print(f"{'webhook acknowledge latency p50 (n=' + str(a['n']) + ')':<58}{ms(a['ack_p50']):>16}"
@@ -234,7 +271,9 @@ def main() -> int:
     print(f"{'storm: deliveries acknowledged per second':<58}{s['acks_per_s']:>16.0f}{'':>16}")
     print(f"{'storm: all deliveries processed after (s)':<58}{s['drain_s']:>16.1f}")
     print(f"storm: {s['acked']}/{s['deliveries']} acknowledged with 202; audit outcomes {s['outcomes']}")
-    ok = s["swaps"] == 1 and s["acked"] == s["deliveries"]
+    print(f"{'re-arm trials: known-bad build swapped back (n=' + str(r['n']) + ')':<58}{r['healer']:>16}"
+          f"{r['baseline']:>16}   latch only (no memory of bad builds)")
+    ok = s["swaps"] == 1 and s["acked"] == s["deliveries"] and r["healer"] == 0
     print("\nstorm check:", "exactly one swap" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -1,4 +1,5 @@
-"""Drill: a bad release swapped into production, then a realistic alert storm.
+"""Drill: a bad release swapped into production, then a realistic alert storm; then the cases of
+drill/rollback_cases.py (a prompt change, a failed deploy after the swap, a 5xx metric that stays high).
 
 Healer runs in the local Functions host stand-in (HTTP → queue → worker, all over real sockets and Azurite).
 Expected: exactly one rollback to the last known good build, everything else recorded and skipped.
@@ -13,6 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from drill.host import start_healer
+from drill.rollback_cases import run_cases, targets
 from drill.timeline import Timeline
 from tests.alert_samples import alert_body
 from standins.stack import LocalAzure, build_of, seed_bad_release, site_id
@@ -43,7 +45,7 @@ def _wait_quiet(client, conn: str, deadline_s: float, min_records: int) -> list[
 
 
 def run(stack: LocalAzure) -> Timeline:
-    tl = Timeline("rollback: bad release, alert storm")
+    tl = Timeline("rollback: bad release, alert storm; prompt change; failed deploy; 5xx stays high")
     target = site_id(RG, APP)
     ctl = stack.arm_control()
     ctl.reset()
@@ -51,7 +53,7 @@ def run(stack: LocalAzure) -> Timeline:
         "HEALER_TABLE_PREFIX": "drill" + uuid.uuid4().hex[:6],
         "HEALER_POLICY": json.dumps({"version": 1, "default": "deny", "rules": [
             {"action": "rollback.swap", "resource": "*/resourceGroups/shop-prod/*", "effect": "allow"}]}),
-        "HEALER_ROLLBACK_TARGETS": json.dumps([{"resourceId": target, "slot": "staging"}]),
+        "HEALER_ROLLBACK_TARGETS": json.dumps([{"resourceId": target, "slot": "staging"}] + targets()),
     }
     healer = start_healer(stack, settings)
     try:
@@ -98,6 +100,7 @@ def run(stack: LocalAzure) -> Timeline:
                     for sid in (a_id, b_id)}
             tl.check(dups == {a_id: 6, b_id: 1}, f"every repeated delivery recorded as a duplicate "
                                                  f"(rule A: {dups[a_id]}/6, rule B: {dups[b_id]}/1)")
+            run_cases(tl, ctl, stack.arm_url, client)
     finally:
         healer.stop()
         ctl.close()

@@ -58,11 +58,18 @@ param rollbackRuleMap object = {}
 @description('HEALER_LEASE_SECONDS: how long one worker holds an app\'s operation lease.')
 param leaseSeconds int = 300
 
+@description('HEALER_ROLLBACK_LOGS_ENDPOINT: Log Analytics query endpoint used to re-run a log alert\'s query after a rollback.')
+param rollbackLogsEndpoint string = 'https://api.loganalytics.io'
+
 @description('HEALER_ARM_POLL_SECONDS: fallback polling interval of ARM long-running operations.')
 param armPollSeconds int = 10
 
 @description('HEALER_TABLE_PREFIX: prefix of Healer\'s table names (letters and digits).')
 param tablePrefix string = 'healer'
+
+@secure()
+@description('HEALER_CONSOLE_SECRET (stored in Key Vault as healer-console-secret): signs the console\'s CSRF tokens. Default: a new random value per deployment.')
+param consoleSecret string = newGuid()
 
 @description('HEALER_MAX_BODY_BYTES: largest request body accepted.')
 param maxBodyBytes int = 262144
@@ -94,6 +101,9 @@ param entraTenantId string = ''
 
 @description('HEALER_ENTRA_AUDIENCE: application ID URI or client id of Healer\'s app registration. Empty: secureWebhookIdentifierUri.')
 param entraAudience string = ''
+
+@description('Application (client) id of Healer\'s app registration: App Service Authentication (Easy Auth) signs operators in to the console with it (entra mode). Empty: no Easy Auth.')
+param entraClientId string = ''
 
 @description('HEALER_ENTRA_JWKS_URL. Empty: the tenant\'s v2.0 discovery keys.')
 param entraJwksUrl string = ''
@@ -405,6 +415,8 @@ var healerSettings = {
   HEALER_ENTRA_APPROVER_ROLE: entraApproverRole
   HEALER_ENTRA_READER_ROLE: entraReaderRole
   HEALER_MAX_BODY_BYTES: string(maxBodyBytes)
+  HEALER_EASY_AUTH: (authMode == 'entra') ? 'true' : 'false'
+  HEALER_CONSOLE_SECRET: '@Microsoft.KeyVault(VaultName=${names.keyVault};SecretName=healer-console-secret)'
   HEALER_KILL_SWITCH: killSwitch ? 'true' : 'false'
   HEALER_DRY_RUN: dryRun ? 'true' : 'false'
   HEALER_POLICY: string(policy)
@@ -415,6 +427,7 @@ var healerSettings = {
   HEALER_ROLLBACK_TARGETS: string(rollbackTargets)
   HEALER_ROLLBACK_RULE_MAP: string(rollbackRuleMap)
   HEALER_LEASE_SECONDS: string(leaseSeconds)
+  HEALER_ROLLBACK_LOGS_ENDPOINT: rollbackLogsEndpoint
   HEALER_DOWNSHIFT_APPS: string(downshiftApps)
   HEALER_DOWNSHIFT_SCHEDULE: downshiftSchedule
   HEALER_DOWNSHIFT_SCHEMA: downshiftSchema
@@ -536,6 +549,7 @@ module keyVault 'modules/keyvault.bicep' = {
     githubToken: githubToken
     githubAppPrivateKey: githubAppPrivateKey
     llmApiKey: errorsLlmApiKey
+    consoleSecret: consoleSecret
   }
 }
 
@@ -578,6 +592,9 @@ module functionApp 'modules/functionapp.bicep' = {
     appSettings: union(platformSettings, healerSettings)
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
+    easyAuthClientId: (authMode == 'entra') ? entraClientId : ''
+    easyAuthTenantId: empty(entraTenantId) ? tenant().tenantId : entraTenantId
+    easyAuthAudiences: (authMode == 'entra') ? [empty(entraAudience) ? secureWebhookIdentifierUri : entraAudience] : []
   }
 }
 

@@ -14,6 +14,8 @@ fi
 want=$(stamp requirements.txt requirements-dev.txt)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  # The `healer` CLI (entry point in pyproject.toml), editable so it is this checkout's code.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
   echo "$want" > .venv/.installed
 fi
 

@@ -56,6 +56,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Healer.Approver"),
     Setting("HEALER_ENTRA_READER_ROLE", "App role that may read the audit, approvals, controls and status "
             "(approvers may too).", "Healer.Reader"),
+    Setting("HEALER_EASY_AUTH", "'true' when App Service Authentication (Easy Auth) fronts the app: the console's "
+            "requests are then identified by the platform's X-MS-CLIENT-PRINCIPAL header (never trusted otherwise).",
+            "false"),
+    Setting("HEALER_CONSOLE_SECRET", "Key Vault reference: the secret that signs the console's CSRF tokens (Easy "
+            "Auth mode).", secret=True),
     Setting("HEALER_MAX_BODY_BYTES", "Largest request body accepted, in bytes.", "262144"),
     # Safety
     Setting("HEALER_KILL_SWITCH", "'true' stops every action (decisions are still recorded).", "false"),
@@ -75,6 +80,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_ROLLBACK_RULE_MAP", "JSON object: alert rule name or id -> {resourceId, slot}, used when a "
             "rule has no healer.* customProperties."),
     Setting("HEALER_LEASE_SECONDS", "How long one worker holds an app's operation lease.", "300"),
+    Setting("HEALER_ROLLBACK_LOGS_ENDPOINT", "Log Analytics query endpoint used to re-run a log alert's query "
+            "after a rollback (proving the recovery).", "https://api.loganalytics.io"),
     # Model downshift healer (issue 3)
     Setting("HEALER_DOWNSHIFT_APPS", "JSON list of AI apps the downshift healer manages: resourceId, actuator "
             "(appConfiguration|appSetting), appConfigEndpoint, key, tenantKeys (label|key), sentinelKey, role, "
@@ -188,6 +195,15 @@ class RollbackTarget(BaseModel):
     max_rollbacks: int = Field(2, alias="maxRollbacks", ge=1)
     window_minutes: int = Field(1440, alias="windowMinutes", ge=1)
     max_build_age_minutes: int = Field(1440, alias="maxBuildAgeMinutes", ge=1)
+    # Attribution before action (issue 14)
+    on_config_change: str = Field("ask", alias="onConfigChange", pattern=r"^(ask|skip)$")
+    activity_log: bool = Field(True, alias="activityLog")
+    app_config_endpoint: str | None = Field(None, alias="appConfigEndpoint", max_length=300)
+    app_config_keys: str = Field("*", alias="appConfigKeys", max_length=300)
+    app_config_label: str | None = Field(None, alias="appConfigLabel", max_length=300)
+    # Prove the recovery (issue 14): healers.rollback.recovery.RecoveryOptions
+    recovery: dict[str, Any] | None = None
+    freeze: bool = Field(False, alias="freezeInsteadOfRollback")
 
     @field_validator("resource_id")
     @classmethod
@@ -195,6 +211,21 @@ class RollbackTarget(BaseModel):
         from shared.resource_ids import parse_site_id
         parse_site_id(v)
         return v.rstrip("/")
+
+    @field_validator("recovery")
+    @classmethod
+    def _recovery(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            from healers.rollback.recovery import RecoveryOptions
+            RecoveryOptions.model_validate(v)
+        return v
+
+    @field_validator("app_config_endpoint")
+    @classmethod
+    def _https_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("appConfigEndpoint must be an https:// URL")
+        return v.rstrip("/") if v else v
 
     @field_validator("build_marker")
     @classmethod

@@ -8,6 +8,7 @@ Follows the published REST contract that `azure.appconfiguration.AzureAppConfigu
   matching `If-None-Match` on GET; `PUT|DELETE /locks/{key}` make a key-value read-only (writes → 409);
 * `GET /kv?key=&label=&tags=&$select=&after=` with the documented filters (exact values, up to 5 comma-separated,
   or one trailing `*` wildcard; `\\0` = the null label; backslash escapes) and `@nextLink` paging; `GET /labels`;
+* `GET /revisions` (key-value history, newest first; see the revisions section at the end);
 * `api-version` is required; `Sync-Token` headers are returned;
 * authentication: Entra bearer tokens (HS256 JWTs from the identity stand-in, checked by `standins.tokens`,
   audience `https://appconfig.azure.com` / `https://azconfig.io` or any `--audience`) and the HMAC-SHA256 access-key
@@ -632,6 +633,65 @@ def start_appconfig(workdir: Path, ca: Any, token_secret: str, *, hmac_id: str =
         args += ["--audience", audience]
     server = start_python_server("appconfig", "standins.appconfig", args, port, workdir)
     return AppConfigServer(server, f"https://127.0.0.1:{port}", Path(ca.ca_path), hmac_id, hmac_secret)
+
+
+# ---------------------------------------------------------------------------------------------- revisions
+# (rollback healer, issue 14) `GET /revisions?key=&label=&$select=&after=`: the history of key-values, newest first,
+# in the kvset format; a DELETE leaves a revision without value. Kept by hooking `Store.record`, which every
+# successful mutation calls after it changed `STORE.items`; the seed control call records no history.
+
+REVISIONS: list[dict[str, Any]] = []
+MAX_REVISIONS = 5000
+_record_without_revisions = Store.record
+_reset_without_revisions = Store.reset
+
+
+def _record_with_revision(self: Store, **entry: Any) -> None:
+    _record_without_revisions(self, **entry)
+    if entry.get("status") != 200:
+        return
+    ident = (entry.get("key"), entry.get("label"))
+    kv = self.items.get(ident)  # type: ignore[arg-type]
+    if kv is None:  # deleted: the revision says when
+        kv = {"etag": uuid.uuid4().hex, "key": ident[0], "label": ident[1], "content_type": None, "value": None,
+              "last_modified": _now().isoformat().replace("+00:00", "Z"), "locked": False, "tags": {}}
+    REVISIONS.insert(0, dict(kv, tags=dict(kv.get("tags") or {})))
+    del REVISIONS[MAX_REVISIONS:]
+
+
+def _reset_with_revisions(self: Store) -> None:
+    _reset_without_revisions(self)
+    REVISIONS.clear()
+
+
+Store.record = _record_with_revision  # type: ignore[method-assign]
+Store.reset = _reset_with_revisions  # type: ignore[method-assign]
+
+
+def _list_revisions(self: AppConfigStandin) -> None:
+    if self.preflight() is None:
+        return
+    try:
+        key_ok = _compile_filter(self._param("key"), allow_null=False)
+        label_ok = _compile_filter(self._param("label"), allow_null=True)
+        select = self._select()
+        start = int(self._param("after") or 0)
+    except ValueError as exc:
+        self.problem(400, "invalid-argument", str(exc))
+        return
+    with STORE.lock:
+        matches = [kv for kv in REVISIONS if key_ok(kv["key"]) and label_ok(kv["label"])]
+    page = matches[start:start + CONFIG["page_size"]]
+    body: dict[str, Any] = {"items": [{f: kv.get(f) for f in (select or _FIELDS)} for kv in page]}
+    if start + len(page) < len(matches):
+        params = [(k, v) for k, v in self._params() if k not in ("after", "api-version")]
+        body["@nextLink"] = "/revisions?" + urlencode(params + [("after", str(start + len(page)))], quote_via=quote)
+    self.send_raw(200, json.dumps(body).encode(), KVSET_TYPE, self._sync_headers())
+
+
+_list_revisions.__name__ = "list_revisions"
+AppConfigStandin.routes = AppConfigStandin.routes + [(*route("GET", r"/revisions")(_list_revisions)._route,
+                                                      _list_revisions)]
 
 
 if __name__ == "__main__":

@@ -9,9 +9,15 @@ ARM surface (all need `api-version` and a bearer token for https://management.az
   PUT  {s}/config/appsettings                StringDictionary, replaces the whole dictionary
   GET|PUT {site}/config/slotConfigNames      SlotConfigNamesResource (sticky names)
   GET|PUT|PATCH {s}/config/web               SiteConfigResource
-  GET  {s}/deployments                       DeploymentCollection, newest first
+  POST {s}/config/connectionstrings/list     ConnectionStringDictionary ({name: {value, type}})
+  GET  {s}/deployments                       DeploymentCollection, newest first; properties.status is Kudu's
+                                             DeployStatus (0 pending, 1 building, 2 deploying, 3 failed, 4 success)
+  GET  {s}/deployments/{id}                  Deployment
+  GET  {s}/instances                         WebAppInstanceStatusCollection (the slot's instance ids as names)
+  GET  {s}/deployments/{id}/log              Deployment whose properties.details is the deployment's log text
   POST {s}/slotsswap                         CsmSlotEntity -> 202 + Location (+ Retry-After) long-running operation
   GET  {s}/operationresults/{id}             202 while running, 200 when done, the error status when failed
+Azure Monitor's ARM routes (Activity Log, metrics) are served here too: see standins/arm_monitor.py.
 Control API under /_standin/ (no auth): see standins/README.md and `ArmWebControl` below.
 
 Functional core: `parse_seed`, `swap_slots`, `render_*` are pure; the handler is the imperative shell.
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from standins import tokens
+from standins.arm_monitor import MonitorRoutes, record_config_write
 from standins.httpbase import JsonHandler, route, serve
 
 PRODUCTION = "production"
@@ -89,6 +96,8 @@ class Slot:
     site_config: dict[str, Any] = field(default_factory=dict)  # camelCase SiteConfig fields, e.g. linuxFxVersion
     state: str = "Running"
     deployments: list[dict] = field(default_factory=list)  # newest first, keys as in DeploymentProperties + id
+    connection_strings: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {value, type}
+    instances: list[str] = field(default_factory=list)  # instance ids (WEBSITE_INSTANCE_ID); stay with the slot
     slot_swap_status: dict | None = None
     target_swap_slot: str | None = None
 
@@ -168,7 +177,23 @@ def parse_deployment(raw: Any, now: str) -> dict:
         "end_time": str(raw.get("end_time") or raw.get("start_time") or now),
         "active": bool(raw.get("active", False)),
         "details": str(raw.get("details", ""))[:4096],
+        "log": [str(line)[:1000] for line in (raw.get("log") or [])[:200]],
     }
+
+
+def parse_connection_strings(raw: Any) -> dict[str, dict[str, str]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) > MAX_SETTINGS:
+        raise BadRequest(f"connection strings must be an object of at most {MAX_SETTINGS} entries")
+    out = {}
+    for k, v in raw.items():
+        _str(k, "connection string name", 1024)
+        value, typ = (v.get("value"), v.get("type", "Custom")) if isinstance(v, dict) else (v, "Custom")
+        if not isinstance(value, str) or len(value) > 65536 or not isinstance(typ, str):
+            raise BadRequest(f"connection string {k!r} must be a string or {{value, type}}")
+        out[k] = {"value": value, "type": typ[:40]}
+    return out
 
 
 def parse_slot(name: str, raw: Any, now: str) -> Slot:
@@ -189,7 +214,9 @@ def parse_slot(name: str, raw: Any, now: str) -> Slot:
     tss = raw.get("target_swap_slot")
     return Slot(name=name, app_settings=parse_settings(raw.get("app_settings")), site_config=site_config,
                 state=state, deployments=deployments, slot_swap_status=raw.get("slot_swap_status"),
-                target_swap_slot=_name(tss, "target_swap_slot") if tss else None)
+                target_swap_slot=_name(tss, "target_swap_slot") if tss else None,
+                connection_strings=parse_connection_strings(raw.get("connection_strings")),
+                instances=[_name(i, "instance id") for i in (raw.get("instances") or [])[:50]])
 
 
 def parse_seed(resource_group: str, name: str, raw: Any, now: str) -> App:
@@ -221,7 +248,8 @@ def parse_seed(resource_group: str, name: str, raw: Any, now: str) -> App:
     return app
 
 
-def swap_slots(source: Slot, target: Slot, sticky_settings: set[str], now: str) -> tuple[Slot, Slot]:
+def swap_slots(source: Slot, target: Slot, sticky_settings: set[str], now: str,
+               sticky_connections: frozenset[str] | set[str] = frozenset()) -> tuple[Slot, Slot]:
     """App Service swap semantics: content and non-sticky config move, sticky app settings stay with the slot.
 
     Returns new (source, target); inputs are not modified. Slot names, state and sticky settings stay put.
@@ -229,7 +257,10 @@ def swap_slots(source: Slot, target: Slot, sticky_settings: set[str], now: str) 
     def moved(own: Slot, other: Slot) -> Slot:
         settings = {k: v for k, v in own.app_settings.items() if k in sticky_settings}
         settings.update({k: v for k, v in other.app_settings.items() if k not in sticky_settings})
+        conns = {k: dict(v) for k, v in own.connection_strings.items() if k in sticky_connections}
+        conns.update({k: dict(v) for k, v in other.connection_strings.items() if k not in sticky_connections})
         return Slot(name=own.name, app_settings=settings, site_config=copy.deepcopy(other.site_config),
+                    connection_strings=conns, instances=list(own.instances),
                     state=own.state, deployments=copy.deepcopy(other.deployments),
                     slot_swap_status={"timestampUtc": now, "sourceSlotName": source.name,
                                       "destinationSlotName": target.name},
@@ -283,12 +314,20 @@ def render_config(sub: str, app: App, slot: Slot, name: str, props: Any) -> dict
             "location": app.location, "properties": props}
 
 
+def render_deployment(sub: str, app: App, slot: Slot, d: dict) -> dict:
+    return {"id": f"{site_id(sub, app, slot)}/deployments/{d['id']}", "name": f"{_res_name(app, slot)}/{d['id']}",
+            "type": _type(slot, "/deployments"),
+            "properties": {k: v for k, v in d.items() if k not in ("id", "log")}}
+
+
 def render_deployments(sub: str, app: App, slot: Slot) -> dict:
-    rid = site_id(sub, app, slot)
-    value = [{"id": f"{rid}/deployments/{d['id']}", "name": f"{_res_name(app, slot)}/{d['id']}",
-              "type": _type(slot, "/deployments"), "properties": {k: v for k, v in d.items() if k != "id"}}
-             for d in slot.deployments]
-    return {"value": value, "nextLink": None}
+    return {"value": [render_deployment(sub, app, slot, d) for d in slot.deployments], "nextLink": None}
+
+
+def render_deployment_log(sub: str, app: App, slot: Slot, d: dict) -> dict:
+    out = render_deployment(sub, app, slot, d)
+    out["properties"]["details"] = "\n".join(d.get("log") or []) or d.get("details", "")
+    return out
 
 
 def render_app_state(app: App) -> dict:
@@ -296,6 +335,7 @@ def render_app_state(app: App) -> dict:
         "resource_group": app.resource_group, "name": app.name, "subscription_id": app.subscription_id,
         "location": app.location, "kind": app.kind, "slot_config_names": copy.deepcopy(app.sticky),
         "slots": {k: {"name": s.name, "state": s.state, "app_settings": dict(s.app_settings),
+                      "connection_strings": copy.deepcopy(s.connection_strings),
                       "site_config": copy.deepcopy(s.site_config),
                       "linux_fx_version": s.site_config.get("linuxFxVersion", ""),
                       "deployments": copy.deepcopy(s.deployments), "slot_swap_status": s.slot_swap_status,
@@ -395,6 +435,8 @@ class World:
         self.counters: collections.Counter[str] = collections.Counter()
         self.routes: collections.Counter[str] = collections.Counter()
         self.log: collections.deque[dict] = collections.deque(maxlen=500)
+        self.activity: list[dict] = []                      # Activity Log events (standins.arm_monitor)
+        self.metrics: dict[str, dict[str, dict[str, float]]] = {}  # resource -> metric -> minute -> value
 
     def running_op(self, key: tuple[str, str]) -> SwapOp | None:
         return next((op for op in self.ops.values() if op.app_key == key and op.status == "InProgress"), None)
@@ -412,7 +454,8 @@ class World:
                 op.fail = op.fail or {"status": 404, "code": "ResourceNotFound", "message": "The site was removed."}
                 self.counters["swaps_failed"] += 1
                 continue
-            new_src, new_dst = swap_slots(src, dst, set(app.sticky["appSettingNames"]), op.finished_utc)
+            new_src, new_dst = swap_slots(src, dst, set(app.sticky["appSettingNames"]), op.finished_utc,
+                                          set(app.sticky["connectionStringNames"]))
             app.slots[op.source.lower()], app.slots[op.target.lower()] = new_src, new_dst
             op.status = "Succeeded"
             self.counters["swaps_completed"] += 1
@@ -492,7 +535,8 @@ class ArmWebHandler(JsonHandler):
                                            "status": self._status, "time_utc": utc_now()})
 
     def _handle_arm(self, path: str, matched: tuple[Callable[..., Any], dict] | None) -> None:
-        if tokens.check_bearer(self, self.token_secret, self.audiences) is None:
+        self.claims = tokens.check_bearer(self, self.token_secret, self.audiences)
+        if self.claims is None:
             with self.lock:
                 self.world.counters["auth_failures"] += 1
             return
@@ -570,6 +614,12 @@ class ArmWebHandler(JsonHandler):
         app, s, err = self._find(sub, rg, name, slot)
         return err or (200, render_config(sub, app, s, "appsettings", dict(s.app_settings)), {})
 
+    @route("POST", SITE + SLOT + r"/config/connectionstrings/list")
+    def list_connection_strings(self, sub, rg, name, slot=None) -> Resp:
+        app, s, err = self._find(sub, rg, name, slot)
+        return err or (200, render_config(sub, app, s, "connectionstrings", copy.deepcopy(s.connection_strings)),
+                       {})
+
     @route("PUT", SITE + SLOT + r"/config/appsettings")
     def put_app_settings(self, sub, rg, name, slot=None) -> Resp:
         app, s, err = self._find(sub, rg, name, slot)
@@ -580,6 +630,8 @@ class ArmWebHandler(JsonHandler):
         if conflict:
             return conflict
         s.app_settings = settings
+        record_config_write(self.world, self.claims, site_id(sub, app, s) + "/config/appsettings", sub,
+                            app.resource_group)
         return 200, render_config(sub, app, s, "appsettings", dict(s.app_settings)), {}
 
     @route("GET", SITE + r"/config/slotConfigNames")
@@ -625,12 +677,41 @@ class ArmWebHandler(JsonHandler):
         if conflict:
             return conflict
         s.site_config.update({k: v for k, v in props.items() if v is not None})
+        record_config_write(self.world, self.claims, site_id(sub, app, s) + "/config/web", sub, app.resource_group)
         return 200, render_config(sub, app, s, "web", site_config_props(s)), {}
 
     @route("GET", SITE + SLOT + r"/deployments")
     def list_deployments(self, sub, rg, name, slot=None) -> Resp:
         app, s, err = self._find(sub, rg, name, slot)
         return err or (200, render_deployments(sub, app, s), {})
+
+    @route("GET", SITE + SLOT + r"/deployments/(?P<dep_id>[^/]+)")
+    def get_deployment(self, sub, rg, name, dep_id, slot=None) -> Resp:
+        return self._deployment(sub, rg, name, slot, dep_id, render_deployment)
+
+    @route("GET", SITE + SLOT + r"/deployments/(?P<dep_id>[^/]+)/log")
+    def get_deployment_log(self, sub, rg, name, dep_id, slot=None) -> Resp:
+        return self._deployment(sub, rg, name, slot, dep_id, render_deployment_log)
+
+    def _deployment(self, sub, rg, name, slot, dep_id, render) -> Resp:
+        app, s, err = self._find(sub, rg, name, slot)
+        if err:
+            return err
+        found = next((d for d in s.deployments if d["id"].lower() == dep_id.lower()), None)
+        if found is None:
+            return 404, arm_error("ResourceNotFound", f"The deployment '{dep_id[:64]}' was not found."), {}
+        return 200, render(sub, app, s, found), {}
+
+    @route("GET", SITE + SLOT + r"/instances")
+    def list_instances(self, sub, rg, name, slot=None) -> Resp:
+        app, s, err = self._find(sub, rg, name, slot)
+        if err:
+            return err
+        rid = site_id(sub, app, s)
+        ids = s.instances or [uuid.uuid5(uuid.NAMESPACE_URL, rid.lower()).hex * 2]
+        return 200, {"value": [{"id": f"{rid}/instances/{i}", "name": i, "type": _type(s, "/instances"),
+                                "properties": {"state": "READY", "statusUrl": f"{rid}/instances/{i}/status"}}
+                               for i in ids], "nextLink": None}, {}
 
     @route("POST", SITE + SLOT + r"/slotsswap")
     def slots_swap(self, sub, rg, name, slot=None) -> Resp:
@@ -737,6 +818,20 @@ class ArmWebHandler(JsonHandler):
                     s.app_settings.pop(k, None)
                 else:
                     s.app_settings.update(parse_settings({k: v}))
+        if "instances" in body:
+            s.instances = [_name(i, "instance id") for i in (body["instances"] or [])[:50]]
+        if "app_settings" in body or "connection_strings" in body:  # a portal edit leaves an Activity Log event
+            what = "appsettings" if "app_settings" in body else "connectionstrings"
+            record_config_write(self.world, None, site_id(app.subscription_id or "00000000-0000-0000-0000-000000000000",
+                                                         app, s) + f"/config/{what}",
+                                app.subscription_id or "", app.resource_group,
+                                caller=str(body.get("caller") or "portal-user@contoso.com")[:200])
+        if "connection_strings" in body:  # merge; a None value deletes
+            for k, v in (body["connection_strings"] or {}).items():
+                if v is None:
+                    s.connection_strings.pop(k, None)
+                else:
+                    s.connection_strings.update(parse_connection_strings({k: v}))
         if "site_config" in body:
             s.site_config.update(parse_site_config(body["site_config"]))
         if body.get("linux_fx_version") is not None:
@@ -754,12 +849,18 @@ class ArmWebHandler(JsonHandler):
             raise BadRequest("body must be an object")
         now = utc_now()
         build_id = body.get("build_id")
+        status = int(body.get("status", DEPLOYMENT_SUCCESS))
         dep = parse_deployment({
-            "id": body.get("id"), "status": body.get("status", DEPLOYMENT_SUCCESS),
+            "id": body.get("id"), "status": status, "log": body.get("log"),
             "message": body.get("message") or (f"Deployed build {build_id}" if build_id else "Deployed"),
             "author": body.get("author", "healer-drill"), "deployer": body.get("deployer", "standin"),
-            "start_time": body.get("start_time") or now, "end_time": body.get("end_time") or now, "active": True,
+            "start_time": body.get("start_time") or now, "end_time": body.get("end_time") or now,
+            "active": status == DEPLOYMENT_SUCCESS,
         }, now)
+        if status != DEPLOYMENT_SUCCESS:  # a failed or unfinished deployment changes nothing the slot runs
+            s.deployments.insert(0, dep)
+            del s.deployments[500:]
+            return 200, {"deployment": dep, "slot": render_app_state(app)["slots"][slot.lower()]}, {}
         settings = parse_settings(body.get("app_settings"))
         if build_id is not None:
             settings[_str(body.get("setting_name", "BUILD_ID"), "setting_name", 1024)] = _str(
@@ -893,13 +994,26 @@ class ArmWebControl:
     def deploy(self, resource_group: str, name: str, slot: str, *, build_id: str | None = None,
                setting_name: str = "BUILD_ID", app_settings: dict[str, str] | None = None,
                linux_fx_version: str | None = None, author: str = "healer-drill", message: str | None = None,
-               status: int = DEPLOYMENT_SUCCESS) -> dict:
+               status: int = DEPLOYMENT_SUCCESS, log: list[str] | None = None, id: str | None = None) -> dict:
+        """status: Kudu DeployStatus (4 success; 3 failed; 0-2 in progress). Only a successful deployment changes
+        the slot's build, settings and active deployment."""
         return self._call("POST", f"/apps/{resource_group}/{name}/slots/{slot}/deploy", {
             "build_id": build_id, "setting_name": setting_name, "app_settings": app_settings or {},
-            "linux_fx_version": linux_fx_version, "author": author, "message": message, "status": status})
+            "linux_fx_version": linux_fx_version, "author": author, "message": message, "status": status,
+            "log": log, "id": id})
+
+    def add_activity(self, events: list[dict]) -> dict:
+        """Activity Log events: [{resource_id, operation (default sites/config/write), caller, at, status}]."""
+        return self._call("POST", "/activity", {"events": events})
+
+    def set_metric(self, resource_id: str, metric: str, points: list[tuple[dt.datetime, float]]) -> dict:
+        """Per-minute values of `metric` on `resource_id` served by Microsoft.Insights/metrics."""
+        return self._call("PUT", "/metrics", {"resource_id": resource_id, "metric": metric,
+                                              "points": [{"at": t.isoformat(), "value": v} for t, v in points]})
 
     def patch_slot(self, resource_group: str, name: str, slot: str, **fields: Any) -> dict:
-        """fields: state, target_swap_slot, app_settings (merge, None deletes), site_config, linux_fx_version."""
+        """fields: state, target_swap_slot, app_settings / connection_strings (merge, None deletes), site_config,
+        linux_fx_version, instances (ids), caller (who made a settings edit: the Activity Log event's caller)."""
         return self._call("PATCH", f"/apps/{resource_group}/{name}/slots/{slot}", fields)
 
     def inject_fault(self, method: str, path_regex: str, status: int, *, code: str | None = None,
@@ -961,6 +1075,10 @@ class ArmWebControl:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"counter {name} stayed at {counters.get(name, 0)} < {at_least}")
             threading.Event().wait(0.02)
+
+
+ArmWebHandler.routes = ArmWebHandler.routes + [
+    (*getattr(fn, "_route"), fn) for fn in MonitorRoutes.__dict__.values() if hasattr(fn, "_route")]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ import uuid
 import azure.functions as func
 
 from healers.rollback import shell
+from healers.rollback.signal import parse_signal
 from shared.alerts import PayloadError, parse_alert
 from shared.api import caller_name, queue_or_503
 from shared.auth import Principal
@@ -25,7 +26,8 @@ def accept_alert(req: func.HttpRequest, settings: Settings, principal: Principal
         alert = parse_alert(body)
     except PayloadError as exc:
         raise BadRequest(400, f"not an Azure Monitor alert Healer accepts: {exc}") from None
-    failed = queue_or_503(settings, shell.QUEUE, shell.work_message(alert), f"alert {alert.alert_id}")
+    failed = queue_or_503(settings, shell.QUEUE, shell.work_message(alert, parse_signal(body)),
+                          f"alert {alert.alert_id}")
     return failed or respond(202, {"accepted": True, "alertId": alert.alert_id, "condition": alert.monitor_condition,
                          "queue": shell.QUEUE})
 
@@ -35,10 +37,13 @@ def rearm(req: func.HttpRequest, settings: Settings, principal: Principal) -> fu
     if not isinstance(body, dict) or not isinstance(body.get("resourceId"), str):
         raise BadRequest(400, "body must be {\"resourceId\": \"/subscriptions/.../sites/<app>\", \"by\": ..., "
                               "\"reason\": ...}")
+    forget = body.get("forgetBuild")
+    if forget is not None and (not isinstance(forget, str) or not forget or len(forget) > 1024):
+        raise BadRequest(400, "forgetBuild must be the build marker value of one remembered bad build")
     by = caller_name(principal, body)
     try:
         result = shell.rearm(settings, body["resourceId"], by=by, reason=str(body.get("reason", ""))[:500],
-                             now=dt.datetime.now(dt.timezone.utc))
+                             now=dt.datetime.now(dt.timezone.utc), forget_build=forget)
     except shell.Refused as exc:
         return problem(409 if "in flight" in str(exc) else 404, str(exc))
     except ValueError as exc:
@@ -58,4 +63,4 @@ def process(msg: func.QueueMessage) -> str:
 def dead_letter(msg: func.QueueMessage) -> str:
     """A message the rollback healer could not process: audited, notified, never lost."""
     return record_dead_letter(Settings(), shell.HEALER, msg.get_body(), msg.dequeue_count,
-                              lambda m: m.get("alert", {}).get("alert_id", ""))
+                              lambda m: m.get("alert", {}).get("alert_id", "") or m.get("incident", ""))

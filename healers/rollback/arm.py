@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Callable
 
-from healers.rollback.core import Observed, SlotView, SwapStatus
+from healers.rollback.core import DeploymentNote, Observed, SlotView, SwapStatus, deployment_history, successful
 from shared.config import Settings
 from shared.resource_ids import SiteId
 from shared.webapps import web_client
@@ -55,17 +55,22 @@ def _build(client: "WebSiteManagementClient", site: SiteId, slot: str | None, ma
     if marker == "linuxFxVersion":
         config = ops.get_configuration_slot(rg, name, slot) if slot else ops.get_configuration(rg, name)
         return config.linux_fx_version or None
-    active = [d for d in deployments if d.active]
+    active = [d for d in deployments if d.active and successful(d.status)]
     return active[0].name if active else None
 
 
+def _deployed_at(d: Any) -> dt.datetime | None:
+    return _when(d.end_time) or _when(d.start_time)
+
+
 def _slot_view(client, site: SiteId, slot: str | None, marker: str, resource: Any) -> SlotView:
+    """Only successful deployments (status 4) count; failed and unfinished ones are listed to be audited."""
     deployments = _deployments(client, site, slot)
-    times = [t for d in deployments for t in (_when(d.end_time) or _when(d.start_time),) if t]
+    notes = [DeploymentNote(id=str(d.name or "?").rsplit("/", 1)[-1][:100], status=d.status, at=_deployed_at(d))
+             for d in deployments]
     return SlotView(exists=True, state=resource.state or "Unknown",
                     build=_build(client, site, slot, marker, deployments),
-                    last_deployed_at=max(times) if times else None,
-                    target_swap_slot=resource.target_swap_slot or None)
+                    target_swap_slot=resource.target_swap_slot or None, **deployment_history(notes))
 
 
 def observe(settings: Settings, site: SiteId, slot: str, marker: str) -> Observed:
@@ -139,6 +144,18 @@ def wait(poller: Any, heartbeat: Callable[[], None] = lambda: None, every: float
         if exc.status_code in (408, 429, 500, 502, 503, 504):
             raise TransientArmError(f"polling the swap failed with HTTP {exc.status_code}; it may still run") from exc
         raise SwapFailed(f"HTTP {exc.status_code}: {str(exc.message or exc)[:300]}") from exc
+
+
+def deployment_log(settings: Settings, site: SiteId, slot: str | None, deployment_id: str) -> str:
+    """The deployment's log text (ARM sites/deployments/{id}/log), bounded; '' when unavailable."""
+    from azure.core.exceptions import HttpResponseError
+    ops = web_client(settings, site.subscription).web_apps
+    try:
+        dep = ops.list_deployment_log_slot(site.resource_group, site.name, id=deployment_id, slot=slot) if slot else \
+            ops.list_deployment_log(site.resource_group, site.name, deployment_id)
+    except HttpResponseError as exc:
+        return f"(deployment log unavailable: HTTP {exc.status_code})"
+    return "\n".join(x for x in (dep.message, dep.details) if x)[-4000:]
 
 
 def check_health(url: str | None) -> str | None:

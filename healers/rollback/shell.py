@@ -12,8 +12,11 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from healers.rollback import arm
-from healers.rollback.core import AppState, Latch, decide, verify
+from healers.rollback import arm, changes, evidence
+from healers.rollback.attribution import dependency_hint
+from healers.rollback.core import AppState, decide, remember_rollback, uncounted_since, verify
+from healers.rollback.operator import HEALER, Refused, app_state as _app_state, rearm, set_freeze  # noqa: F401
+from healers.rollback.signal import Signal
 from shared import approvals, audit
 from shared.alerts import Alert
 from shared.config import RollbackTarget, Settings
@@ -26,7 +29,6 @@ from shared.state import (Conflict, Lease, Record, Store, acquire_lease, release
 from shared.work import RetryLater, busy_delay
 
 log = logging.getLogger("healer.rollback")
-HEALER = "rollback"
 QUEUE = "healer-rollback"
 ACTION = "rollback.swap"
 MAX_ATTEMPTS = 12
@@ -44,14 +46,13 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class Refused(Exception):
-    pass
-
-
 # ---------------------------------------------------------------------------------------------- intake
 
-def work_message(alert: Alert) -> dict[str, Any]:
-    return {"v": 1, "kind": "alert", "alert": alert.model_dump(mode="json"), "attempt": 0}
+def work_message(alert: Alert, signal: Signal | None = None) -> dict[str, Any]:
+    msg = {"v": 1, "kind": "alert", "alert": alert.model_dump(mode="json"), "attempt": 0}
+    if signal is not None and signal.kind != "other":
+        msg["signal"] = signal.model_dump(mode="json")
+    return msg
 
 
 def resolve_target(settings: Settings, alert: Alert) -> tuple[RollbackTarget, str]:
@@ -128,15 +129,14 @@ def _duplicate(settings: Settings, alert: Alert, target: RollbackTarget, seen: R
     return "duplicate"
 
 
-def _app_state(lease: Lease) -> AppState:
-    return AppState.model_validate({k: v for k, v in lease.record.data.items() if k in AppState.model_fields})
-
-
 # ---------------------------------------------------------------------------------------------- handler
 
 def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Callable[[], dt.datetime] = utcnow,
            step: Step = _no_step) -> str:
     """Process one work message. Returns the outcome; raises RetryLater to be re-run after a delay."""
+    if message.get("kind") == "recheck":
+        from healers.rollback import prove
+        return prove.recheck(settings, message, owner=owner, now=now)
     alert = Alert.model_validate(message["alert"])
     t = now()
     if not alert.fired:
@@ -172,7 +172,8 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
         seen = None if approval_id else _decided(settings, alert)
         if seen is not None and not lease.record.data.get("op"):
             return _duplicate(settings, alert, target, seen, t)
-        return Run(settings, alert, target, slot, ops, lease, now, step).decide_and_act(approval_id)
+        signal = Signal.model_validate(message["signal"]) if isinstance(message.get("signal"), dict) else Signal()
+        return Run(settings, alert, target, slot, ops, lease, now, step, signal).decide_and_act(approval_id)
     finally:
         release_lease(ops, lease)
 
@@ -188,6 +189,7 @@ class Run:
     lease: Lease
     now: Callable[[], dt.datetime]
     step: Step
+    signal: Signal
 
     @property
     def site(self) -> SiteId:
@@ -230,11 +232,20 @@ class Run:
             raise RetryLater(30 + random.random() * 30, mode.reason)
         policy_doc, why = load_policy(self.settings.policy_document)
         policy = evaluate(policy_doc, ACTION, self.target.resource_id, why)
+        found = self.attribution(obs, t)
         d = decide(fired_at=self.alert.fired_at, slot_name=self.slot, obs=obs, app=app, mode=mode, policy=policy,
                    approved=approval_id is not None, max_rollbacks=self.target.max_rollbacks,
                    window=dt.timedelta(minutes=self.target.window_minutes),
-                   max_build_age=dt.timedelta(minutes=self.target.max_build_age_minutes), now=t)
+                   max_build_age=dt.timedelta(minutes=self.target.max_build_age_minutes), now=t,
+                   changes=found.changes, on_config_change=self.target.on_config_change,  # type: ignore[arg-type]
+                   dependency=dependency_hint(self.alert.custom_properties, self.signal.dimensions),
+                   freeze=self.target.freeze)
         observed = obs.model_dump(mode="json")
+        observed["configChanges"] = [c.describe() for c in found.changes[:20]]
+        observed["configSourcesUnavailable"] = found.unavailable
+        since = min([t for t in (obs.last_swap.at if obs.last_swap else None, app.latch.at if app.latch else None)
+                     if t] or [None])
+        observed["deploymentsNotCounted"] = uncounted_since(obs, since)
         if d.clear_latch and app.latch:
             self.audit("recorded", f"latch released: a new deployment was seen (production {obs.production.build})",
                        previousLatch=app.latch.model_dump(mode="json"))
@@ -244,11 +255,17 @@ class Run:
             outcome = self.swap(d.good, d.bad, approval_id, observed)
         else:
             outcome = {"skip": "skipped", "refuse": "refused", "ask": "pending", "dry-run": "dry-run",
-                       "killed": "skipped"}[d.action]
+                       "killed": "skipped", "freeze": "escalated"}[d.action]
             details: dict[str, Any] = {"observed": observed, "policy": policy.model_dump(),
                                        "mode": mode.model_dump()}
+            if d.action in ("ask", "refuse") or d.tell_human:
+                details["evidence"] = evidence.collect(
+                    self.settings, self.site, obs, self.slot, config_changes=observed["configChanges"],
+                    unavailable=found.unavailable, signal=self.signal)
             if d.action == "ask":
                 details.update(self.ask(d.reason, t))
+            if d.action == "freeze":
+                details["freeze"] = self.freeze(app, d.reason, t)
             if d.tell_human:
                 details["notification"] = notify(
                     self.settings, kind="attention", title=f"Healer cannot roll back {self.site.name}",
@@ -258,6 +275,27 @@ class Run:
             approvals.mark_executed(self.settings, HEALER, approval_id, self.now(), outcome)
         _mark_decided(self.settings, self.alert, outcome, d.reason, self.now())
         return outcome
+
+    def attribution(self, obs, t: dt.datetime) -> changes.Found:
+        """Configuration changes since the swap; stores the new fingerprint (hashes only) for next time."""
+        marker = self.target.build_marker
+        found = changes.collect(self.settings, self.target, self.site,
+                                swap_at=obs.last_swap.at if obs.last_swap else None,
+                                stored=self.lease.record.data.get("fingerprint"), now=t,
+                                ignore={marker.split(":", 1)[1]} if marker.startswith("appSetting:") else set())
+        if found.prints:
+            self.lease.record.data["fingerprint"] = found.prints
+            save_under_lease(self.ops, self.lease)
+        return found
+
+    def freeze(self, app: AppState, reason: str, t: dt.datetime) -> dict[str, Any]:
+        """Freeze instead of rollback: remember it for the app (no swap into production until re-armed) and put a
+        `freeze` condition in the app's controls record, where gates and pipelines can see it."""
+        app.frozen = app.escalated = reason[:500]
+        self.save_app(app, self.lease.record.data.get("op"))
+        frozen = {"by": "healer", "incident": self.alert.alert_id, "at": t.isoformat(), "reason": reason[:500]}
+        set_freeze(self.settings, self.target.key, frozen)
+        return frozen
 
     def check_approval(self, approval_id: str) -> str | None:
         """None when the approval lets this alert's action run; else the outcome of refusing it (audited)."""
@@ -334,11 +372,14 @@ class Run:
         after = self.observe()
         if after.production.build == op["good"]:  # ARM reported failure, yet the swap took effect: verify it
             return self.swap_finished(op)
-        app = _app_state(self.lease)
+        app = remember_rollback(_app_state(self.lease), good=op["good"], bad=op["bad"], at=self.now(),
+                                incident=op["incident"], latch=False, reason=f"alert {self.alert.rule[:120]} "
+                                f"({op['incident']}): Healer tried to roll {op['bad']} back; the swap failed")
         app.escalated = f"the swap operation failed: {reason}"
         self.save_app(app, op=None)
         details = {"before": {"production": op["bad"], self.slot: op["good"]}, "after": after.model_dump(mode="json"),
-                   "startedAt": op["startedAt"], "approvalId": op.get("approvalId")}
+                   "startedAt": op["startedAt"], "approvalId": op.get("approvalId"),
+                   "evidence": self.evidence(after)}
         details["notification"] = notify(
             self.settings, kind="escalation", title=f"Healer's rollback swap of {self.site.name} failed",
             text=f"{app.escalated}. Production still runs {after.production.build}. Healer will not swap again; "
@@ -356,18 +397,24 @@ class Run:
 
     def verify(self, op: dict[str, Any], observed: dict[str, Any] | None = None) -> str:
         after = self.observe()
+        try:  # the fingerprint after Healer's own swap: the next incident compares against this
+            self.lease.record.data["fingerprint"] = changes.production_prints(self.settings, self.site, self.now())
+        except Exception as exc:  # noqa: BLE001 - attribution is best effort here; the swap is done
+            log.warning("could not fingerprint %s after the swap: %s", self.site.name, type(exc).__name__)
         health = arm.check_health(self.target.health_url)
         problem = verify(obs=after, good=op["good"], health=health)
         t = self.now()
-        app = _app_state(self.lease)
-        app.rollbacks = [r for r in app.rollbacks if t - r < dt.timedelta(days=7)] + [t]
-        app.latch = Latch(good=op["good"], bad=op["bad"], at=t, incident=op["incident"])
+        app = remember_rollback(_app_state(self.lease), good=op["good"], bad=op["bad"], at=t,
+                                incident=op["incident"], reason=f"alert {self.alert.rule[:120]} "
+                                f"({op['incident']}): {op['bad']} rolled back to {op['good']}")
         app.escalated = problem
+        proving = None if problem else self.start_proof(op, after, observed)
         self.save_app(app, op=None)
         details = {"before": {"production": op["bad"], self.slot: op["good"]},
                    "after": after.model_dump(mode="json"), "health": health, "startedAt": op["startedAt"],
                    "observedBefore": observed, "approvalId": op.get("approvalId")}
         if problem:
+            details["evidence"] = self.evidence(after, observed)
             details["notification"] = notify(
                 self.settings, kind="escalation", title=f"Healer rollback of {self.site.name} did not verify",
                 text=f"{problem}. Healer will not swap again; a human must look.",
@@ -375,11 +422,32 @@ class Run:
             self.audit("escalated", f"swap done but verification failed: {problem}; no further swaps", **details)
             outcome = "escalated"
         else:
-            self.audit("acted", f"rolled back: production now runs {op['good']} (was {op['bad']}); latched",
-                       **details)
+            if proving:
+                details["recovery"] = proving
+            self.audit("acted", f"rolled back: production now runs {op['good']} (was {op['bad']}); latched"
+                       + ("; proving the recovery with queued re-checks" if proving else ""), **details)
             outcome = "acted"
         self.step("verified")
         return outcome
+
+    def evidence(self, obs, observed: dict[str, Any] | None = None) -> dict[str, Any]:
+        return evidence.collect(self.settings, self.site, obs, self.slot,
+                                config_changes=(observed or {}).get("configChanges") or [],
+                                unavailable=(observed or {}).get("configSourcesUnavailable") or [],
+                                signal=self.signal)
+
+    def start_proof(self, op: dict[str, Any], after, observed: dict[str, Any] | None) -> str | None:
+        """Queue the recovery re-checks when the app has `recovery` options; the proof is saved with the app."""
+        from healers.rollback import prove
+        opts = prove.options(self.target)
+        if opts is None:
+            return None
+        target_ids = [t for t in self.alert.target_ids if t]
+        proof = prove.start(self.settings, self.target, opts, op=op, signal=self.signal,
+                            signal_resource=target_ids[0] if target_ids else None, fired_at=self.alert.fired_at,
+                            now=self.now(), evidence=self.evidence(after, observed))
+        self.lease.record.data["proof"] = proof
+        return f"re-checks queued until {proof['deadline']}"
 
     def resume(self) -> str | None:
         """Finish an operation a previous (crashed or recycled) worker started. Never sends a second swap blindly.
@@ -407,28 +475,3 @@ class Run:
 
 def _target_hint(alert: Alert) -> str:
     return alert.custom_properties.get(TARGET_PROPERTY, "")[:600]
-
-
-# ---------------------------------------------------------------------------------------------- operator
-
-def rearm(settings: Settings, resource_id: str, *, by: str, reason: str, now: dt.datetime) -> dict[str, Any]:
-    """Clear an app's latch and escalation so automatic rollback may act again."""
-    site = parse_site_id(resource_id)
-    target = settings.rollback_targets.get(site.app_id.lower())
-    if target is None:
-        raise Refused(f"{site.app_id} is not in the rollback allowlist")
-    ops = Store(settings, "ops")
-    lease = acquire_lease(ops, HEALER, safe_key(target.key), f"rearm:{by}", settings.lease_seconds, now)
-    if lease is None:
-        raise RetryLater(10, "an operation is running on this app; try again shortly")
-    try:
-        if lease.record.data.get("op"):
-            raise Refused("a swap is in flight on this app; re-arm after it finishes")
-        before = {"latch": lease.record.data.get("latch"), "escalated": lease.record.data.get("escalated")}
-        lease.record.data.update(latch=None, escalated=None)
-        save_under_lease(ops, lease)
-    finally:
-        release_lease(ops, lease)
-    audit.record(settings, healer=HEALER, outcome="recorded", reason=f"re-armed by {by}: {reason}"[:500],
-                 resource=target.resource_id, subject="rearm", details={"before": before}, now=now)
-    return {"resourceId": target.resource_id, "rearmed": True, "before": before}

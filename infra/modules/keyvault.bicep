@@ -19,6 +19,10 @@ param githubAppPrivateKey string = ''
 @description('Key of an OpenAI-compatible endpoint for the error-clustering healer. Empty: no secret is written.')
 param llmApiKey string = ''
 
+@secure()
+@description('Secret that signs the operator console\'s CSRF tokens (generated per deployment).')
+param consoleSecret string
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
@@ -50,6 +54,15 @@ resource appInsightsSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   name: 'appinsights-connection-string'
   properties: {
     value: appInsights.properties.ConnectionString
+    contentType: 'text/plain'
+  }
+}
+
+resource consoleSecretValue 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'healer-console-secret'
+  properties: {
+    value: consoleSecret
     contentType: 'text/plain'
   }
 }

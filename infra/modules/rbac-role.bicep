@@ -1,5 +1,6 @@
 // The custom role Healer holds on each target App Service app: read the app and its slots, read and write
-// configuration (app settings for the downshift healer, slot-sticky setting names), swap slots and poll the swap.
+// configuration (app settings for the downshift healer, slot-sticky setting names), swap slots and poll the swap;
+// for the rollback's evidence and recovery proof: list instances, read deployment logs and the app's metrics.
 // Nothing else: no delete, no restart, no publishing credentials, no site write, no slot config write
 // (Healer only writes the production app's settings and its slot-sticky names).
 targetScope = 'subscription'
@@ -30,6 +31,10 @@ resource siteOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Web/sites/slots/slotsswap/action'
           'Microsoft.Web/sites/operationresults/read'
           'Microsoft.Web/sites/slots/operationresults/read'
+          'Microsoft.Web/sites/instances/read'
+          'Microsoft.Web/sites/deployments/log/read'
+          'Microsoft.Web/sites/slots/deployments/log/read'
+          'Microsoft.Insights/metrics/read'
         ]
         notActions: []
         dataActions: []

@@ -64,6 +64,11 @@ SITE_OPERATOR_ACTIONS = {
     "Microsoft.Web/sites/slots/slotsswap/action",
     "Microsoft.Web/sites/operationresults/read",
     "Microsoft.Web/sites/slots/operationresults/read",
+    # rollback evidence and recovery proof (issue 14): instances, deployment logs, the alert's metric
+    "Microsoft.Web/sites/instances/read",
+    "Microsoft.Web/sites/deployments/log/read",
+    "Microsoft.Web/sites/slots/deployments/log/read",
+    "Microsoft.Insights/metrics/read",
 }
 
 # Settings the code reads that are intentionally not set in Azure, and why.
@@ -291,8 +296,12 @@ def test_function_app_is_flex_python_user_identity_https_tls12_no_ftp():
     policies = {body(r)["name"]: body(r)["properties"]["allow"]
                 for _, _, r in resources("Microsoft.Web/sites/basicPublishingCredentialsPolicies")}
     assert policies == {"ftp": False, "scm": False}
-    [settings] = [body(r) for _, _, r in resources("Microsoft.Web/sites/config")]
-    assert settings["name"] == "appsettings" and settings["properties"] == "appSettings"
+    configs = {body(r)["name"]: body(r) for _, _, r in resources("Microsoft.Web/sites/config")}
+    assert set(configs) == {"appsettings", "authsettingsV2"}
+    assert configs["appsettings"]["properties"] == "appSettings"
+    easy_auth = configs["authsettingsV2"]["properties"]
+    assert easy_auth["globalValidation"]["requireAuthentication"] is True, "the console needs a signed-in operator"
+    assert easy_auth["identityProviders"]["azureActiveDirectory"]["registration"]["clientId"] == "easyAuthClientId"
 
 
 def test_vault_topic_and_telemetry_use_entra_only():

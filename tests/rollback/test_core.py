@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from healers.rollback.core import AppState, Latch, Observed, SlotView, SwapStatus, decide, verify
+from healers.rollback.core import (AppState, DeploymentNote, Latch, Observed, SlotView, SwapStatus, decide,
+                                   deployment_history, forget_bad_build, new_deployment_since_latch,
+                                   remember_rollback, verify)
 from shared.alerts import PayloadError, parse_alert
 from shared.controls import Mode
 from shared.policy import PolicyDecision
@@ -232,9 +234,18 @@ class World:
             self.rolled_from.add(d.bad)
             self.swap()
             self.swaps_by_incident[incident] = self.swaps_by_incident.get(incident, 0) + 1
-            self.app.latch = Latch(good=d.good, bad=d.bad, at=self.now, incident=incident)
-            self.app.rollbacks.append(self.now)
+            self.app = remember_rollback(self.app, good=d.good, bad=d.bad, at=self.now, incident=incident,
+                                         reason="test")
         self.decided.add(incident)
+
+    def rearm(self) -> None:
+        """POST /api/rollback/rearm without forgetting any build: the latch and escalation go, the memory stays."""
+        self.app = self.app.model_copy(update={"latch": None, "escalated": None})
+
+    def forget(self, build: str) -> None:
+        """An operator explicitly clears one remembered bad build: from then on it may be judged again."""
+        self.app = forget_bad_build(self.app, build)
+        self.rolled_from.discard(build)
 
     def deliver_ignoring_dedupe(self, incident: str, fired: dt.datetime) -> None:
         """A delivery whose dedupe record was lost (crash before it was written): only the core protects."""
@@ -317,3 +328,88 @@ def test_waiting_on_a_long_swap_renews_the_lease():
     beats = []
     arm.wait(SlowOperation(4), heartbeat=lambda: beats.append(1), every=0)
     assert len(beats) == 3
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["deploy", "deploy-prod", "alert", "dup", "resolved", "rearm", "pipeline-swap",
+                                 "forget"]), min_size=1, max_size=30))
+def test_remembered_bad_builds_survive_rearm_and_latch_release(ops):
+    """Re-arms, latch releases by new deployments and the pipeline swapping staging back in between alerts:
+    Healer never swaps a build it rolled away from into production (World.deliver asserts it on every swap)
+    unless an operator forgot that build explicitly."""
+    world = World()
+    n, incident = 0, "i0"
+    for op in ops:
+        world.now += dt.timedelta(minutes=1)
+        if op == "deploy":          # a new build to staging, swapped in by the pipeline
+            n += 1
+            world.now += dt.timedelta(minutes=30)
+            world.slot, world.slot_deployed = f"v{n + 10}", world.now - dt.timedelta(minutes=5)
+            world.swap()
+            incident = f"i{n}"
+        elif op == "deploy-prod":   # a hotfix deployed straight to production releases a latch
+            n += 1
+            world.prod, world.prod_deployed = f"v{n + 10}", world.now
+        elif op == "pipeline-swap":  # someone swaps staging back in (e.g. the bad build, by hand)
+            world.swap()
+        elif op == "rearm":
+            world.rearm()
+        elif op == "forget" and world.app.bad_builds:
+            world.forget(sorted(world.app.bad_builds)[0])
+        elif op == "alert":
+            incident += "+"
+            world.deliver(incident, "Fired", world.now)
+        elif op == "dup":
+            world.deliver(incident, "Fired", world.now)
+        elif op == "resolved":
+            world.deliver(incident, "Resolved", world.now)
+    assert set(world.app.bad_builds) == world.rolled_from, "the memory is exactly what Healer rolled away from"
+
+
+def test_rearm_keeps_the_bad_build_remembered_until_forgotten():
+    """The trial from issue 14: rollback, re-arm (no new deployment), a new alert must not swap the bad build back."""
+    world = World()
+    world.deliver("a", "Fired", T0 + dt.timedelta(minutes=2))
+    assert world.prod == "v1-good" and world.app.bad_builds.keys() == {"v2-bad"}
+    world.rearm()
+    world.now += dt.timedelta(minutes=5)
+    d = decide(fired_at=world.now, slot_name="staging", obs=world.observed().model_copy(
+        update={"last_swap": SwapStatus(at=world.now - dt.timedelta(minutes=1), source="staging",
+                                        destination="production")}),
+        app=world.app, mode=LIVE, policy=ALLOW, approved=False, max_rollbacks=5, window=dt.timedelta(hours=24),
+        max_build_age=dt.timedelta(hours=24), now=world.now)
+    assert d.action == "skip" and "already rolled back from" in d.reason and "forgetBuild" in d.reason
+    forgotten = forget_bad_build(world.app, "v2-bad")
+    assert "v2-bad" not in forgotten.bad_builds and "v2-bad" in world.app.bad_builds
+
+
+def test_bad_build_memory_is_bounded_to_the_newest():
+    app = AppState()
+    for i in range(60):
+        app = remember_rollback(app, good="g", bad=f"b{i}", at=T0 + dt.timedelta(minutes=i), incident=str(i),
+                                reason="r")
+    assert len(app.bad_builds) == 50 and "b59" in app.bad_builds and "b0" not in app.bad_builds
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(-120, 120)), max_size=12))
+def test_only_a_successful_deployment_releases_the_latch(deployments):
+    """Random deployment histories around a latch: the latch is released iff a successful (status 4) deployment
+    came after it; failed and in-progress ones are listed to be audited, never counted."""
+    latch = Latch(good="v1", bad="v2", at=T0, incident="a")
+    notes = [DeploymentNote(id=f"d{i}", status=status, at=T0 + dt.timedelta(minutes=m))
+             for i, (status, m) in enumerate(deployments)]
+    for slot_side in ("production", "slot"):
+        views = {"production": SlotView(build="v1"), "slot": SlotView(build="v2")}
+        views[slot_side] = views[slot_side].model_copy(update=deployment_history(notes))
+        released = new_deployment_since_latch(latch, Observed(**views))
+        assert bool(released) == any(s == 4 and m > 0 for s, m in deployments)
+        assert all(n.status != 4 for n in views[slot_side].not_counted)
+
+
+def test_freeze_instead_of_rollback_never_swaps_and_a_frozen_app_stays_put():
+    d = decide(fired_at=T0 + dt.timedelta(minutes=5), slot_name="staging", obs=bad_in_prod(), app=AppState(),
+               mode=LIVE, policy=ALLOW, approved=True, max_rollbacks=2, window=dt.timedelta(hours=24),
+               max_build_age=dt.timedelta(hours=24), now=T0 + dt.timedelta(minutes=6), freeze=True)
+    assert d.action == "freeze" and d.tell_human and "irreversible" in d.reason
+    assert run(bad_in_prod(), app=AppState(frozen="migrations")).action == "skip"

@@ -11,6 +11,7 @@ import pytest
 from azure.functions.queue import QueueMessage
 
 from healers.rollback import shell
+from healers.rollback.signal import parse_signal
 from shared import approvals, audit
 from shared.alerts import parse_alert
 from shared.config import Settings
@@ -37,7 +38,7 @@ def fired_alert(condition: str = "Fired", alert_id: str | None = None, rule: str
 
 
 def message(body: dict) -> dict:
-    return shell.work_message(parse_alert(body))
+    return shell.work_message(parse_alert(body), parse_signal(body))
 
 
 def handle(msg: dict, **kw) -> str:
@@ -405,3 +406,178 @@ def test_registered_functions_webhook_to_approval_to_rollback_to_rearm(incident,
     unknown = fn["rollback_rearm"](_http("POST", "rollback/rearm", {"resourceId": SHOP.replace("shop-web", "nope"),
                                                                     "by": "oncall"}))
     assert unknown.status_code == 404
+
+
+def test_rearm_does_not_forget_the_bad_build_and_forgetting_is_explicit_and_audited(incident, arm, healer_env):
+    """Issue 14's trial: rollback → re-arm (no new deployment) → a new alert must not swap the known-bad build back
+    into production. An operator forgets the build explicitly (audited); only then may Healer swap it."""
+    assert handle(message(fired_alert())) == "acted"
+    assert build_of(arm, RG, APP) == "v41" and build_of(arm, RG, APP, "staging") == "v42"
+    shell.rearm(Settings(), SHOP, by="oncall", reason="looked", now=dt.datetime.now(dt.timezone.utc))
+    later = fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2))
+    assert handle(message(later)) == "skipped"
+    [skipped] = records("skipped")
+    assert "already rolled back from" in skipped["reason"] and "forgetBuild" in skipped["reason"]
+    assert healer_swaps(arm) == 1 and build_of(arm, RG, APP) == "v41"
+    with pytest.raises(shell.Refused, match="not remembered"):
+        shell.rearm(Settings(), SHOP, by="oncall", reason="x", now=dt.datetime.now(dt.timezone.utc),
+                    forget_build="v99")
+    out = shell.rearm(Settings(), SHOP, by="oncall", reason="v42 was fine after all",
+                      now=dt.datetime.now(dt.timezone.utc), forget_build="v42")
+    assert "v42" in out["forgotten"] and out["badBuilds"] == []
+    [rec] = [r for r in records("recorded") if "forgot bad build v42" in r["reason"]]
+    assert rec["details"]["forgotten"]["v42"]["replaced_by"] == "v41"
+    again = fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2))
+    assert handle(message(again)) == "acted" and build_of(arm, RG, APP) == "v42"   # forgotten: judged like any build
+
+
+def test_a_failed_deploy_after_the_swap_does_not_block_the_rollback_and_is_audited(incident, arm):
+    arm.deploy(RG, APP, "staging", build_id="v43", status=3, id="dep-failed-43",
+               log=["Fetching changes.", "npm ERR! code ELIFECYCLE", "Deployment failed."])
+    arm.deploy(RG, APP, "production", build_id="v44", status=1, id="dep-building-44")
+    assert build_of(arm, RG, APP, "staging") == "v41", "a failed deployment changes nothing the slot runs"
+    assert handle(message(fired_alert())) == "acted" and build_of(arm, RG, APP) == "v41"
+    [acted] = records("acted")
+    notes = acted["details"]["observedBefore"]["deploymentsNotCounted"]
+    assert any("dep-failed-43" in n and "failed" in n for n in notes)
+    assert any("dep-building-44" in n and "in progress" in n for n in notes)
+
+
+def test_a_failed_deploy_after_a_rollback_does_not_release_the_latch(incident, arm):
+    assert handle(message(fired_alert())) == "acted"
+    arm.deploy(RG, APP, "staging", build_id="v45", status=3, id="dep-failed-45")
+    arm.deploy(RG, APP, "production", build_id="v46", status=3, id="dep-failed-46")
+    assert handle(message(fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)))) \
+        == "skipped"
+    assert "latched" in records("skipped")[0]["reason"] and healer_swaps(arm) == 1
+    assert not [r for r in records("recorded") if "latch released" in r["reason"]]
+
+
+def test_deployment_log_and_connection_strings_follow_the_contract(incident, arm, healer_env):
+    from healers.rollback import arm as arm_calls
+    from shared.resource_ids import parse_site_id
+    from shared.webapps import web_client
+    site = parse_site_id(SHOP)
+    arm.deploy(RG, APP, "staging", build_id="v47", id="dep-47", log=["step one", "step two"])
+    assert arm_calls.deployment_log(Settings(), site, "staging", "dep-47") == "Deployed build v47\nstep one\nstep two"
+    assert "HTTP 404" in arm_calls.deployment_log(Settings(), site, None, "nope")
+    arm.patch_slot(RG, APP, "production", connection_strings={"Db": {"value": "Server=x", "type": "SQLAzure"}})
+    conns = web_client(Settings(), site.subscription).web_apps.list_connection_strings(RG, APP)
+    assert conns.properties["Db"].value == "Server=x" and conns.properties["Db"].type == "SQLAzure"
+
+
+# ---------------------------------------------------------------------------------------------- attribution
+
+def test_a_config_change_after_the_swap_asks_instead_of_swapping(incident, arm):
+    arm.patch_slot(RG, APP, "production", app_settings={"PROMPT_VERSION": "7"}, caller="ana@contoso.com")
+    assert handle(message(fired_alert())) == "pending"
+    [pending] = records("pending")
+    assert pending["reason"].startswith("suspect configuration change config write appsettings on production")
+    assert "ana@contoso.com" in pending["reason"] and healer_swaps(arm) == 0
+    assert "7" not in json.dumps(pending["details"]["observed"]["configChanges"]), "never a value"
+    [parked] = approvals.list_pending(Settings(), "rollback")
+    approvals.decide(Settings(), healer="rollback", aid=parked["id"], approve=True, by="oncall", note="code it is",
+                     now=dt.datetime.now(dt.timezone.utc))
+    assert handle({**parked["message"], "approvalId": parked["id"]}) == "acted" and healer_swaps(arm) == 1
+
+
+def test_config_change_policy_skip_and_dependency_hint_never_swap(incident, arm, monkeypatch):
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP, "onConfigChange": "skip"}]))
+    arm.patch_slot(RG, APP, "production", connection_strings={"Db": "Server=new"}, caller="bob@contoso.com")
+    assert handle(message(fired_alert())) == "skipped"
+    assert "config write connectionstrings" in records("skipped")[0]["reason"]
+    dep = fired_alert(**{"healer.dependencyDriven": "true"})
+    assert handle(message(dep)) == "skipped"
+    assert any("dependency outage" in r["reason"] for r in records("skipped")) and healer_swaps(arm) == 0
+
+
+def test_a_slot_config_change_or_one_before_the_swap_is_not_suspect(healer_env, arm):
+    arm.seed_app(RG, APP, slots={"production": {"app_settings": {"SLOT_NAME": "production"}},
+                                 "staging": {"app_settings": {"SLOT_NAME": "staging"}}},
+                 sticky_app_settings=["SLOT_NAME"], subscription_id=SHOP.split("/")[2])
+    arm.deploy(RG, APP, "production", build_id="v41")
+    arm.patch_slot(RG, APP, "production", app_settings={"X": "1"}, caller="before@contoso.com")   # before the swap
+    arm.deploy(RG, APP, "staging", build_id="v42")
+    from standins.stack import pipeline_swap
+    pipeline_swap(healer_env["HEALER_ARM_ENDPOINT"], RG, APP, "staging")
+    arm.patch_slot(RG, APP, "staging", app_settings={"Y": "1"}, caller="slot@contoso.com")        # the slot's own
+    assert handle(message(fired_alert())) == "acted"
+
+
+def test_fingerprint_catches_a_change_the_activity_log_does_not_show(incident, arm, monkeypatch):
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP, "activityLog": False}]))
+    monkeypatch.setenv("HEALER_KILL_SWITCH", "true")
+    assert handle(message(fired_alert())) == "skipped"          # observed (fingerprint stored), nothing done
+    ops = Store(Settings(), "ops").get("rollback", safe_key(SHOP.lower()))
+    assert "on" not in json.dumps(ops.data["fingerprint"]["app-settings"]), "hashes only"
+    monkeypatch.delenv("HEALER_KILL_SWITCH")
+    arm.patch_slot(RG, APP, "production", app_settings={"FEATURE_X": "off"})
+    assert handle(message(fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)))) \
+        == "pending"
+    assert "app setting FEATURE_X added on production" in records("pending")[0]["reason"]
+
+
+def test_an_app_configuration_change_after_the_swap_asks_with_the_key(incident, arm, appconfig, monkeypatch):
+    """A prompt change in App Configuration (revisions API) — not the build — is the suspect."""
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP, "appConfigEndpoint":
+                                                               appconfig.endpoint, "appConfigKeys": "prompts:*"}]))
+    appconfig.human_edit("other:key", value="x")                         # outside the configured keys
+    appconfig.human_edit("prompts:system", label="shop-web", value="You are a pirate.")
+    assert handle(message(fired_alert())) == "pending"
+    reason = records("pending")[0]["reason"]
+    assert "App Configuration key prompts:system (label shop-web)" in reason and "other:key" not in reason
+    assert "pirate" not in json.dumps(records("pending")[0]), "never a value"
+    assert healer_swaps(arm) == 0
+
+
+def test_a_refusal_carries_bounded_redacted_evidence(healer_env, arm, monkeypatch):
+    """What the human gets with an ask/refusal: the suspect deployment's log (redacted), both slots' state, the
+    configuration changes found and the values the alert fired with."""
+    from standins.stack import pipeline_swap
+    arm.seed_app(RG, APP, slots={"production": {"app_settings": {"SLOT_NAME": "production"}},
+                                 "staging": {"app_settings": {"SLOT_NAME": "staging"}}},
+                 sticky_app_settings=["SLOT_NAME"], subscription_id=SHOP.split("/")[2])
+    arm.deploy(RG, APP, "production", build_id="v41")
+    arm.deploy(RG, APP, "staging", build_id="v42", id="dep-42", log=[
+        "Running migrations", "connecting with Password=hunter2SuperSecret;", "Deployment successful."])
+    pipeline_swap(healer_env["HEALER_ARM_ENDPOINT"], RG, APP, "staging")
+    arm.patch_slot(RG, APP, "production", app_settings={"PROMPT": "v9"}, caller="ana@contoso.com")
+    monkeypatch.setenv("HEALER_POLICY", json.dumps({"version": 1, "rules": [
+        {"action": "rollback.swap", "resource": "*", "effect": "deny"}]}))
+    assert handle(message(fired_alert())) == "refused"
+    ev = records("refused")[0]["details"]["evidence"]
+    assert ev["deploymentLog"]["deployment"] == "dep-42" and "Running migrations" in ev["deploymentLog"]["log"]
+    assert "hunter2SuperSecret" not in json.dumps(ev)
+    assert ev["slots"]["production"]["build"] == "v42" and ev["slots"]["staging"]["build"] == "v41"
+    assert any("ana@contoso.com" in c for c in ev["configChanges"])
+    assert ev["signalBefore"][0]["name"] == "Http5xx" and ev["signalBefore"][0]["firedWith"] == 131.0
+    assert len(json.dumps(ev)) < 24000
+
+
+def test_freeze_instead_of_rollback_escalates_and_blocks_swaps_until_rearmed(incident, arm, monkeypatch):
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP,
+                                                               "freezeInsteadOfRollback": True}]))
+    assert handle(message(fired_alert())) == "escalated"
+    [esc] = records("escalated")
+    assert "freeze instead of rollback" in esc["reason"] and esc["details"]["evidence"]["slots"]
+    assert healer_swaps(arm) == 0 and build_of(arm, RG, APP) == "v42"
+    control = Store(Settings(), "controls").get("controls", safe_key(SHOP.lower()))
+    assert control.data["freeze"]["incident"] and "freeze" in control.data["freeze"]["reason"]
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP}]))
+    later = fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2))
+    assert handle(message(later)) == "skipped" and "frozen" in records("skipped")[0]["reason"]
+    out = shell.rearm(Settings(), SHOP, by="oncall", reason="migration checked", now=dt.datetime.now(dt.timezone.utc))
+    assert out["before"]["frozen"]
+    assert Store(Settings(), "controls").get("controls", safe_key(SHOP.lower())).data["freeze"] is None
+    assert handle(message(fired_alert(fired=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)))) == "acted"
+
+
+def test_rearm_endpoint_validates_forget_build(incident, arm, registered_functions):
+    fn = registered_functions["rollback_rearm"].get_user_function()
+    bad = fn(_http("POST", "rollback/rearm", {"resourceId": SHOP, "by": "oncall", "forgetBuild": ["v42"]}))
+    assert bad.status_code == 400
+    unknown = fn(_http("POST", "rollback/rearm", {"resourceId": SHOP, "by": "oncall", "forgetBuild": "v42"}))
+    assert unknown.status_code == 404 and "not remembered" in json.loads(unknown.get_body())["error"]
+    assert handle(message(fired_alert())) == "acted"
+    ok = fn(_http("POST", "rollback/rearm", {"resourceId": SHOP, "by": "oncall", "forgetBuild": "v42"}))
+    assert ok.status_code == 200 and json.loads(ok.get_body())["forgotten"]["v42"]["replaced_by"] == "v41"

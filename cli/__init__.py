@@ -1,0 +1,1 @@
+"""`healer` command-line interface."""
