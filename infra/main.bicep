@@ -58,6 +58,9 @@ param rollbackRuleMap object = {}
 @description('HEALER_LEASE_SECONDS: how long one worker holds an app\'s operation lease.')
 param leaseSeconds int = 300
 
+@description('HEALER_ALERT_ACK: healers (comma-separated: rollback, downshift) that acknowledge the fired alert after acting on or refusing it. Needs Monitoring Contributor (or alerts read + changestate) on the alerts\' scope.')
+param alertAck string = ''
+
 @description('HEALER_ROLLBACK_LOGS_ENDPOINT: Log Analytics query endpoint used to re-run a log alert\'s query after a rollback.')
 param rollbackLogsEndpoint string = 'https://api.loganalytics.io'
 
@@ -359,6 +362,12 @@ param enableThrottleAlert bool = false
 param throttleWorkspaceId string = ''
 param throttleTargetAppId string = ''
 param throttleRatioThreshold string = '0.2'
+@description('429s from the app (app) or from the API Management AI gateway split by throttledBy (gateway).')
+@allowed([
+  'app'
+  'gateway'
+])
+param throttleSource string = 'app'
 
 @description('Example monthly budget on a resource group (its alerts go to the downshift healer). 0: no budget.')
 param budgetAmount int = 0
@@ -405,6 +414,8 @@ var healerSettings = {
   HEALER_ARM_ENDPOINT: armUrl
   HEALER_ARM_AUDIENCE: armUrl
   HEALER_ARM_POLL_SECONDS: string(armPollSeconds)
+  HEALER_ALERTS_ENDPOINT: armUrl
+  HEALER_ALERT_ACK: alertAck
   HEALER_AUTH_MODE: authMode
   HEALER_ENTRA_TENANT_ID: empty(entraTenantId) ? tenant().tenantId : entraTenantId
   HEALER_ENTRA_AUDIENCE: empty(entraAudience) ? secureWebhookIdentifierUri : entraAudience
@@ -659,6 +670,7 @@ module alerts 'modules/alerts.bicep' = if (wireTriggers) {
     throttleWorkspaceId: empty(throttleWorkspaceId) ? monitoring.outputs.workspaceId : throttleWorkspaceId
     throttleTargetAppId: throttleTargetAppId
     throttleRatioThreshold: throttleRatioThreshold
+    throttleSource: throttleSource
   }
 }
 

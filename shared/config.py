@@ -41,6 +41,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_ARM_AUDIENCE", "Token audience for ARM.", "https://management.azure.com"),
     Setting("HEALER_ARM_POLL_SECONDS", "Fallback polling interval of ARM long-running operations "
             "(the service's Retry-After wins).", "10"),
+    Setting("HEALER_ALERTS_ENDPOINT", "Azure Monitor AlertsManagement endpoint (alert condition, acknowledgement). "
+            "Empty: HEALER_ARM_ENDPOINT."),
+    Setting("HEALER_ALERT_ACK", "Comma-separated healers (rollback, downshift) that acknowledge the fired alert in "
+            "Azure Monitor after acting on or refusing it, with a comment naming the audit record. Empty: none."),
     # Inbound authentication
     Setting("HEALER_AUTH_MODE", "'function-key' (default; the Functions host checks keys) or 'entra' "
             "(also require an Entra ID bearer token: Azure Monitor secure webhook, approvers).", "function-key"),
@@ -255,6 +259,7 @@ class DownshiftTenant(BaseModel):
     budget: float | None = Field(None, gt=0, le=1e12)
     timezone: str | None = Field(None, max_length=64)
     period: str | None = Field(None, pattern=r"^(month|quarter|year)$")
+    block: bool | None = None          # the last rung for this tenant (None: the app policy's `block`)
 
 
 class DownshiftApp(BaseModel):
@@ -268,9 +273,11 @@ class DownshiftApp(BaseModel):
     key: str = Field("ai:model", pattern=_KEY_RE)
     tenant_keys: str = Field("label", alias="tenantKeys", pattern=r"^(label|key)$")
     sentinel_key: str = Field("ai:sentinel", alias="sentinelKey", pattern=_KEY_RE)
+    block_key: str = Field("ai:blocked", alias="blockKey", pattern=_KEY_RE)
     role: str | None = Field(None, max_length=256)
     cost_metric: str = Field("agent.cost.usd", alias="costMetric", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-    tenant_dimension: str = Field("tenant", alias="tenantDimension", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+    tenant_dimension: str = Field("tenant", alias="tenantDimension", pattern=r"^[A-Za-z_][A-Za-z0-9 _.-]{0,63}$")
+    rate_card: dict[str, Any] | None = Field(None, alias="rateCard")  # healers.downshift.rates (token metrics)
     policy: dict[str, Any]
     tenants: dict[str, DownshiftTenant] = Field(default_factory=dict, max_length=100_000)
     default_budget: float | None = Field(None, alias="defaultBudget", gt=0, le=1e12)
