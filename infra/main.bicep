@@ -34,6 +34,12 @@ param pythonVersion string = '3.11'
 @description('Upper bound of Flex Consumption instances.')
 param maximumInstanceCount int = 40
 
+@description('Optional VNet integration: resource id of a subnet delegated to Microsoft.App/environments (for registries behind private endpoints or firewalls). Empty: no VNet integration.')
+param vnetSubnetId string = ''
+
+@description('Optional: resource ids of existing private DNS zones (e.g. privatelink.azurecr.io) to link to the VNet of vnetSubnetId, so registries behind private endpoints resolve privately. Empty: none.')
+param privateDnsZoneIds array = []
+
 // ------------------------------------------------------------------------------------------------ behaviour
 
 @description('HEALER_KILL_SWITCH: true stops every action (decisions are still recorded).')
@@ -173,6 +179,15 @@ param replicationBackoff object = {}
 
 @description('HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: how long a replica\'s tag may name a digest Healer never saw pushed before a race is reported (older pushes are lag, newer pushes a race at once).')
 param replicationTagRaceGraceSeconds int = 60
+
+@description('HEALER_REPLICATION_FAIL_FAST_SECONDS: how long a replica\'s regional host must keep failing DNS before its wait fails fast, named (regional endpoints not enabled).')
+param replicationFailFastSeconds int = 15
+
+@description('HEALER_REPLICATION_MAX_THROTTLED_SECONDS: a replica answering HTTP 429 moves its own deadline out by the time it is throttled, up to this.')
+param replicationMaxThrottledSeconds int = 1800
+
+@description('HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS: how long a registry\'s topology read from ARM (replicas, status, regional endpoints) is reused.')
+param replicationTopologyTtlSeconds int = 300
 
 @description('HEALER_REPLICATION_ACR_TENANT_ID: tenant sent in the ACR token exchange. Empty: the deployment tenant.')
 param replicationAcrTenantId string = ''
@@ -450,6 +465,9 @@ var healerSettings = {
   HEALER_REPLICATION_DEADLINE_SECONDS: string(replicationDeadlineSeconds)
   HEALER_REPLICATION_BACKOFF: string(replicationBackoff)
   HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: string(replicationTagRaceGraceSeconds)
+  HEALER_REPLICATION_FAIL_FAST_SECONDS: string(replicationFailFastSeconds)
+  HEALER_REPLICATION_MAX_THROTTLED_SECONDS: string(replicationMaxThrottledSeconds)
+  HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS: string(replicationTopologyTtlSeconds)
   HEALER_REPLICATION_ACR_TENANT_ID: empty(replicationAcrTenantId) ? tenant().tenantId : replicationAcrTenantId
   HEALER_REPLICATION_TOPIC_ENDPOINT: empty(replicationTopicEndpoint) ? outcomeTopic.outputs.endpoint : replicationTopicEndpoint
   HEALER_REPLICATION_TOPIC_KEY: ''
@@ -603,11 +621,24 @@ module functionApp 'modules/functionapp.bicep' = {
     appSettings: union(platformSettings, healerSettings)
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
+    vnetSubnetId: vnetSubnetId
     easyAuthClientId: (authMode == 'entra') ? entraClientId : ''
     easyAuthTenantId: empty(entraTenantId) ? tenant().tenantId : entraTenantId
     easyAuthAudiences: (authMode == 'entra') ? [empty(entraAudience) ? secureWebhookIdentifierUri : entraAudience] : []
   }
 }
+
+// Registries behind private endpoints: link their private DNS zones to Healer's VNet (only with vnetSubnetId).
+module privateDnsLinks 'modules/private-dns-link.bicep' = [for (zoneId, i) in (empty(vnetSubnetId) ? [] : privateDnsZoneIds): {
+  name: 'healer-dns-link-${i}'
+  scope: resourceGroup(split(zoneId, '/')[2], split(zoneId, '/')[4])
+  params: {
+    zoneName: last(split(zoneId, '/'))
+    vnetId: join(take(split(vnetSubnetId, '/'), 9), '/')
+    linkName: 'healer-${environmentName}'
+    tags: tags
+  }
+}]
 
 module workbook 'modules/workbook.bicep' = {
   name: 'healer-workbook'

@@ -103,8 +103,9 @@ SETTINGS: tuple[Setting, ...] = (
 
     # Replication healer (issue 4)
     Setting("HEALER_REPLICATION_REGISTRIES", "JSON object: registry short name -> list of regions that must serve "
-            "each pushed image (e.g. {\"myreg\": [\"eastus\", \"westeurope\"]}). Events of other registries are "
-            "refused and audited."),
+            "each pushed image (e.g. {\"myreg\": [\"eastus\", \"westeurope\"]}), or {\"regions\": [...], "
+            "\"resourceId\": \"<registry resource id>\", \"degraded\": \"wait\"|\"exclude\"} to read its replicas "
+            "from ARM. Events of other registries are refused and audited."),
     Setting("HEALER_REPLICATION_ENDPOINTS", "JSON object: regional registry host (<registry>.<region>.geo.azurecr.io, "
             "or a login server) -> base URL to use instead of https://<host> (local stand-ins only; empty in Azure)."),
     Setting("HEALER_REPLICATION_DEADLINE_SECONDS", "How long one wait may take before it is reported timed out.",
@@ -113,6 +114,12 @@ SETTINGS: tuple[Setting, ...] = (
             "minSeconds, jitter (empty: 2, 1.6, 30, 0.5, 0.25)."),
     Setting("HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS", "How long a replica's tag may name another digest before a "
             "tag overwrite race is reported (a digest never seen pushed; older pushes are lag).", "60"),
+    Setting("HEALER_REPLICATION_FAIL_FAST_SECONDS", "How long a replica's regional host must keep failing DNS "
+            "before its wait fails fast, named (regional endpoints not enabled), instead of timing out.", "15"),
+    Setting("HEALER_REPLICATION_MAX_THROTTLED_SECONDS", "A replica answering HTTP 429 moves its own deadline out by "
+            "the time it is throttled, up to this; a wait that ends still throttled is reported throttled.", "1800"),
+    Setting("HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS", "How long a registry's topology read from ARM (replicas, "
+            "their status, regional endpoints) is reused before it is read again.", "300"),
     Setting("HEALER_REPLICATION_ACR_TENANT_ID", "Tenant sent in the ACR token exchange (POST /oauth2/exchange)."),
     Setting("HEALER_REPLICATION_TOPIC_ENDPOINT", "Event Grid topic endpoint for outcome events "
             "(https://<topic>.<region>-1.eventgrid.azure.net/api/events). Empty: outcomes are only recorded."),

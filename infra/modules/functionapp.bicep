@@ -20,6 +20,8 @@ param maximumInstanceCount int = 40
   4096
 ])
 param instanceMemoryMB int = 2048
+@description('Subnet (delegated to Microsoft.App/environments) for outbound VNet integration. Empty: none.')
+param vnetSubnetId string = ''
 
 @description('App Service Authentication (Easy Auth) for the operator console: the app registration\'s client id. Empty: off.')
 param easyAuthClientId string = ''
@@ -54,6 +56,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    virtualNetworkSubnetId: empty(vnetSubnetId) ? null : vnetSubnetId
     httpsOnly: true
     clientCertEnabled: false
     keyVaultReferenceIdentity: identityId
@@ -62,6 +65,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      // with VNet integration every outbound call (registries behind private endpoints) goes through the VNet
+      vnetRouteAllEnabled: !empty(vnetSubnetId)
     }
     functionAppConfig: {
       deployment: {
