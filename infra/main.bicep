@@ -300,6 +300,18 @@ param errorsSourceRef string = ''
 @description('HEALER_ERRORS_SOURCE_PREFIX: path prefix of the files named by stacks, e.g. src/.')
 param errorsSourcePrefix string = ''
 
+@description('HEALER_ERRORS_VERSION_DIMENSION: custom dimension with the app version. Empty: AppVersion.')
+param errorsVersionDimension string = ''
+
+@description('HEALER_ERRORS_VERSION_MAP: JSON object version -> commit sha, tag or branch. Empty: none.')
+param errorsVersionMap string = ''
+
+@description('HEALER_ERRORS_VERSION_TAGS: comma-separated tag names a version maps to ({version} is replaced).')
+param errorsVersionTags string = '{version},v{version}'
+
+@description('HEALER_ERRORS_DEPLOY_ENVIRONMENT: GitHub deployments environment correlated with first-seen times.')
+param errorsDeployEnvironment string = 'production'
+
 @allowed([
   'none'
   'azure'
@@ -507,6 +519,10 @@ var healerSettings = {
   HEALER_ERRORS_BASE_BRANCH: errorsBaseBranch
   HEALER_ERRORS_SOURCE_REF: errorsSourceRef
   HEALER_ERRORS_SOURCE_PREFIX: errorsSourcePrefix
+  HEALER_ERRORS_VERSION_DIMENSION: errorsVersionDimension
+  HEALER_ERRORS_VERSION_MAP: errorsVersionMap
+  HEALER_ERRORS_VERSION_TAGS: errorsVersionTags
+  HEALER_ERRORS_DEPLOY_ENVIRONMENT: errorsDeployEnvironment
   HEALER_ERRORS_LLM_PROVIDER: errorsLlmProvider
   HEALER_ERRORS_LLM_ENDPOINT: errorsLlmEndpoint
   HEALER_ERRORS_LLM_MODEL: errorsLlmModel

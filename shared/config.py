@@ -174,6 +174,14 @@ SETTINGS: tuple[Setting, ...] = (
             "model (default: the base branch)."),
     Setting("HEALER_ERRORS_SOURCE_PREFIX", "Path prefix in the repository of the files named by stacks "
             "(e.g. 'src/')."),
+    Setting("HEALER_ERRORS_VERSION_DIMENSION", "Custom dimension that holds the application version (default: "
+            "AppVersion / application_Version)."),
+    Setting("HEALER_ERRORS_VERSION_MAP", "JSON object: application version -> commit sha, tag or branch (checked "
+            "before tags, releases and deployments)."),
+    Setting("HEALER_ERRORS_VERSION_TAGS", "Comma-separated tag names a version maps to; {version} is replaced.",
+            "{version},v{version}"),
+    Setting("HEALER_ERRORS_DEPLOY_ENVIRONMENT", "GitHub deployments environment whose history is correlated with "
+            "first-seen times (empty: every environment).", "production"),
     Setting("HEALER_ERRORS_LLM_PROVIDER", "'none' (deterministic triage only), 'azure' (Azure OpenAI, Entra ID "
             "token from Healer's identity) or 'openai' (any OpenAI-compatible endpoint).", "none"),
     Setting("HEALER_ERRORS_LLM_ENDPOINT", "Azure OpenAI endpoint, or the base URL of an OpenAI-compatible API."),

@@ -30,6 +30,8 @@ GitHub App (optional, `--app-id A --app-installation-id I --app-public-key PEMFI
   An installation token is accepted as `token T`/`Bearer T` until its expires_at (S seconds, default 3600); the
   request log records which credential each request carried ("auth": "token" | "installation:<n>" | "none").
 
+Tags, releases, deployments and git over smart HTTP (shallow fetch by sha): `standins/github_history.py`.
+
 Control API (no auth): POST /_standin/repos {"owner", "name", "files": {path: text}, "default_branch"};
 GET /_standin/pulls (every PR with its comments); GET /_standin/requests (every request: method, path, body);
 GET /_standin/files/{o}/{r}?ref= (every file at ref); POST /_standin/reset (also forgets installation tokens);
@@ -260,7 +262,8 @@ class GitHubHandler(JsonHandler):
         head = git(repo, "symbolic-ref", "HEAD").removeprefix("refs/heads/")
         self.send_json(200, {"id": abs(hash((owner, name))) % 10**8, "name": name, "full_name": f"{owner}/{name}",
                              "owner": {"login": owner}, "default_branch": head, "private": True,
-                             "html_url": f"{self.base_url()}/{owner}/{name}"})
+                             "html_url": f"{self.base_url()}/{owner}/{name}",
+                             "clone_url": f"{self.base_url()}/{owner}/{name}.git"})
 
     @route("GET", REPO + r"/git/ref/(?P<ref>.+)")
     def get_ref(self, owner: str, name: str, ref: str) -> None:
@@ -270,6 +273,9 @@ class GitHubHandler(JsonHandler):
         sha = try_git(repo, "rev-parse", "--verify", f"refs/{ref}^{{commit}}")
         if not sha:
             return self._error(404, "Not Found")
+        target = try_git(repo, "rev-parse", "--verify", f"refs/{ref}")
+        if target and target != sha and try_git(repo, "cat-file", "-t", target) == "tag":  # an annotated tag
+            return self.send_json(200, {"ref": f"refs/{ref}", "object": {"sha": target, "type": "tag"}})
         self.send_json(200, {"ref": f"refs/{ref}", "object": {"sha": sha, "type": "commit"}})
 
     @route("POST", REPO + r"/git/refs")
@@ -551,6 +557,7 @@ class GitHubHandler(JsonHandler):
             STATE.requests.clear()
             STATE.faults.clear()
             STATE.installation_tokens.clear()
+            github_history.reset()
         self.send_json(200, {"reset": True})
 
     @route("POST", r"/_standin/faults")
@@ -565,6 +572,11 @@ class GitHubHandler(JsonHandler):
         with STATE.lock:
             STATE.faults.append(fault)
         self.send_json(200, fault)
+
+
+from standins import github_history  # noqa: E402  (tags, releases, deployments, git over HTTP)
+
+github_history.install(GitHubHandler)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -630,14 +642,16 @@ class GitHubStandin:
     def files(self, owner: str, name: str, ref: str) -> dict[str, str]:
         return self.control("GET", f"files/{owner}/{name}?ref={ref}")["files"]
 
-    def merge(self, owner: str, name: str, number: int) -> None:
-        """A human merges (marks ready and merges) a pull request, through the REST API."""
+    def merge(self, owner: str, name: str, number: int, at: str | None = None) -> None:
+        """A human merges (marks ready and merges) a pull request, through the REST API; `at` back-dates it."""
         import httpx
         headers = {"Authorization": f"token {self.token}"}
         self._undraft(owner, name, number)  # "Ready for review" is a GraphQL mutation on GitHub
         resp = httpx.put(f"{self.url}/repos/{owner}/{name}/pulls/{number}/merge", headers=headers, timeout=30)
         if resp.status_code != 200:
             raise RuntimeError(f"merge failed: {resp.status_code} {resp.text[:300]}")
+        if at:
+            self.control("POST", f"merged_at/{owner}/{name}/{number}", {"at": at})
 
     def _undraft(self, owner: str, name: str, number: int) -> None:
         self.control("POST", f"undraft/{owner}/{name}/{number}", {})
@@ -649,6 +663,23 @@ class GitHubStandin:
 
     def reset(self) -> None:
         self.control("POST", "reset", {})
+
+    def commit(self, owner: str, name: str, files: dict[str, str | None], *, branch: str = "main",
+               message: str = "change", tag: str | None = None, annotated: bool = False, at: str | None = None) -> str:
+        """A commit on `branch` (None deletes a file), optionally tagged; returns its sha."""
+        return self.control("POST", f"commits/{owner}/{name}", {"files": files, "branch": branch, "message": message,
+                                                                "tag": tag, "annotated": annotated, "at": at})["sha"]
+
+    def release(self, owner: str, name: str, tag: str, target: str, at: str | None = None) -> dict[str, Any]:
+        return self.control("POST", f"releases/{owner}/{name}", {"tag_name": tag, "target_commitish": target,
+                                                                 "at": at})
+
+    def deployment(self, owner: str, name: str, sha: str, *, ref: str | None = None, environment: str = "production",
+                   description: str | None = None, payload: dict[str, Any] | None = None,
+                   at: str | None = None, statuses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return self.control("POST", f"deployments/{owner}/{name}", {
+            "sha": sha, "ref": ref, "environment": environment, "description": description, "payload": payload,
+            "at": at, "statuses": statuses})
 
     def app_token_seconds(self, seconds: int) -> None:
         """Lifetime of the installation tokens minted from now on."""

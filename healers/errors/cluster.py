@@ -1,6 +1,8 @@
 """Cluster aggregated error rows into root-cause groups. Pure and deterministic.
 
-A row with a stack is keyed by its stack signature (type + top in-app frames). A row without one is keyed by
+A failed dependency call or failed request is keyed by where it went, what it asked for and how it failed
+(`failures.signature`: target, result code, operation), so a 429 storm from one endpoint is one group. A row with
+a stack is keyed by its stack signature (type + top in-app frames). A row without one is keyed by
 its message template: first a template already known from earlier days (so fingerprints stay stable when the
 day's batch is small), else the template `templates.cluster_templates` finds across today's messages of that
 exception type. Rows sharing a fingerprint merge, across roles, problem ids and message variants.
@@ -13,11 +15,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable
 
-from healers.errors import stacks
+from healers.errors import failures, stacks
 from healers.errors.kql import ErrorRow
 from healers.errors.templates import WILDCARD, cluster_templates, message_template
 
 MAX_TEMPLATE_CHARS = 400
+CALL_SOURCES = ("dependencies", "requests")
 MAX_VARIANTS = 5
 
 
@@ -25,7 +28,7 @@ MAX_VARIANTS = 5
 class Group:
     fingerprint: str
     signature: str
-    kind: str  # "stack" | "message"
+    kind: str  # "stack" | "message" | "call" (a failed dependency call or request)
     type: str
     title: str
     occurrences: int = 0
@@ -42,6 +45,12 @@ class Group:
     template: str = ""
     rows: int = 0
     variants: dict[str, int] = field(default_factory=dict)  # distinct sample messages -> occurrences
+    failure: str = ""  # failed calls: throttled | timeout | server error | client error | failed
+    target: str = ""
+    result_code: str = ""
+    versions: list[str] = field(default_factory=list)  # application versions the rows were seen on
+    sample_version: str = ""  # the version of the sample row (the code the sample stack ran)
+    related: list[str] = field(default_factory=list)  # other healers' actions on the same app (rendered lines)
 
     def top_variants(self, limit: int = MAX_VARIANTS) -> list[tuple[str, int]]:
         return sorted(self.variants.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
@@ -102,7 +111,11 @@ def cluster(rows: Iterable[ErrorRow], *, known_templates: Iterable[str] = (),
     known = sorted({t for t in known_templates if t}, key=lambda t: (-len(t), t))
     keyed: list[tuple[str, str, ErrorRow, list[stacks.Frame], str, str]] = []
     messageless: list[ErrorRow] = []
+    calls: list[ErrorRow] = []
     for row in rows:
+        if row.source in CALL_SOURCES:
+            calls.append(row)
+            continue
         hit = _key_for_stack(row, prefixes)
         if hit:
             sig, frames, text = hit
@@ -123,6 +136,10 @@ def cluster(rows: Iterable[ErrorRow], *, known_templates: Iterable[str] = (),
             tmpl = chosen.split("|", 1)[1] if chosen else template[:MAX_TEMPLATE_CHARS]
             keyed.append((stacks.message_signature(exc_type, tmpl), "message", row, [], "", tmpl))
 
+    for row in calls:
+        keyed.append((failures.signature(row.source, row.type, row.target, row.result_code, row.sample_message
+                                         or row.shape), "call", row, [], "", ""))
+
     groups: dict[str, Group] = {}
     for sig, kind, row, frames, text, tmpl in sorted(keyed, key=lambda k: (k[0], -k[2].occurrences, k[2].role,
                                                                          k[2].problem_id, k[2].shape)):
@@ -131,7 +148,15 @@ def cluster(rows: Iterable[ErrorRow], *, known_templates: Iterable[str] = (),
         if g is None:
             g = groups[fp] = Group(fingerprint=fp, signature=sig, kind=kind, type=stacks.normalise_type(row.type),
                                    title=_title(kind, row.type, frames, tmpl), sample_message=row.sample_message,
-                                   sample_stack=text, frames=frames, template=tmpl)
+                                   sample_stack=text, frames=frames, template=tmpl,
+                                   sample_version=row.sample_version)
+            if kind == "call":
+                name = row.sample_message or row.shape
+                g.type = row.type[:300]
+                g.title = failures.title(row.source, row.type, row.target, row.result_code, name)
+                g.failure = failures.classify(row.result_code, name)
+                g.target, g.result_code = failures.target_key(row.target), failures.code_key(row.result_code)
+                g.template = failures.operation_key(name)
         _merge(g, row)
     return [groups[k] for k in sorted(groups)]
 
@@ -146,7 +171,7 @@ def _merge(g: Group, row: ErrorRow) -> None:
     for hour, n in row.hourly.items():
         g.hourly[hour] = g.hourly.get(hour, 0) + n
     for attr, values in (("operations", row.operations), ("roles", [row.role]), ("problem_ids", [row.problem_id]),
-                         ("sources", [row.source])):
+                         ("sources", [row.source]), ("versions", row.versions)):
         current: list[str] = getattr(g, attr)
         for v in values:
             if v and v not in current and len(current) < 50:

@@ -31,6 +31,7 @@ class Source:
     endpoint: str
     include_traces: bool
     max_rows: int
+    version_dimension: str | None = None  # custom dimension holding the app version (default AppVersion)
 
 
 @dataclass
@@ -54,6 +55,7 @@ def _redacted(row: ErrorRow) -> ErrorRow:
     row.sample_stack = redact(row.sample_stack)
     row.shape = redact(row.shape)
     row.operations = [redact(o) for o in row.operations]
+    row.target = redact(row.target)
     return row
 
 
@@ -62,7 +64,7 @@ def collect(client: Any, source: Source, start: dt.datetime, end: dt.datetime) -
     from azure.monitor.query import LogsQueryStatus
 
     out = Collected()
-    plan = [("exceptions", kql.exceptions_query(source.schema, source.max_rows))]
+    plan = [("exceptions", kql.exceptions_query(source.schema, source.max_rows, source.version_dimension))]
     if source.include_traces:
         plan.append(("traces", kql.traces_query(source.schema, max(source.max_rows // 2, 1))))
     for name, query in plan:

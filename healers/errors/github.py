@@ -112,6 +112,7 @@ class PullRef:
     created_at: str
     body: str = ""
     author: str = ""
+    merged_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class Repo:
                              user_agent="healer-errors", cache_strategy=_token_cache(base_url, auth))
         else:
             self.gh = GitHub(auth, base_url=base_url, timeout=timeout, http_cache=False, user_agent="healer-errors")
+        self.git_token = auth if isinstance(auth, str) else None  # for a shallow git fetch (history.py)
 
     def _call(self, fn, *args, **kwargs) -> Any:
         from githubkit.exception import GitHubException, RequestFailed
@@ -194,7 +196,8 @@ class Repo:
         for p in (resp.json() if resp is not None else []):
             out.append(PullRef(int(p["number"]), str(p["state"]), bool(p.get("merged_at")), bool(p.get("draft")),
                                str(p["head"]["ref"]), str(p.get("title") or ""), str(p.get("created_at") or ""),
-                               str(p.get("body") or ""), str((p.get("user") or {}).get("login") or "")))
+                               str(p.get("body") or ""), str((p.get("user") or {}).get("login") or ""),
+                               str(p.get("merged_at") or "")))
         return sorted(out, key=lambda p: -p.number)
 
     def latest_comments(self, number: int) -> list[Comment]:
@@ -261,3 +264,38 @@ class Repo:
         resp = self._call(self.gh.rest.issues.create_comment, number, data={"body": redact(body)})
         if resp is None:
             raise GitHubError("could not comment")
+
+    # ------------------------------------------------------------------------------------------ history (reads)
+    def clone_url(self) -> str | None:
+        resp = self._call(self.gh.rest.repos.get)
+        return None if resp is None else str(resp.json().get("clone_url") or "") or None
+
+    def tag_commit(self, tag: str) -> str | None:
+        """The commit a tag points at (an annotated tag is followed to its commit)."""
+        resp = self._call(self.gh.rest.git.get_ref, f"tags/{tag}")
+        if resp is None:
+            return None
+        obj = resp.json()["object"]
+        if obj.get("type") == "tag":
+            tag_obj = self._call(self.gh.rest.git.get_tag, str(obj["sha"]))
+            return None if tag_obj is None else str(tag_obj.json()["object"]["sha"])
+        return str(obj["sha"])
+
+    def release_target(self, tag: str) -> str | None:
+        """The target (branch or sha) of the release tagged `tag`."""
+        resp = self._call(self.gh.rest.repos.get_release_by_tag, tag)
+        return None if resp is None else str(resp.json().get("target_commitish") or "") or None
+
+    def deployments(self, environment: str | None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest deployments (to `environment` when given), each with the time of its first success status
+        (`reached_at`, else None)."""
+        kwargs: dict[str, Any] = {"per_page": min(limit, 100)}
+        if environment:
+            kwargs["environment"] = environment
+        resp = self._call(self.gh.rest.repos.list_deployments, **kwargs)
+        out = []
+        for d in (resp.json() if resp is not None else [])[:limit]:
+            statuses = self._call(self.gh.rest.repos.list_deployment_statuses, int(d["id"]), per_page=30)
+            ok = [s for s in (statuses.json() if statuses is not None else []) if s.get("state") == "success"]
+            out.append({**d, "reached_at": min((str(s.get("created_at")) for s in ok), default=None)})
+        return out

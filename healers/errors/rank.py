@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 from healers.errors.cluster import Group
 
+NEW_AFTER_DEPLOY_BOOST = 4.0  # new, and first seen soon after a deployment reached production: ranks first
 NEW_BOOST = 2.0
 REGRESSED_BOOST = 1.5
 REGRESSION_FACTOR = 2.0  # today above this multiple of the baseline's daily mean (and above its max)
@@ -21,6 +22,7 @@ class Ranked:
     baseline_mean: float
     baseline_days: int
     reason: str
+    deploy: str = ""  # "appeared 6 min after build 97 (...) reached production", when a deployment introduced it
 
 
 def baseline_days(record: dict[str, Any] | None, day: dt.date, days: int) -> dict[str, int]:
@@ -48,20 +50,26 @@ def change_of(today: int, history: dict[str, int], days: int) -> tuple[str, floa
     return "steady", mean, f"{today} today vs a {days}-day daily mean of {mean:.1f}"
 
 
-def score(group: Group, change: str) -> float:
+def score(group: Group, change: str, after_deploy: bool = False) -> float:
     spread = (1 + 0.5 * math.log2(1 + len(group.operations))) * (1 + 0.5 * max(len(group.roles) - 1, 0))
     boost = NEW_BOOST if change == "new" else REGRESSED_BOOST if change == "regressed" else 1.0
+    if after_deploy and change == "new":
+        boost = NEW_AFTER_DEPLOY_BOOST
     return round(group.occurrences * spread * boost, 6)
 
 
-def rank(groups: Iterable[Group], baselines: dict[str, dict[str, Any]], day: dt.date, days: int = 7) -> list[Ranked]:
-    """Every group with its score, best first; ties broken by fingerprint (deterministic)."""
+def rank(groups: Iterable[Group], baselines: dict[str, dict[str, Any]], day: dt.date, days: int = 7,
+         deploys: dict[str, str] | None = None) -> list[Ranked]:
+    """Every group with its score, best first; ties broken by fingerprint (deterministic). `deploys`: fingerprint ->
+    the sentence naming the deployment the group appeared after; a new group that appeared after a deployment ranks
+    before every other group (NEW_AFTER_DEPLOY_BOOST on top of its score, and first in the order)."""
     out = []
     for g in groups:
         history = baseline_days(baselines.get(g.fingerprint), day, days)
         change, mean, why = change_of(g.occurrences, history, days)
-        out.append(Ranked(g, score(g, change), change, mean, len(history), why))
-    out.sort(key=lambda r: (-r.score, r.group.fingerprint))
+        deploy = (deploys or {}).get(g.fingerprint, "") if change == "new" else ""
+        out.append(Ranked(g, score(g, change, bool(deploy)), change, mean, len(history), why, deploy))
+    out.sort(key=lambda r: (not r.deploy, -r.score, r.group.fingerprint))
     return out
 
 

@@ -22,12 +22,15 @@ from typing import Any, Callable
 from healers.errors import kql, llm, stacks
 from healers.errors.cluster import Group, cluster
 from healers.errors.collect import CollectError, Collected, Source, collect
+from healers.errors.context import (attach_related, deploy_sentences, judge_merge, open_history, record_effect,
+                                    version_config, version_dimension)
+from healers.errors.history import CodeView, History, VersionConfig
 from healers.errors.github import GitHubApp, GitHubAuthError, GitHubError, PullRef, Repo, app_private_key
 from healers.errors.patch import check_and_apply
 from healers.errors.rank import Ranked, rank, updated_baseline
 from healers.errors.redact import redact
-from healers.errors.triage import (Window, branch_name, diagnosis_markdown, diagnosis_path, iso, marker_in,
-                                   occurrences_in, pr_body, pr_title, proposed_change_section, proposed_fix_path,
+from healers.errors.triage import (Window, branch_name, code_section, diagnosis_markdown, diagnosis_path, iso,
+                                   marker_in, occurrences_in, pr_body, pr_title, proposed_change_section, proposed_fix_path,
                                    record_marker, triage_file, triage_hash, triage_path, update_comment, window_in)
 from shared import approvals, audit, gate
 from shared.config import ConfigError, Settings
@@ -65,6 +68,7 @@ class ErrorsConfig:
     base_branch: str | None
     source_ref: str | None
     source_prefix: str
+    versions: VersionConfig
     model: llm.ModelConfig | None
     token_budget: int
     window_hours: int
@@ -136,7 +140,8 @@ def load_config(settings: Settings) -> ErrorsConfig:
                       endpoint=settings.require("HEALER_ERRORS_LOGS_ENDPOINT"),
                       include_traces=(settings.get("HEALER_ERRORS_INCLUDE_TRACES") or "").lower() in ("1", "true",
                                                                                                        "yes"),
-                      max_rows=_int(settings, "HEALER_ERRORS_MAX_ROWS", 1, 100_000)),
+                      max_rows=_int(settings, "HEALER_ERRORS_MAX_ROWS", 1, 100_000),
+                      version_dimension=version_dimension(settings)),
         top_n=_int(settings, "HEALER_ERRORS_TOP_N", 0, 50),
         baseline_days=_int(settings, "HEALER_ERRORS_BASELINE_DAYS", 1, 60),
         in_app_prefixes=prefixes,
@@ -147,6 +152,7 @@ def load_config(settings: Settings) -> ErrorsConfig:
         base_branch=settings.get("HEALER_ERRORS_BASE_BRANCH"),
         source_ref=settings.get("HEALER_ERRORS_SOURCE_REF"),
         source_prefix=(settings.get("HEALER_ERRORS_SOURCE_PREFIX") or "").strip("/"),
+        versions=version_config(settings),
         model=model, token_budget=_int(settings, "HEALER_ERRORS_LLM_TOKEN_BUDGET", 0, 10_000_000),
         window_hours=_int(settings, "HEALER_ERRORS_WINDOW_HOURS", 1, 168))
 
@@ -176,6 +182,7 @@ class Clients:
     logs: Any = None
     repo: Repo | None = None
     model: Any = None
+    history: History | None = None  # versions, deployments and code of this run (when a repository is configured)
 
 
 def build_clients(cfg: ErrorsConfig) -> Clients:
@@ -324,6 +331,8 @@ def run(settings: Settings, window: Window, *, clients: Clients | None = None,
         _run_collected(settings, cfg, window, collected, clients, resource, report, guard, ops, t, trigger,
                        approved)
     finally:
+        if clients is not None and clients.history is not None:
+            clients.history.close()
         release_lease(ops, lease)
     return report
 
@@ -356,7 +365,9 @@ def _run_collected(settings: Settings, cfg: ErrorsConfig, window: Window, collec
     known = [f"{d.get('type')}|{d.get('template')}" for d in baselines.values()
              if d.get("kind") == "message" and d.get("template")]
     groups = cluster(collected.rows, known_templates=known, in_app_prefixes=cfg.in_app_prefixes)
-    ranked = rank(groups, baselines, window.day, cfg.baseline_days)
+    attach_related(settings, groups, window)
+    clients.history = open_history(cfg.versions, clients.repo, cfg.base_branch)  # closed by run()
+    ranked = rank(groups, baselines, window.day, cfg.baseline_days, deploy_sentences(clients.history, groups))
     report.groups = len(groups)
     budget = llm.Budget(cfg.token_budget)
     drafting = clients.repo is not None and approved is None
@@ -445,8 +456,12 @@ def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget
     g = r.group
     branch, path = branch_name(g.short), triage_path(g.short)
     repro = kql.repro_query(cfg.source.schema, g.sources[0] if g.sources else "exceptions", g.problem_ids,
-                            [g.type], window.start, window.end)
-    text = redact(triage_file(r, window, repro, cfg.source.schema))
+                            [g.type], window.start, window.end, g.target, g.result_code)
+    if clients.history is not None and clients.history.auth_error is not None:
+        raise clients.history.auth_error  # GitHub refused the credentials when the deployments were read
+    view = clients.history.code(g, cfg.source_prefix, cfg.source_ref) if clients.history is not None else None
+    code = code_section(view, clients.history.base, r.deploy) if view is not None and clients.history else ""
+    text = redact(triage_file(r, window, repro, cfg.source.schema, code))
     pulls = repo.pulls_for(branch)
     open_pr = next((p for p in pulls if p.state == "open"), None)
     if open_pr is not None:
@@ -455,6 +470,14 @@ def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget
     if latest is not None and not latest.merged:
         return "dismissed", f"PR #{latest.number} was closed without merging; not drafting again"
     regression_of = latest.number if latest is not None else None
+    if latest is not None and clients.history is not None:
+        judged = judge_merge(clients.history, latest, g, window)
+        if judged.verdict != "regression":
+            stopped = allow(UPDATE, f"record the effect of merged PR #{latest.number} for {g.title[:200]}")
+            if stopped is not None:
+                return stopped
+            return record_effect(repo, latest, branch, path, text, judged)
+        code = f"Effect of pull request {latest.number}: {judged.sentence()}.\n\n" + code
     stopped = allow(DRAFT, f"draft a pull request on {branch} for {g.title[:200]}"
                     + (f" (regression of #{regression_of})" if regression_of else ""))
     if stopped is not None:
@@ -470,8 +493,8 @@ def draft(cfg: ErrorsConfig, clients: Clients, r: Ranked, window: Window, budget
     repo.put_file(branch, path, text, f"healer: triage for {g.short} ({window.key})")
     diagnosis, note, change = None, "no model configured", None
     if clients.model is not None and cfg.model is not None:
-        diagnosis, note, change = _diagnose(cfg, clients, repo, g, base, branch, budget, time_left)
-    body = redact(pr_body(r, window, path, regression_of, diagnosis, note, change))
+        diagnosis, note, change = _diagnose(cfg, clients, repo, g, base, branch, budget, time_left, view)
+    body = redact(pr_body(r, window, path, regression_of, diagnosis, note, change, code))
     number = repo.open_draft(branch, base, pr_title(r, regression_of is not None),
                              body + "\n\n" + record_marker(text, g.occurrences))
     result = "regression" if regression_of else "created"
@@ -519,11 +542,13 @@ def _update(repo: Repo, pr: PullRef, branch: str, path: str, text: str, r: Ranke
 
 
 def _diagnose(cfg: ErrorsConfig, clients: Clients, repo: Repo, g: Group, base: str, branch: str,
-              budget: llm.Budget, time_left: Callable[[], float] | None) -> tuple[str | None, str, str | None]:
-    """(diagnosis markdown, note, proposed-change section for the PR body)."""
-    ref = cfg.source_ref or base
-    sources: dict[str, str] = {}
-    for file in stacks.in_app_files(g.frames):
+              budget: llm.Budget, time_left: Callable[[], float] | None,
+              view: CodeView | None = None) -> tuple[str | None, str, str | None]:
+    """(diagnosis markdown, note, proposed-change section for the PR body). The model reads the frames' files at
+    the commit the group's evidence comes from (`view`), and the patch is checked against those files."""
+    ref = view.provenance.ref if view is not None else (cfg.source_ref or base)
+    sources: dict[str, str] = dict(view.sources) if view is not None else {}
+    for file in (stacks.in_app_files(g.frames) if view is None else []):
         for candidate in ([f"{cfg.source_prefix}/{file}"] if cfg.source_prefix else []) + [file]:
             got = repo.file(candidate, ref)
             if got is not None and len(got[0]) <= MAX_SOURCE_BYTES:

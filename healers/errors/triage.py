@@ -102,7 +102,40 @@ def _hours(hourly: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
-def triage_file(r: Ranked, window: Window, repro_kql: str, schema: str) -> str:
+def _call_lines(g) -> list[str]:
+    """The failed-call facts of a dependency/request group (none for exception groups)."""
+    if g.kind != "call":
+        return []
+    return [f"- Failure: **{inline(g.failure, 40)}** (result code `{inline(g.result_code, 40)}`)",
+            f"- Target: `{inline(g.target or '-', 200)}`; operation: `{inline(g.template, 200)}`"]
+
+
+def related_section(g) -> list[str]:
+    if not g.related:
+        return []
+    return ["", "## Related actions by other healers", "", *[f"- {inline(line, 300)}" for line in g.related]]
+
+
+def code_section(view, base: str, deploy: str = "") -> str:
+    """Which commit the evidence comes from, whether the frames still exist on the base branch, and the deployment
+    the group appeared after. `view`: a history.CodeView."""
+    p = view.provenance
+    lines = ["## Code at the time", "", p.sentence(inline(base, 100))]
+    if p.mapped:
+        lines.append(f"Files read with {view.via} at `{p.sha[:12]}`.")
+    if deploy:
+        lines += ["", f"Deployment: {inline(deploy, 300)}."]
+    if view.on_base:
+        lines.append("")
+        for path, present in sorted(view.on_base.items()):
+            where = "still at this path" if present else "**no longer at this path** (moved or deleted)"
+            lines.append(f"- `{inline(path, 200)}`: {where} on `{inline(base, 100)}`")
+    elif p.mapped or view.sources:
+        lines.append("")
+    return "\n".join(lines)
+
+
+def triage_file(r: Ranked, window: Window, repro_kql: str, schema: str, code: str = "") -> str:
     g = r.group
     listing = lambda values: ", ".join(f"`{inline(v, 120)}`" for v in values) or "-"  # noqa: E731
     parts = [
@@ -116,6 +149,8 @@ def triage_file(r: Ranked, window: Window, repro_kql: str, schema: str) -> str:
         f"- Occurrences (sampling-weighted, itemCount): **{g.occurrences}** in {g.rows} aggregated row(s)",
         f"- First seen: {iso(g.first_seen)}; last seen: {iso(g.last_seen)}",
         f"- Exception type: `{inline(g.type, 200)}`",
+        *_call_lines(g),
+        f"- Versions seen: {listing(g.versions)}",
         f"- Roles: {listing(g.roles)}",
         f"- Operations: {listing(g.operations)}",
         f"- Problem ids: {listing(g.problem_ids)}",
@@ -139,6 +174,9 @@ def triage_file(r: Ranked, window: Window, repro_kql: str, schema: str) -> str:
     ]
     if g.kind == "message":
         parts += ["", "## Message template", "", fence(redact(g.template))]
+    parts += related_section(g)
+    if code:
+        parts += ["", code]
     parts += ["", f"## Reproduce in Logs ({schema} schema)", "", fence(repro_kql, "kusto"), ""]
     return "\n".join(parts)
 
@@ -165,7 +203,7 @@ def proposed_change_section(diff: str, patch_path: str, branch: str, checked_ref
 
 
 def pr_body(r: Ranked, window: Window, triage: str, regression_of: int | None, diagnosis: str | None,
-            diagnosis_note: str, change: str | None = None) -> str:
+            diagnosis_note: str, change: str | None = None, code: str = "") -> str:
     """`change`: the rendered proposed-change section, when the model proposed one that applies cleanly."""
     g = r.group
     parts = [
@@ -175,8 +213,16 @@ def pr_body(r: Ranked, window: Window, triage: str, regression_of: int | None, d
         f"- Triage: `{triage}`",
         f"- Roles: {len(g.roles)}, operations: {len(g.operations)}, fingerprint `{g.short}`",
     ]
+    if g.kind == "call":
+        parts.append(f"- Failed calls: **{inline(g.failure, 40)}** (result code `{inline(g.result_code, 40)}`) to "
+                     f"`{inline(g.target or '-', 200)}`, operation `{inline(g.template, 200)}`")
+    parts += [f"- {inline(line, 300)}" for line in g.related]
     if regression_of:
         parts.append(f"- This came back after pull request {regression_of} was merged: drafted again as a regression.")
+    if r.deploy:
+        parts.append(f"- New after a deployment: {inline(r.deploy, 300)}")
+    if code:
+        parts += ["", code]
     parts += ["", "## Diagnosis", ""]
     parts.append(diagnosis if diagnosis else f"_No model diagnosis: {inline(diagnosis_note, 200)}._")
     if change:

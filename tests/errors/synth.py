@@ -127,7 +127,7 @@ CAUSES: tuple[Cause, ...] = (
 
 
 def exception_row(schema: str, at: dt.datetime, cause: Cause, rng: random.Random, *, message: str | None = None,
-                  item_count: int = 1, build_line: int = 88) -> dict[str, Any]:
+                  item_count: int = 1, build_line: int = 88, version: str | None = None) -> dict[str, Any]:
     instance = f"{rng.getrandbits(40):010x}"
     role = rng.choice(cause.roles)
     op = rng.choice(cause.operations)
@@ -141,11 +141,13 @@ def exception_row(schema: str, at: dt.datetime, cause: Cause, rng: random.Random
         return {"timestamp": at.isoformat(), "problemId": cause.problem, "type": cause.type, "outerType": cause.type,
                 "outerMessage": msg, "message": msg, "cloud_RoleName": role, "cloud_RoleInstance": instance,
                 "operation_Name": op, "operation_Id": uuid.UUID(int=rng.getrandbits(128)).hex,
-                "itemCount": item_count, "severityLevel": 3, "details": details}
+                "itemCount": item_count, "severityLevel": 3, "details": details,
+                **({"application_Version": version} if version else {})}
     return {"TimeGenerated": at.isoformat(), "ProblemId": cause.problem, "ExceptionType": cause.type,
             "OuterType": cause.type, "OuterMessage": msg, "Message": msg, "AppRoleName": role,
             "AppRoleInstance": instance, "OperationName": op, "OperationId": uuid.UUID(int=rng.getrandbits(128)).hex,
-            "ItemCount": item_count, "SeverityLevel": 3, "Details": details}
+            "ItemCount": item_count, "SeverityLevel": 3, "Details": details,
+            **({"AppVersion": version} if version else {})}
 
 
 def day_of_rows(schema: str, start: dt.datetime, n: int, seed: int, *, causes: tuple[Cause, ...] = CAUSES,
@@ -178,3 +180,46 @@ PRICING_PATCH = """--- a/app/pricing.py
 """
 PRICING_ANSWER = {"summary": "Empty carts divide by zero.", "likely_cause": "compute() divides by len(cart).",
                   "proposed_fix": "Return 0 for an empty cart.", "confidence": "medium", "patch": PRICING_PATCH}
+
+
+MODEL_ENDPOINT = "chat-ai.openai.azure.com"
+MODEL_CALL = "POST /openai/deployments/gpt-4o/chat/completions"
+
+
+def dependency_row(schema: str, at: dt.datetime, rng: random.Random, *, result: str = "429", role: str = "chat-web",
+                   target: str = MODEL_ENDPOINT, name: str = MODEL_CALL, success: bool = False,
+                   item_count: int = 1, version: str = "97", kind: str = "HTTP") -> dict[str, Any]:
+    """One dependency call (a model endpoint by default), failed with `result` unless `success`."""
+    op_id = uuid.UUID(int=rng.getrandbits(128)).hex
+    url = f"https://{target}{name.split(' ', 1)[-1]}?api-version=2024-10-21"
+    if schema == "classic":
+        return {"timestamp": at.isoformat(), "type": kind, "target": target, "name": name, "data": url,
+                "resultCode": result, "success": "True" if success else "False", "duration": rng.uniform(5, 900),
+                "cloud_RoleName": role, "cloud_RoleInstance": f"{rng.getrandbits(40):010x}",
+                "operation_Name": "POST /api/chat", "operation_Id": op_id, "itemCount": item_count,
+                "application_Version": version}
+    return {"TimeGenerated": at.isoformat(), "DependencyType": kind, "Target": target, "Name": name, "Data": url,
+            "ResultCode": result, "Success": success, "DurationMs": rng.uniform(5, 900), "AppRoleName": role,
+            "AppRoleInstance": f"{rng.getrandbits(40):010x}", "OperationName": "POST /api/chat",
+            "OperationId": op_id, "ItemCount": item_count, "AppVersion": version}
+
+
+def request_row(schema: str, at: dt.datetime, rng: random.Random, *, name: str, result: str = "400",
+                role: str = "chat-web", operation_id: str | None = None, success: bool = False,
+                host: str = "chat.contoso.com", version: str = "97") -> dict[str, Any]:
+    op_id = operation_id or uuid.UUID(int=rng.getrandbits(128)).hex
+    url = f"https://{host}{name.split(' ', 1)[-1]}"
+    if schema == "classic":
+        return {"timestamp": at.isoformat(), "name": name, "url": url, "resultCode": result,
+                "success": "True" if success else "False", "cloud_RoleName": role, "operation_Name": name,
+                "operation_Id": op_id, "itemCount": 1, "application_Version": version}
+    return {"TimeGenerated": at.isoformat(), "Name": name, "Url": url, "ResultCode": result, "Success": success,
+            "AppRoleName": role, "OperationName": name, "OperationId": op_id, "ItemCount": 1, "AppVersion": version}
+
+
+def throttle_storm(schema: str, start: dt.datetime, n: int, seed: int, *, minutes: int = 90,
+                   roles: tuple[str, ...] = ("chat-web", "chat-worker")) -> list[dict[str, Any]]:
+    """n failed model calls answered 429 within `minutes` of `start`, across roles and instances, some sampled."""
+    rng = random.Random(seed)
+    return [dependency_row(schema, start + dt.timedelta(seconds=rng.uniform(0, minutes * 60)), rng,
+                           role=rng.choice(roles), item_count=rng.choice((1, 1, 1, 5))) for _ in range(n)]

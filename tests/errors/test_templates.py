@@ -61,6 +61,43 @@ def test_masking(message: str, template: str) -> None:
     assert cluster_templates([message]) == [template]
 
 
+@pytest.mark.parametrize(
+    ("message", "template"),
+    [
+        # ids with a word prefix are one placeholder, not blk_<*>
+        ("Deleting block blk_-7724713468912166542 file", "Deleting block <*> file"),
+        ("Task attempt_1445144423722_0020_m_000000_0 failed", "Task <*> failed"),
+        # paths and URLs keep the punctuation around them
+        ("[client 222.166.160.184] Directory index forbidden by rule: /var/www/html/",
+         "[client <*>] Directory index forbidden by rule: <*>"),
+        ("Input split: hdfs://10.10.34.11:9000/pjhe/logs/2kSOSP.log:21876+7292", "Input split: <*>"),
+        ("PID hash table entries: 512 (order: 4, 65536 bytes)", "PID hash table entries: <*> (order: <*>, <*> bytes)"),
+        # host:port, IPv6, numbers with units
+        ("Retrying connect to server: msra-sa-41:8030. Already tried 0 time(s)",
+         "Retrying connect to server: <*>. Already tried <*> time(s)"),
+        ("link fe80::1c3d:5eff:fe2a:10b1 is up", "link <*> is up"),
+        ("Memory: 125312k/129720k available (1540k kernel code)", "Memory: <*> available (<*> kernel code)"),
+        ("estimated size 93.0 B, free 317.1 KB", "estimated size <*>, free <*>"),
+        # names with a digit stay words; dotted parts are masked part by part
+        ("jk2_init() Found child 6725 in scoreboard slot 10", "jk2_init() Found child <*> in scoreboard slot <*>"),
+        ("generating core.2275", "generating core.<*>"),
+        ("setTodayTotalDetailSteps=1514038440000##7007##548365", "setTodayTotalDetailSteps=<*>"),
+        # a bracketed list of values is one value
+        ("Targeting nodes:node-[1 2 3 4 5]", "Targeting nodes:node-[<*>]"),
+    ],
+)
+def test_placeholders_keep_punctuation_and_merge_variables(message: str, template: str) -> None:
+    assert message_template(message) == template
+
+
+def test_only_digit_positions_matter_so_shapes_share_work() -> None:
+    # messages that differ only in their digits get the same tokens (the word and message shape caches)
+    batch = [f"Served block blk_{n} to /10.0.{n % 7}.{n % 250}" for n in range(1000, 1400)]
+    assert set(cluster_templates(batch)) == {"Served block <*> to <*>"}
+    assert cluster_templates(["interface eth0 is down", "interface eth1 is down"]) == [
+        "interface eth0 is down", "interface eth1 is down"]
+
+
 def test_mask_replaces_variables_with_wildcard() -> None:
     masked = mask("from 192.168.1.20 via https://x.example.org/a?b=1 mail a@b.com")
     assert "192.168" not in masked and "https" not in masked and "a@b.com" not in masked
@@ -187,5 +224,34 @@ def test_loghub_2k_grouping_accuracy() -> None:
         ds = load_dataset(LOGHUB, name)
         scores[name] = grouping_accuracy(ds.truth, cluster_messages(ds.contents))
     average = sum(scores.values()) / len(scores)
-    assert average >= 0.95, scores
-    assert min(scores.values()) >= 0.8, scores
+    assert average >= 0.975, scores
+    assert min(scores.values()) >= 0.85, scores
+
+
+@pytest.mark.skipif(not LOGHUB.is_dir(), reason=f"Loghub-2k data not found at {LOGHUB} (set LOGHUB_2K_DIR)")
+def test_loghub_2k_template_quality() -> None:
+    """PA (exact template text per line) and FTA (template-level F1) on the corrected ground truth."""
+    from bench.clustering import DATASETS, available_datasets, load_dataset, parsing_accuracy, template_f1
+
+    names = available_datasets(LOGHUB)
+    if len(names) != len(DATASETS):
+        pytest.skip(f"only {len(names)} of {len(DATASETS)} Loghub-2k datasets under {LOGHUB}")
+    pa, fta = {}, {}
+    for name in names:
+        ds = load_dataset(LOGHUB, name)
+        templates = cluster_templates(ds.contents)
+        pa[name], fta[name] = parsing_accuracy(ds.templates, templates), template_f1(ds.templates, templates)
+    assert sum(pa.values()) / len(pa) >= 0.70, pa
+    assert sum(fta.values()) / len(fta) >= 0.65, fta
+
+
+def test_many_long_distinct_messages_stay_cheap() -> None:
+    """Hard caps keep a hostile batch linear: 2,000 distinct ~2,000-character messages."""
+    rng = random.Random(3)
+    shapes = ["ab.", "a1.:/-_@=\"( ", "x@y." * 3 + " "]
+    for alphabet in shapes:
+        batch = ["".join(rng.choice(alphabet) for _ in range(2000)) + str(i) for i in range(2000)]
+        start = time.process_time()
+        templates = cluster_templates(batch)
+        assert len(templates) == 2000
+        assert time.process_time() - start < 5.0  # ~0.1-0.9 s of CPU on 2 cores; the bench prints the figure
