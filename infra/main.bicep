@@ -25,6 +25,10 @@ type siteResourceId = string
 @maxLength(300)
 type shortText = string
 
+@minLength(9)
+@maxLength(2000)
+type httpsUrl = string
+
 @minValue(1)
 type positiveInt = int
 
@@ -39,7 +43,7 @@ type rollbackTarget = {
   resourceId: siteResourceId
   slot: shortText?
   buildMarker: shortText?
-  healthUrl: shortText?
+  healthUrl: httpsUrl?
   dryRun: bool?
   maxRollbacks: positiveInt?
   windowMinutes: positiveInt?
@@ -70,7 +74,7 @@ type downshiftApp = {
   defaultBudget: int?
   budgetNames: array?
   rules: array?
-  probeUrl: shortText?
+  probeUrl: httpsUrl?
   dryRun: bool?
 }
 

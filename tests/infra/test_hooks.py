@@ -220,3 +220,13 @@ def test_azure_yaml_runs_the_hook_from_sh_and_pwsh():
             run_line = hook[platform]["run"]
             assert run_line.split()[-2:] == ["infra/hooks/healer_hooks.py", event], run_line
             assert hook[platform].get("continueOnError", False) is False
+
+
+def test_the_posix_entry_runs_as_azd_runs_it_from_the_project_root():
+    """azd runs project hooks from the directory of azure.yaml with the named shell."""
+    hooks = yaml.safe_load((REPO / "azure.yaml").read_text())["hooks"]
+    for event, hook in hooks.items():
+        proc = subprocess.run(["sh", "-c", hook["posix"]["run"]], cwd=str(REPO), capture_output=True, text=True,
+                              env={**os.environ, "HEALER_HOOK_NESTED": "1"}, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"healer-hook: {event}: inside the provision"), proc.stdout
