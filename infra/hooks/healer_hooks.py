@@ -91,6 +91,7 @@ class Hook:
     out: Callable[[str], None] = lambda line: print(f"{PREFIX} {line}", flush=True)
     timeout: float = 600.0
     interval: float = 5.0
+    request_timeout: float = 30.0
     _tokens: dict[str, str] = field(default_factory=dict)
 
     # -- settings
@@ -143,7 +144,7 @@ class Hook:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=self.request_timeout) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
@@ -151,6 +152,14 @@ class Hook:
             return status, json.loads(raw) if raw else None
         except ValueError:
             return status, None
+
+    def call(self, method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
+        """An ARM or Graph call: an unreachable endpoint is a failure the operator must see."""
+        try:
+            return self.request(method, url, token, body)
+        except (urllib.error.URLError, OSError) as exc:
+            raise HookError(f"cannot reach {url.split('?')[0]}: {exc}",
+                            "check this machine's network and proxy settings, then run the hook again") from exc
 
     def site_path(self) -> str:
         return (f"{self.arm}/subscriptions/{self.need('AZURE_SUBSCRIPTION_ID')}/resourceGroups/"
@@ -161,7 +170,7 @@ class Hook:
         url: str | None = f"{self.site_path()}/functions?api-version={WEB_API_VERSION}"
         names: set[str] = set()
         while url:
-            status, doc = self.request("GET", url, self.token(self.arm))
+            status, doc = self.call("GET", url, self.token(self.arm))
             if status in (401, 403):
                 raise HookError(f"Resource Manager refused to list the app's functions ({status})",
                                 "sign in with an account that can read the Function App: `azd auth login`")
@@ -188,6 +197,7 @@ class Hook:
         missing: list[str] = list(REQUIRED_FUNCTIONS)
         answering = False
         while True:
+            self.request_timeout = max(1.0, min(30.0, deadline - time.monotonic()))  # never overrun the deadline much
             missing = missing_functions(self.deployed_functions())
             answering = not missing and self.host_answers()
             if answering:
@@ -219,12 +229,12 @@ class Hook:
     def ensure_monitor_sp(self) -> None:
         token = self.token(self.graph)
         url = f"{self.graph}/v1.0/servicePrincipals(appId='{AZURE_MONITOR_APP_ID}')"
-        status, _ = self.request("GET", url, token)
+        status, _ = self.call("GET", url, token)
         if status == 200:
             self.out("Azure Monitor's secure-webhook service principal exists")
             return
         if status == 404:
-            status, doc = self.request("POST", f"{self.graph}/v1.0/servicePrincipals", token,
+            status, doc = self.call("POST", f"{self.graph}/v1.0/servicePrincipals", token,
                                        {"appId": AZURE_MONITOR_APP_ID})
             if status in (200, 201):
                 self.out(f"created Azure Monitor's secure-webhook service principal ({(doc or {}).get('id')})")

@@ -230,3 +230,10 @@ def test_the_posix_entry_runs_as_azd_runs_it_from_the_project_root():
                               env={**os.environ, "HEALER_HOOK_NESTED": "1"}, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith(f"healer-hook: {event}: inside the provision"), proc.stdout
+
+
+def test_an_unreachable_resource_manager_is_a_clear_failure(run):
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc, calls, _, _ = run("postdeploy", HEALER_HOOK_ARM_ENDPOINT=dead)
+    assert proc.returncode == 1 and "cannot reach" in proc.stdout and "what to do:" in proc.stdout
+    assert not any(c["argv"][0] == "provision" for c in calls)
