@@ -13,7 +13,7 @@ targetScope = 'subscription'
 // ------------------------------------------------------------------------------------------------ types
 // The JSON documents Healer reads, typed so that a typo fails `azd provision` instead of Healer's start-up:
 // sealed objects reject unknown property names; the names are shared.config's RollbackTarget / DownshiftApp
-// aliases (tests/infra/test_bicep.py checks both directions). Constraints sit on named types because the
+// aliases (tests/infra/test_deploy_bicep.py checks both directions). Constraints sit on named types because the
 // offline parser (pycep) reads decorators on type statements but not on properties.
 
 @description('Resource id of an App Service app: /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Web/sites/<app>.')
