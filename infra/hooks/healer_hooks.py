@@ -37,6 +37,8 @@ NESTED = "HEALER_HOOK_NESTED"
 # What the wiring points at: the action groups' endpoints and the registries' Event Grid subscription.
 REQUIRED_FUNCTIONS = ("rollback_alert", "downshift_alert", "downshift_budget", "replication_events")
 EVENTS = ("preprovision", "postprovision", "postdeploy")
+# Outputs the wiring provision writes to the azd environment: proof that it wired.
+WIRED_OUTPUTS = ("HEALER_ROLLBACK_ACTION_GROUP_ID", "HEALER_DOWNSHIFT_ACTION_GROUP_ID", "HEALER_BUDGET_ACTION_GROUP_ID")
 PREFIX = "healer-hook:"
 
 
@@ -224,7 +226,17 @@ class Hook:
             raise HookError(f"the wiring provision failed ({exc.what}); HEALER_WIRE_TRIGGERS is false again",
                             "fix the error above and run `azd hooks run postdeploy` (or `azd up`) again; "
                             "nothing was left half-wired that a re-run does not complete") from exc
+        try:
+            values = json.loads(self.azd("env", "get-values", "--output", "json"))
+        except ValueError:
+            values = {}
+        groups = [str(values.get(name) or "") for name in WIRED_OUTPUTS]
+        if not all(groups):
+            raise HookError("the wiring provision finished but the azd environment has no action group ids",
+                            "run `azd provision` and check that HEALER_WIRE_TRIGGERS is true in `azd env get-values`")
         self.out("wired: Azure Monitor and Event Grid now deliver to Healer; later `azd provision` runs keep it so")
+        for group in groups:
+            self.out(f"  action group {group}")
 
     def ensure_monitor_sp(self) -> None:
         token = self.token(self.graph)

@@ -37,6 +37,11 @@ if sys.argv[1:3] == ["auth", "token"]:
     print(json.dumps({{"token": "tok-" + scope.split("//")[-1].split("/")[0].split(":")[0], "expiresOn": "2099-01-01T00:00:00Z"}}))
 elif sys.argv[1:2] == ["provision"]:
     sys.exit(int(os.environ.get("FAKE_AZD_PROVISION_RC", "0")))
+elif sys.argv[1:3] == ["env", "get-values"]:
+    ids = os.environ.get("FAKE_AZD_GROUPS", "ag-healer-rollback,ag-healer-downshift,ag-healer-budget").split(",")
+    names = ["HEALER_ROLLBACK_ACTION_GROUP_ID", "HEALER_DOWNSHIFT_ACTION_GROUP_ID", "HEALER_BUDGET_ACTION_GROUP_ID"]
+    print(json.dumps({{n: "/subscriptions/sub-1/resourceGroups/rg-healer/providers/Microsoft.Insights/actionGroups/" + i
+                      if i else "" for n, i in zip(names, ids)}}))
 """
 
 
@@ -104,7 +109,8 @@ def test_postdeploy_waits_for_the_deployed_functions_and_host_then_wires_once(ru
     assert provision["argv"] == ["provision", "--no-prompt"]
     assert provision["nested"] == "1" and provision["wire"] == "true"
     assert argvs.index(["env", "set", "HEALER_WIRE_TRIGGERS", "true"]) < argvs.index(["provision", "--no-prompt"])
-    assert "wired:" in proc.stdout
+    assert "wired:" in proc.stdout and "actionGroups/ag-healer-budget" in proc.stdout
+    assert argvs[-1] == ["env", "get-values", "--output", "json"]
 
 
 def test_once_wired_the_hooks_do_nothing(run):
@@ -237,3 +243,8 @@ def test_an_unreachable_resource_manager_is_a_clear_failure(run):
     proc, calls, _, _ = run("postdeploy", HEALER_HOOK_ARM_ENDPOINT=dead)
     assert proc.returncode == 1 and "cannot reach" in proc.stdout and "what to do:" in proc.stdout
     assert not any(c["argv"][0] == "provision" for c in calls)
+
+
+def test_a_provision_that_wired_nothing_is_not_reported_as_wired(run):
+    proc, _, _, _ = run("postdeploy", FAKE_AZD_GROUPS=",,")
+    assert proc.returncode == 1 and "no action group ids" in proc.stdout and "wired:" not in proc.stdout
