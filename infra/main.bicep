@@ -294,7 +294,7 @@ param downshiftSchedule string = '0 */10 * * * *'
 @description('HEALER_DOWNSHIFT_SCHEMA: workspace (AppMetrics) or classic (customMetrics) for the agent.cost.usd metric.')
 param downshiftSchema string = 'workspace'
 
-@description('HEALER_DOWNSHIFT_WORKSPACE_ID: the Workspace ID (GUID) with the apps\' cost metric (also list its resource id in logAnalyticsWorkspaceIds).')
+@description('HEALER_DOWNSHIFT_WORKSPACE_ID: the workspace with the apps\' cost metric — its resource id (preferred: Healer gets Log Analytics Reader on it and the setting gets its Workspace ID), or its Workspace ID (GUID; then also list its resource id in logAnalyticsWorkspaceIds).')
 param downshiftWorkspaceId string = ''
 
 @description('HEALER_DOWNSHIFT_RESOURCE_ID: classic Application Insights resource id with the cost metric (also list it in appInsightsComponentIds).')
@@ -315,7 +315,7 @@ param errorsSchedule string = '0 0 6 * * *'
 @description('HEALER_ERRORS_SCHEMA: workspace (AppExceptions) or classic (exceptions).')
 param errorsSchema string = 'workspace'
 
-@description('HEALER_ERRORS_WORKSPACE_ID: the Workspace ID (GUID) of the app\'s Log Analytics workspace (also list its resource id in logAnalyticsWorkspaceIds).')
+@description('HEALER_ERRORS_WORKSPACE_ID: the app\'s Log Analytics workspace — its resource id (preferred: Healer gets Log Analytics Reader on it and the setting gets its Workspace ID), or its Workspace ID (GUID; then also list its resource id in logAnalyticsWorkspaceIds).')
 param errorsWorkspaceId string = ''
 
 @description('HEALER_ERRORS_RESOURCE_ID: classic Application Insights resource id (also list it in appInsightsComponentIds).')
@@ -543,7 +543,7 @@ var healerSettings = {
   HEALER_DOWNSHIFT_APPS: string(downshiftApps)
   HEALER_DOWNSHIFT_SCHEDULE: downshiftSchedule
   HEALER_DOWNSHIFT_SCHEMA: downshiftSchema
-  HEALER_DOWNSHIFT_WORKSPACE_ID: downshiftWorkspaceId
+  HEALER_DOWNSHIFT_WORKSPACE_ID: startsWith(downshiftWorkspaceId, '/') ? reference(downshiftWorkspaceId, '2023-09-01').customerId : downshiftWorkspaceId
   HEALER_DOWNSHIFT_RESOURCE_ID: downshiftAppInsightsId
   HEALER_DOWNSHIFT_LOGS_ENDPOINT: downshiftLogsEndpoint
   HEALER_REPLICATION_REGISTRIES: string(replicationRegistries)
@@ -556,7 +556,7 @@ var healerSettings = {
   HEALER_REPLICATION_TOPIC_KEY: ''
   HEALER_ERRORS_SCHEDULE: errorsSchedule
   HEALER_ERRORS_SCHEMA: errorsSchema
-  HEALER_ERRORS_WORKSPACE_ID: errorsWorkspaceId
+  HEALER_ERRORS_WORKSPACE_ID: startsWith(errorsWorkspaceId, '/') ? reference(errorsWorkspaceId, '2023-09-01').customerId : errorsWorkspaceId
   HEALER_ERRORS_RESOURCE_ID: errorsAppInsightsId
   HEALER_ERRORS_LOGS_ENDPOINT: errorsLogsEndpoint
   HEALER_ERRORS_INCLUDE_TRACES: errorsIncludeTraces ? 'true' : 'false'
@@ -598,10 +598,13 @@ var platformSettings = {
 // HEALER_DOWNSHIFT_APPS) and the scopes of Healer's site-operator role; no second list to keep in step.
 var targetAppIds = union(map(rollbackTargets, t => string(t.resourceId)), map(downshiftApps, a => string(a.resourceId)))
 var targetAppScopes = union(map(targetAppIds, id => join(take(split(id, '/'), 5), '/')), [])
+// One source for workspaces too: a workspace named by resource id in downshiftWorkspaceId / errorsWorkspaceId
+// gets the reader role, and its Workspace ID (GUID) goes into the setting; no need to list it twice.
+var queriedWorkspaceIds = union(logAnalyticsWorkspaceIds, filter([downshiftWorkspaceId, errorsWorkspaceId], id => startsWith(id, '/')))
 var roleTargets = concat(
   map(targetAppIds, id => { kind: 'site', id: id }),
   map(watchedRegistryIds, id => { kind: 'registry', id: id }),
-  map(logAnalyticsWorkspaceIds, id => { kind: 'workspace', id: id }),
+  map(queriedWorkspaceIds, id => { kind: 'workspace', id: id }),
   map(appInsightsComponentIds, id => { kind: 'appInsights', id: id }),
   empty(appConfigurationStoreId) ? [] : [ { kind: 'appConfiguration', id: appConfigurationStoreId } ],
   empty(openAiAccountId) ? [] : [ { kind: 'openAi', id: openAiAccountId } ]

@@ -183,3 +183,18 @@ def test_the_hooks_read_the_environment_names_the_parameters_file_maps():
     for output in ("AZURE_RESOURCE_GROUP", "AZURE_FUNCTION_APP_NAME", "HEALER_API_BASE_URL"):
         assert output in parsed(MAIN)["outputs"] and f"'{output}'" in hook, output
     assert healer_hooks.AZURE_MONITOR_APP_ID == params(MAIN)["entraMonitorAppId"]["default"]
+
+
+def test_a_workspace_named_once_by_resource_id_gets_the_role_and_feeds_the_setting():
+    settings = variable(MAIN, "healerSettings")
+    for setting, param in (("HEALER_DOWNSHIFT_WORKSPACE_ID", "downshiftWorkspaceId"),
+                           ("HEALER_ERRORS_WORKSPACE_ID", "errorsWorkspaceId")):
+        ops = settings[setting]["operator"]["operands"]
+        assert json.dumps(ops["condition"]).count(param) == 1  # startsWith(<param>, '/')
+        true_value = json.dumps(ops["true_value"])
+        assert "reference" in true_value and "customerId" in true_value and param in true_value
+        assert ops["false_value"] == param  # a Workspace ID (GUID) still works as before
+    queried = json.dumps(variable(MAIN, "queriedWorkspaceIds"))
+    assert all(p in queried for p in ("logAnalyticsWorkspaceIds", "downshiftWorkspaceId", "errorsWorkspaceId"))
+    assert "queriedWorkspaceIds" in json.dumps(variable(MAIN, "roleTargets"))
+    assert "logAnalyticsWorkspaceIds" not in json.dumps(variable(MAIN, "roleTargets"))
