@@ -222,9 +222,10 @@ def test_azure_yaml_runs_the_hook_from_sh_and_pwsh():
     assert set(hooks) == {"preprovision", "postprovision", "postdeploy"}
     for event, hook in hooks.items():
         assert hook["posix"]["shell"] == "sh" and hook["windows"]["shell"] == "pwsh"
+        assert hook["posix"]["run"] == f"python3 infra/hooks/healer_hooks.py {event}"
+        # pwsh: pass the script's exit code on, so a failed hook stops azd
+        assert hook["windows"]["run"] == f"python infra/hooks/healer_hooks.py {event}; exit $LASTEXITCODE"
         for platform in ("posix", "windows"):
-            run_line = hook[platform]["run"]
-            assert run_line.split()[-2:] == ["infra/hooks/healer_hooks.py", event], run_line
             assert hook[platform].get("continueOnError", False) is False
 
 
