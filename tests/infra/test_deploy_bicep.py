@@ -56,7 +56,7 @@ def test_parameters_that_a_typo_could_break_are_constrained():
     assert set(_decorators("authMode")["allowed"]) == {"function-key", "entra"}
 
 
-def test_every_int_parameter_has_a_range_or_a_reason():
+def test_every_int_parameter_has_a_lower_bound():
     unbounded = {n for n, p in params(MAIN).items() if p["type"] == "int" and "min_value" not in _decorators(n)}
     assert not unbounded, f"int parameters without @minValue: {sorted(unbounded)}"
 
