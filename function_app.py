@@ -9,6 +9,7 @@ Routes (all under /api, function-key protected; in HEALER_AUTH_MODE=entra an Ent
   GET  /controls, POST /controls         kill switch and dry-run, global or per resource
 Timer housekeeping (%HEALER_HOUSEKEEPING_SCHEDULE%): audit and dedupe retention.
   GET  /replication/status             replication wait of a pushed/deleted image (?registry=&repository=&digest=|tag=)
+  POST /replication/waits              open or join a replication wait on demand (intake key) → 202 + status URL
 Event Grid: replication_events (ACR ImagePushed / ImageDeleted, via /runtime/webhooks/eventgrid).
 Queues: healer-rollback (work), healer-rollback-poison (dead letters); healer-replication (checks),
 healer-replication-poison.
@@ -181,6 +182,12 @@ def replication_worker(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="msg", queue_name="healer-replication-poison", connection=STORAGE)
 def replication_dead_letter(msg: func.QueueMessage) -> None:
     replication_api.dead_letter(msg)
+
+
+@app.function_name("replication_waits")
+@app.route(route="replication/waits", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def replication_waits(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("webhook", replication_api.post_wait, req)
 
 
 @app.function_name("replication_status")

@@ -7,6 +7,9 @@
 2. Planning a tick for N tenants: the pure core over the whole snapshot (which tenants need a serialised
    evaluation), tenants per second.
 3. Decision throughput: `core.decide` calls per second over varied inputs.
+4. Spend from token metrics with a rate card (gpt-4o / gpt-4o-mini prompt and completion tokens per tenant), priced
+   in the same single aggregation, beside pulling the raw token rows and pricing them in Python; both checked
+   against hand-computed totals.
 
 Run: `.venv/bin/python bench/downshift.py [--tenants 10000] [--rows-per-tenant 3] [--per-tenant-sample 100]`
 """
@@ -107,6 +110,56 @@ def per_tenant_spend(client, sample: int):
     return totals
 
 
+def seed_tokens(la, tenants: int) -> tuple[int, dict[str, float]]:
+    """Prompt/completion token rows (two models) per tenant, and the hand-computed money per tenant this period."""
+    rng = random.Random(11)
+    rows, total, expected = [], 0, {}
+    start = period_at(NOW).start_utc
+    for i in range(tenants):
+        tenant, money = f"t{i:05d}", 0.0
+        for model in ("gpt-4o", "gpt-4o-mini"):
+            when = NOW - dt.timedelta(hours=rng.uniform(0.1, 400))
+            for name, n in (("Prompt Tokens", rng.randint(0, 100_000)), ("Completion Tokens", rng.randint(0, 20_000))):
+                rows.append({"TimeGenerated": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "Name": name, "Sum": n,
+                             "ItemCount": 1, "AppRoleName": "chat-web",
+                             "Properties": {"tenant": tenant, "model": model}})
+                if when.replace(microsecond=0) >= start:
+                    price = EXAMPLE_PRICES[model][0 if name == "Prompt Tokens" else 1]
+                    money += n / 1000 * price
+        expected[tenant] = money
+        if len(rows) >= 4000:
+            total = la.seed("AppMetrics", rows)
+            rows = []
+    if rows:
+        total = la.seed("AppMetrics", rows)
+    return total, expected
+
+
+EXAMPLE_PRICES = {"gpt-4o": (0.0025, 0.01), "gpt-4o-mini": (0.00015, 0.0006)}   # USD per 1K tokens, 2026-12-02
+
+
+def healer_token_spend(client, tenants: int):
+    from healers.downshift.rates import EXAMPLE, RateCard
+    source = spend_mod.Source("workspace", WORKSPACE, None, "")
+    result = spend_mod.query_spend(client, source, "unused", "tenant", [period_at(NOW).start_utc], NOW,
+                                   ["chat-web"], RateCard.from_config(EXAMPLE))
+    period = period_at(NOW)
+    return {f"t{i:05d}": spend_mod.observation(result, "chat-web", f"t{i:05d}", period, 100.0)
+            for i in range(tenants)}
+
+
+def raw_token_spend(client):
+    query = ("// healer-query: downshift-bench-raw-tokens\nAppMetrics\n"
+             "| where Name in (\"Prompt Tokens\", \"Completion Tokens\")\n"
+             "| project tenant = tostring(Properties[\"tenant\"]), Name, model = tostring(Properties[\"model\"]), Sum")
+    answer = client.query_workspace(WORKSPACE, query, timespan=(period_at(NOW).start_utc, NOW))
+    totals: dict[str, float] = {}
+    for tenant, name, model, tokens in answer.tables[0].rows:
+        price = EXAMPLE_PRICES[model][0 if name == "Prompt Tokens" else 1]
+        totals[tenant] = totals.get(tenant, 0.0) + (tokens or 0) / 1000 * price
+    return totals, len(answer.tables[0].rows)
+
+
 def plan_throughput(tenants: int, obs: dict[str, SpendObservation | None]) -> tuple[float, int]:
     """The tick's pure planning step (what `shell.plan_app` runs per tenant): decide over the snapshot."""
     policy = DownshiftPolicy.from_config({"ladder": LADDER})
@@ -169,6 +222,13 @@ def main() -> int:
         _, p_time, p_peak = measure(lambda: per_tenant_spend(client, sample))
         p_est = p_time / sample * args.tenants
         mismatch = sum(1 for t, o in obs.items() if abs((o.spend or 0) - totals.get(t, 0)) > 1e-6)
+        _, expected = seed_tokens(la, args.tenants)
+        before = la.stats()["round_trips"]
+        tok_obs, t_time, t_peak = measure(lambda: healer_token_spend(client, args.tenants))
+        t_trips = la.stats()["round_trips"] - before
+        (tok_raw, tok_n), tr_time, tr_peak = measure(lambda: raw_token_spend(client))
+        tok_worst = max(abs((o.spend if o else -1) - expected[t]) for t, o in tok_obs.items())
+        tok_raw_worst = max(abs(tok_raw.get(t, 0.0) - expected[t]) for t in expected)
         plan_s, planned = plan_throughput(args.tenants, obs)
         per_s = decision_throughput(args.decisions)
     finally:
@@ -182,10 +242,18 @@ def main() -> int:
     print(f"{'baseline: one query per tenant (extrap.)':<44}{p_est:>11.1f}s{p_peak / 2**20:>10.1f}MB"
           f"{args.tenants:>14}{'':>11}   measured {sample} tenants in {p_time:.2f}s")
     print(f"\nspend known for {known}/{args.tenants} tenants; Healer vs raw-row totals differ for {mismatch}")
+    print(f"\n{'spend from token metrics (rate card)':<44}{'time':>12}{'peak mem':>12}{'round trips':>14}"
+          f"{'rows back':>11}")
+    print(f"{'Healer: priced in the one KQL aggregation':<44}{t_time:>11.2f}s{t_peak / 2**20:>10.1f}MB{t_trips:>14}"
+          f"{args.tenants:>11}")
+    print(f"{'baseline: raw token rows, priced in Python':<44}{tr_time:>11.2f}s{tr_peak / 2**20:>10.1f}MB{1:>14}"
+          f"{tok_n:>11}")
+    print(f"largest difference from the hand-computed totals ({4 * args.tenants} token rows): Healer "
+          f"${tok_worst:.2e}, baseline ${tok_raw_worst:.2e}")
     print(f"tick planning (pure core over the snapshot): {args.tenants / plan_s:,.0f} tenants/s "
           f"({plan_s * 1000:.0f} ms for {args.tenants}; {planned} need an evaluation)")
     print(f"decision throughput (core.decide): {per_s:,.0f} decisions/s")
-    return 0 if mismatch == 0 and h_trips == 1 else 1
+    return 0 if mismatch == 0 and h_trips == 1 and t_trips == 1 and tok_worst < 1e-6 else 1
 
 
 if __name__ == "__main__":

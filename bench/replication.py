@@ -14,7 +14,12 @@
    simulated in real time (replicas ready 1-10 s after the push). Not falling behind = the lag distribution stays
    that of an idle system and the queue drains right after the last replica is ready.
 
-Run: `.venv/bin/python bench/replication.py [--sim 300] [--real 12] [--concurrent 500] [--workers 8]`
+4-6. Probe states and pullability (bench/replication_probes.py): requests per wait per replica with blob checks
+   beside manifest-only; lag under per-replica throttling beside the previous classification; time to a named failure
+   with regional endpoints off beside the 30-minute timeout.
+
+Run: `.venv/bin/python bench/replication.py [--sim 300] [--real 12] [--concurrent 500] [--workers 8] [--probes 6]
+[--throttled 3] [--only probes]`
 """
 from __future__ import annotations
 
@@ -317,13 +322,24 @@ def main() -> int:
     parser.add_argument("--real", type=int, default=12)
     parser.add_argument("--concurrent", type=int, default=500)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--probes", type=int, default=6, help="image indexes for the blob-check figure")
+    parser.add_argument("--throttled", type=int, default=3, help="waits per variant under throttling")
+    parser.add_argument("--only", choices=["probes"], help="run only the probe figures (4-6)")
     args = parser.parse_args()
-    stack = LocalAzure.start(scratch_dir("healer-bench-repl-"))
+    from bench import replication_probes as rp
+    workdir = scratch_dir("healer-bench-repl-")
+    if args.only == "probes":
+        ok = rp.report(rp.bench_blob_cost(workdir, args.probes), rp.bench_throttling(workdir, args.throttled),
+                       rp.bench_named_failure())
+        return 0 if ok else 1
+    stack = LocalAzure.start(workdir)
     os.environ.update(stack.env())
     try:
         s = bench_simulated(args.sim)
         r = bench_real(stack, args.real)
         c = bench_concurrent(args.concurrent, args.workers)
+        probes = (rp.bench_blob_cost(workdir, args.probes), rp.bench_throttling(workdir, args.throttled),
+                  rp.bench_named_failure())
     finally:
         stack.stop()
 
@@ -367,6 +383,7 @@ def main() -> int:
     print(f"    {'all outcomes out, after the last replica was ready':<52}{f(c['drain_after_last_ready']):>14}")
     print(f"    {'checks per wait; max queue depth':<52}{c['checks_per_wait']:>14.1f}{c['max_depth']:>14}")
     ok = s["published"] == s["n"] and r["published"] == r["n"] and c["published"] == c["n"] and not r["errors"]
+    ok = rp.report(*probes) and ok
     print("\nall waits produced exactly one outcome" if ok else "\nFAILED: missing outcomes")
     return 0 if ok else 1
 

@@ -10,6 +10,7 @@
     healer rearm RESOURCE                 clear a rollback latch / escalation
     healer release RESOURCE --tenant T    release a HELD downshift (app, tenant)
     healer config check [FILE]            validate settings offline, as the app does at start
+    healer wait REGISTRY REPO --tag T     open (or join) a replication wait; exit 0 once pullable everywhere
 
 Every command takes --json (stable output for scripts). Exit codes: 0 ok, 1 Healer refused,
 2 usage, 3 authentication, 4 not found / conflict / gone, 5 unreachable or server error,
@@ -280,6 +281,46 @@ def release(resource: Annotated[str, typer.Argument(metavar="RESOURCE")],
     _run(lambda: _emit(_api().post("downshift/release", {"resourceId": resource, "tenant": tenant,
                                                          "by": operator_name(by), "reason": reason}),
                        lambda d: out.print(f"released {_safe(tenant, 60)} on {_safe(resource, 200)}")))
+
+
+# ---------------------------------------------------------------------------------------------- replication
+
+def _wait_render(d: dict[str, Any]) -> None:
+    out.print(f"{_safe(d.get('repository'), 200)}@{_safe(d.get('digest'), 80)}: {_safe(d.get('status'), 20)}")
+    for region, r in sorted((d.get("regions") or {}).items()):
+        lag = r.get("lagSeconds")
+        out.print(f"  {_safe(region, 40):<16} {_safe(r.get('state') or '-', 16):<14} "
+                  f"lag {'-' if lag is None else lag} s  {_safe(r.get('lastError') or '', 120)}")
+    if d.get("failure"):
+        out.print(f"  failure: {_safe(d['failure'], 300)}")
+
+
+@app.command()
+def wait(registry: Annotated[str, typer.Argument(metavar="REGISTRY")],
+         repository: Annotated[str, typer.Argument(metavar="REPOSITORY")],
+         digest: Annotated[Optional[str], typer.Option(help="The pushed digest.")] = None,
+         tag: Annotated[Optional[str], typer.Option(help="The pushed tag (resolved at the login server).")] = None,
+         timeout: Annotated[float, typer.Option(help="Give up polling after this many seconds.")] = 3600.0,
+         poll: Annotated[float, typer.Option(help="Seconds between status polls.")] = 10.0) -> None:
+    """Open (or join) the replication wait of a pushed image, then wait for its outcome: exit 0 when it is
+    pullable in every required region, 1 for any other outcome (timed out, throttled, failed, tag race)."""
+    def go() -> None:
+        import time
+        if not digest and not tag:
+            raise CliError("give --digest, --tag or both", USAGE)
+        api = _api()
+        opened = api.post("replication/waits", {k: v for k, v in {"registry": registry, "repository": repository,
+                                                                     "digest": digest, "tag": tag}.items() if v})
+        query = {"registry": opened["registry"], "repository": opened["repository"], "digest": opened["digest"]}
+        deadline = time.monotonic() + max(0.0, timeout)
+        view = api.get("replication/status", **query)
+        while view.get("status") in ("pending", "stalled") and time.monotonic() < deadline:
+            time.sleep(max(0.2, min(poll, deadline - time.monotonic())))
+            view = api.get("replication/status", **query)
+        _emit(view, _wait_render)
+        if view.get("status") != "ready":
+            raise typer.Exit(1)
+    _run(go)
 
 
 # ---------------------------------------------------------------------------------------------- status

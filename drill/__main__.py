@@ -13,7 +13,7 @@ import time
 from standins.harness import scratch_dir
 from standins.stack import LocalAzure
 
-SCENARIOS = ["rollback", "errors", "replication", "downshift"]
+SCENARIOS = ["rollback", "errors", "replication", "replication_probes", "downshift"]
 
 
 def main(argv: list[str] | None = None) -> int:

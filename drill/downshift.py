@@ -1,7 +1,9 @@
 """Drill: an AI app's tenants cross 80 % of their budgets, a 429 storm hits and resolves, an alert flaps, a human
 pins a model, and a new month begins (in Auckland before UTC). Then an app-wide 429 storm resolves while a tenant
 that inherits the app-wide value is over budget (the restore holds it at its model), and a worker dies between a
-write and its state save (the next tick recovers it: no HELD, no second step down).
+write and its state save (the next tick recovers it: no HELD, no second step down). Then a tenant with the block rung
+on crosses 100 % and is blocked after an approval, then unblocked at the period boundary; and a 429 storm from the
+AI gateway's own token limit (a quota) changes no model.
 
 Healer's downshift functions run in this process with an injected clock (weeks pass in seconds); everything they
 talk to is real and over the wire: Azurite (state, queue, audit), the Log Analytics stand-in (spend through
@@ -53,9 +55,9 @@ def _row(tenant: str, amount: float, at: dt.datetime) -> dict[str, Any]:
             "ItemCount": 1, "Properties": {"tenant": tenant}, "AppRoleName": "chat-web"}
 
 
-def _alert(alert_id: str, condition: str, at: dt.datetime, tenant: str | None) -> bytes:
+def _alert(alert_id: str, condition: str, at: dt.datetime, tenant: str | None, **props: str) -> bytes:
     body = alert_body("log_search_fired.json", alert_id=alert_id, rule="chat-429-ratio", condition=condition,
-                      fired=at, resolved=at, custom_properties={"healer.target": APP}, tenant=tenant)
+                      fired=at, resolved=at, custom_properties={"healer.target": APP, **props}, tenant=tenant)
     return json.dumps(body).encode()
 
 
@@ -118,11 +120,23 @@ class Drill:
             self.tl.add("healer", f"[{self.stamp()}] {rec['subject']:<7} {rec['outcome']:<9} "
                                   f"{rec['reason'][:170]}")
 
-    def value(self, tenant: str | None) -> str | None:
+    def value(self, tenant: str | None, key: str = KEY) -> str | None:
         for item in self.ac.dump():
-            if item["key"] == KEY and item["label"] == tenant:
+            if item["key"] == key and item["label"] == tenant:
                 return item["value"]
         return None
+
+    def approve_all(self) -> list[str]:
+        from shared import approvals
+        from shared.work import enqueue
+        done = []
+        for pending in approvals.list_pending(self.settings, "downshift", now=self.clock.now):
+            decided = approvals.decide(self.settings, healer="downshift", aid=pending["id"], approve=True,
+                                       by="on-call", note="drill", now=self.clock.now)
+            enqueue(self.settings, decided["queue"], {**decided["message"], "approvalId": pending["id"]})
+            done.append(pending["action"])
+        self.tl.add("operator", f"[{self.stamp()}] approves {done}")
+        return done
 
     def writes(self, tenant: str) -> int:
         return sum(1 for r in self.ac.requests()
@@ -150,7 +164,8 @@ def run(stack: LocalAzure) -> Timeline:
                             "max_dwell_s": 7200, "max_switches_per_hour": 3},
                  "tenants": {"*": {"budget": 100000}, "acme": {"budget": 100}, "globex": {"budget": 100},
                              "initech": {"budget": 100},
-                             "umbrella": {"budget": 100}, "kiwi": {"budget": 100, "timezone": "Pacific/Auckland"}}}]
+                             "umbrella": {"budget": 100}, "kiwi": {"budget": 100, "timezone": "Pacific/Auckland"},
+                             "hooli": {"budget": 100, "block": True}}}]
         os.environ.update({
             "HEALER_TABLE_PREFIX": "drill" + uuid.uuid4().hex[:6],
             "HEALER_POLICY": json.dumps({"version": 1, "default": "deny", "rules": [
@@ -291,6 +306,42 @@ def run(stack: LocalAzure) -> Timeline:
         tl.check(d.value("umbrella") == "gpt-4o-mini" and st.get("status") == "DOWNSHIFTED"
                  and st.get("model") == "gpt-4o-mini", "next tick: the interrupted downshift recovered and recorded")
         tl.check(d.writes("umbrella") == 3, "no second step down (umbrella: one write for this trip)")
+
+        # 8. The last rung: hooli (blocking on) crosses 100 % of its budget; the block waits for a human's approval,
+        #    holds for the rest of April, and is lifted at the period boundary.
+        clock.advance(minutes=10)
+        la.seed("AppMetrics", [_row("hooli", 104.0, clock.now - dt.timedelta(hours=3))])
+        tl.add("spend", f"[{d.stamp()}] hooli spends $104 of its $100 (blocking is on for hooli)")
+        d.tick()
+        tl.check(d.value("hooli") == "gpt-4o-mini" and d.value("hooli", "ai:blocked") is None,
+                 "hooli downshifted; the block waits for approval (downshift.block defaults to ask)")
+        tl.check(d.approve_all() == ["downshift.block"], "one approval asked: downshift.block for hooli")
+        d.drain()
+        tl.check(d.value("hooli", "ai:blocked") == "true", "after the approval hooli reads ai:blocked = true")
+        clock.advance(minutes=30)
+        d.post_alert(_alert(str(uuid.uuid4()), "Resolved", clock.now, "hooli"))
+        d.drain()
+        d.tick()
+        tl.check(d.value("hooli", "ai:blocked") == "true", "a capacity signal never lifts the block")
+        clock.set(dt.datetime(2026, 5, 1, 0, 5, tzinfo=UTC))
+        la.seed("AppMetrics", [_row("hooli", 0.3, clock.now - dt.timedelta(minutes=2))])
+        tl.add("clock", f"[{d.stamp()}] May 1 00:05 UTC: a new budget period")
+        d.tick()
+        tl.check(d.value("hooli", "ai:blocked") is None, "new period: hooli's block lifted (Healer's key removed)")
+
+        # 9. A 429 storm from the AI gateway's own token limit (quota) on initech: six deliveries, no model switch.
+        clock.advance(minutes=5)
+        before = d.writes("initech")
+        quota_id = str(uuid.uuid4())
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(lambda _: d.post_alert(_alert(quota_id, "Fired", clock.now, "initech",
+                                                                **{"healer.throttledBy": "gateway"})), range(6)))
+        tl.add("monitor", f"[{d.stamp()}] gateway token-limit 429 storm on initech: 6 deliveries → HTTP "
+                          f"{sorted(set(codes))}")
+        outcomes = d.drain()
+        tl.check(outcomes.count("ignored") == 1 and outcomes.count("duplicate") == 5,
+                 "quota storm: recorded once as 'quota, not capacity', five duplicates")
+        tl.check(d.writes("initech") == before, "quota storm: no model switch for initech")
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -66,9 +66,11 @@ type downshiftApp = {
   key: shortText?
   tenantKeys: tenantKeyMode?
   sentinelKey: shortText?
+  blockKey: shortText?
   role: shortText?
   costMetric: shortText?
   tenantDimension: shortText?
+  rateCard: object?
   policy: object
   tenants: object?
   defaultBudget: int?
@@ -117,6 +119,12 @@ param pythonVersion string = '3.11'
 @description('Upper bound of Flex Consumption instances.')
 param maximumInstanceCount int = 40
 
+@description('Optional VNet integration: resource id of a subnet delegated to Microsoft.App/environments (for registries behind private endpoints or firewalls). Empty: no VNet integration.')
+param vnetSubnetId string = ''
+
+@description('Optional: resource ids of existing private DNS zones (e.g. privatelink.azurecr.io) to link to the VNet of vnetSubnetId, so registries behind private endpoints resolve privately. Empty: none.')
+param privateDnsZoneIds array = []
+
 // ------------------------------------------------------------------------------------------------ behaviour
 
 @description('HEALER_KILL_SWITCH: true stops every action (decisions are still recorded).')
@@ -142,6 +150,9 @@ param rollbackRuleMap object = {}
 @maxValue(3600)
 @description('HEALER_LEASE_SECONDS: how long one worker holds an app\'s operation lease.')
 param leaseSeconds int = 300
+
+@description('HEALER_ALERT_ACK: healers (comma-separated: rollback, downshift) that acknowledge the fired alert after acting on or refusing it. Needs Monitoring Contributor (or alerts read + changestate) on the alerts\' scope.')
+param alertAck string = ''
 
 @description('HEALER_ROLLBACK_LOGS_ENDPOINT: Log Analytics query endpoint used to re-run a log alert\'s query after a rollback.')
 param rollbackLogsEndpoint string = 'https://api.loganalytics.io'
@@ -272,6 +283,21 @@ param replicationBackoff object = {}
 @minValue(0)
 @maxValue(3600)
 param replicationTagRaceGraceSeconds int = 60
+
+@description('HEALER_REPLICATION_FAIL_FAST_SECONDS: how long a replica\'s regional host must keep failing DNS before its wait fails fast, named (regional endpoints not enabled).')
+@minValue(0)
+@maxValue(3600)
+param replicationFailFastSeconds int = 15
+
+@description('HEALER_REPLICATION_MAX_THROTTLED_SECONDS: a replica answering HTTP 429 moves its own deadline out by the time it is throttled, up to this.')
+@minValue(0)
+@maxValue(86400)
+param replicationMaxThrottledSeconds int = 1800
+
+@description('HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS: how long a registry\'s topology read from ARM (replicas, status, regional endpoints) is reused.')
+@minValue(0)
+@maxValue(86400)
+param replicationTopologyTtlSeconds int = 300
 
 @description('HEALER_REPLICATION_ACR_TENANT_ID: tenant sent in the ACR token exchange. Empty: the deployment tenant.')
 param replicationAcrTenantId string = ''
@@ -464,6 +490,12 @@ param enableThrottleAlert bool = false
 param throttleWorkspaceId string = ''
 param throttleTargetAppId string = ''
 param throttleRatioThreshold string = '0.2'
+@description('429s from the app (app) or from the API Management AI gateway split by throttledBy (gateway).')
+@allowed([
+  'app'
+  'gateway'
+])
+param throttleSource string = 'app'
 
 @description('Example monthly budget on a resource group (its alerts go to the downshift healer). 0: no budget.')
 @minValue(0)
@@ -517,6 +549,8 @@ var healerSettings = {
   HEALER_ARM_ENDPOINT: armUrl
   HEALER_ARM_AUDIENCE: armUrl
   HEALER_ARM_POLL_SECONDS: string(armPollSeconds)
+  HEALER_ALERTS_ENDPOINT: armUrl
+  HEALER_ALERT_ACK: alertAck
   HEALER_AUTH_MODE: authMode
   HEALER_ENTRA_TENANT_ID: empty(entraTenantId) ? tenant().tenantId : entraTenantId
   HEALER_ENTRA_AUDIENCE: effectiveAudience
@@ -551,6 +585,9 @@ var healerSettings = {
   HEALER_REPLICATION_DEADLINE_SECONDS: string(replicationDeadlineSeconds)
   HEALER_REPLICATION_BACKOFF: string(replicationBackoff)
   HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: string(replicationTagRaceGraceSeconds)
+  HEALER_REPLICATION_FAIL_FAST_SECONDS: string(replicationFailFastSeconds)
+  HEALER_REPLICATION_MAX_THROTTLED_SECONDS: string(replicationMaxThrottledSeconds)
+  HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS: string(replicationTopologyTtlSeconds)
   HEALER_REPLICATION_ACR_TENANT_ID: empty(replicationAcrTenantId) ? tenant().tenantId : replicationAcrTenantId
   HEALER_REPLICATION_TOPIC_ENDPOINT: empty(replicationTopicEndpoint) ? outcomeTopic.outputs.endpoint : replicationTopicEndpoint
   HEALER_REPLICATION_TOPIC_KEY: ''
@@ -705,6 +742,7 @@ module functionApp 'modules/functionapp.bicep' = {
     appSettings: union(platformSettings, healerSettings)
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
+    vnetSubnetId: vnetSubnetId
   }
 }
 
@@ -739,6 +777,18 @@ module functionAppAuth 'modules/functionapp-auth.bicep' = if (authMode == 'entra
     easyAuthAudiences: empty(effectiveAudience) ? [] : [effectiveAudience]
   }
 }
+
+// Registries behind private endpoints: link their private DNS zones to Healer's VNet (only with vnetSubnetId).
+module privateDnsLinks 'modules/private-dns-link.bicep' = [for (zoneId, i) in (empty(vnetSubnetId) ? [] : privateDnsZoneIds): {
+  name: 'healer-dns-link-${i}'
+  scope: resourceGroup(split(zoneId, '/')[2], split(zoneId, '/')[4])
+  params: {
+    zoneName: last(split(zoneId, '/'))
+    vnetId: join(take(split(vnetSubnetId, '/'), 9), '/')
+    linkName: 'healer-${environmentName}'
+    tags: tags
+  }
+}]
 
 module workbook 'modules/workbook.bicep' = {
   name: 'healer-workbook'
@@ -801,6 +851,7 @@ module alerts 'modules/alerts.bicep' = if (wireTriggers) {
     throttleWorkspaceId: empty(throttleWorkspaceId) ? monitoring.outputs.workspaceId : throttleWorkspaceId
     throttleTargetAppId: throttleTargetAppId
     throttleRatioThreshold: throttleRatioThreshold
+    throttleSource: throttleSource
   }
 }
 

@@ -41,6 +41,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALER_ARM_AUDIENCE", "Token audience for ARM.", "https://management.azure.com"),
     Setting("HEALER_ARM_POLL_SECONDS", "Fallback polling interval of ARM long-running operations "
             "(the service's Retry-After wins).", "10"),
+    Setting("HEALER_ALERTS_ENDPOINT", "Azure Monitor AlertsManagement endpoint (alert condition, acknowledgement). "
+            "Empty: HEALER_ARM_ENDPOINT."),
+    Setting("HEALER_ALERT_ACK", "Comma-separated healers (rollback, downshift) that acknowledge the fired alert in "
+            "Azure Monitor after acting on or refusing it, with a comment naming the audit record. Empty: none."),
     # Inbound authentication
     Setting("HEALER_AUTH_MODE", "'function-key' (default; the Functions host checks keys) or 'entra' "
             "(also require an Entra ID bearer token: Azure Monitor secure webhook, approvers).", "function-key"),
@@ -99,8 +103,9 @@ SETTINGS: tuple[Setting, ...] = (
 
     # Replication healer (issue 4)
     Setting("HEALER_REPLICATION_REGISTRIES", "JSON object: registry short name -> list of regions that must serve "
-            "each pushed image (e.g. {\"myreg\": [\"eastus\", \"westeurope\"]}). Events of other registries are "
-            "refused and audited."),
+            "each pushed image (e.g. {\"myreg\": [\"eastus\", \"westeurope\"]}), or {\"regions\": [...], "
+            "\"resourceId\": \"<registry resource id>\", \"degraded\": \"wait\"|\"exclude\"} to read its replicas "
+            "from ARM. Events of other registries are refused and audited."),
     Setting("HEALER_REPLICATION_ENDPOINTS", "JSON object: regional registry host (<registry>.<region>.geo.azurecr.io, "
             "or a login server) -> base URL to use instead of https://<host> (local stand-ins only; empty in Azure)."),
     Setting("HEALER_REPLICATION_DEADLINE_SECONDS", "How long one wait may take before it is reported timed out.",
@@ -109,6 +114,12 @@ SETTINGS: tuple[Setting, ...] = (
             "minSeconds, jitter (empty: 2, 1.6, 30, 0.5, 0.25)."),
     Setting("HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS", "How long a replica's tag may name another digest before a "
             "tag overwrite race is reported (a digest never seen pushed; older pushes are lag).", "60"),
+    Setting("HEALER_REPLICATION_FAIL_FAST_SECONDS", "How long a replica's regional host must keep failing DNS "
+            "before its wait fails fast, named (regional endpoints not enabled), instead of timing out.", "15"),
+    Setting("HEALER_REPLICATION_MAX_THROTTLED_SECONDS", "A replica answering HTTP 429 moves its own deadline out by "
+            "the time it is throttled, up to this; a wait that ends still throttled is reported throttled.", "1800"),
+    Setting("HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS", "How long a registry's topology read from ARM (replicas, "
+            "their status, regional endpoints) is reused before it is read again.", "300"),
     Setting("HEALER_REPLICATION_ACR_TENANT_ID", "Tenant sent in the ACR token exchange (POST /oauth2/exchange)."),
     Setting("HEALER_REPLICATION_TOPIC_ENDPOINT", "Event Grid topic endpoint for outcome events "
             "(https://<topic>.<region>-1.eventgrid.azure.net/api/events). Empty: outcomes are only recorded."),
@@ -247,6 +258,7 @@ class DownshiftTenant(BaseModel):
     budget: float | None = Field(None, gt=0, le=1e12)
     timezone: str | None = Field(None, max_length=64)
     period: str | None = Field(None, pattern=r"^(month|quarter|year)$")
+    block: bool | None = None          # the last rung for this tenant (None: the app policy's `block`)
 
 
 class DownshiftApp(BaseModel):
@@ -260,9 +272,11 @@ class DownshiftApp(BaseModel):
     key: str = Field("ai:model", pattern=_KEY_RE)
     tenant_keys: str = Field("label", alias="tenantKeys", pattern=r"^(label|key)$")
     sentinel_key: str = Field("ai:sentinel", alias="sentinelKey", pattern=_KEY_RE)
+    block_key: str = Field("ai:blocked", alias="blockKey", pattern=_KEY_RE)
     role: str | None = Field(None, max_length=256)
     cost_metric: str = Field("agent.cost.usd", alias="costMetric", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-    tenant_dimension: str = Field("tenant", alias="tenantDimension", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+    tenant_dimension: str = Field("tenant", alias="tenantDimension", pattern=r"^[A-Za-z_][A-Za-z0-9 _.-]{0,63}$")
+    rate_card: dict[str, Any] | None = Field(None, alias="rateCard")  # healers.downshift.rates (token metrics)
     policy: dict[str, Any]
     tenants: dict[str, DownshiftTenant] = Field(default_factory=dict, max_length=100_000)
     default_budget: float | None = Field(None, alias="defaultBudget", gt=0, le=1e12)

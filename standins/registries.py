@@ -199,6 +199,70 @@ def push_image(base_url: str, repository: str, tag: str | None = None, *, seed: 
             client.close()
 
 
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def push_index(base_url: str, repository: str, tag: str | None = None, *, seeds: Sequence[str],
+               client: httpx.Client | None = None) -> PushedImage:
+    """A multi-arch image: one image per seed (pushed by digest), then an OCI image index naming them all."""
+    own = client is None
+    client = client or httpx.Client(timeout=10.0)
+    try:
+        children = []
+        for i, seed in enumerate(seeds):
+            child = push_image(base_url, repository, None, seed=seed, client=client)
+            children.append({"mediaType": DOCKER_MANIFEST, "size": len(child.manifest), "digest": child.digest,
+                             "platform": {"architecture": ["amd64", "arm64", "s390x", "ppc64le"][i % 4],
+                                          "os": "linux"}})
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}, indent=2).encode()
+        digest = push_manifest(client, base_url, repository, tag or sha256_digest(index), index, OCI_INDEX)
+        return PushedImage(repository, tag, digest, index, OCI_INDEX)
+    finally:
+        if own:
+            client.close()
+
+
+def image_blobs(base_url: str, repository: str, reference: str, client: httpx.Client | None = None) -> list[str]:
+    """Every blob (configs and layers) a manifest or an index's children reference, as the registry serves them."""
+    own = client is None
+    client = client or httpx.Client(timeout=10.0)
+    try:
+        resp = _check(client.get(f"{base_url}/v2/{repository}/manifests/{reference}",
+                                 headers={"Accept": MANIFEST_ACCEPT}), 200)
+        doc = json.loads(resp.content)
+        if resp.headers["content-type"].split(";")[0].strip() in INDEX_TYPES:
+            return [b for child in doc.get("manifests", [])
+                    for b in image_blobs(base_url, repository, child["digest"], client)]
+        return [blob["digest"] for blob in [doc["config"], *doc.get("layers", [])]]
+    finally:
+        if own:
+            client.close()
+
+
+def image_configs(base_url: str, repository: str, reference: str, client: httpx.Client) -> list[str]:
+    resp = _check(client.get(f"{base_url}/v2/{repository}/manifests/{reference}",
+                             headers={"Accept": MANIFEST_ACCEPT}), 200)
+    doc = json.loads(resp.content)
+    if resp.headers["content-type"].split(";")[0].strip() in INDEX_TYPES:
+        return [c for child in doc.get("manifests", []) for c in image_configs(base_url, repository,
+                                                                              child["digest"], client)]
+    return [doc["config"]["digest"]]
+
+
+def delete_blobs(base_url: str, repository: str, digests: Iterable[str], client: httpx.Client | None = None) -> int:
+    """Unlink blobs from a repository (DELETE /v2/<repo>/blobs/<digest>; needs storage.delete.enabled): the
+    manifests stay and are served, the blobs answer 404 "blob unknown" until pushed again — a replica whose
+    layers lag behind its manifest. Returns how many were deleted."""
+    own = client is None
+    client = client or httpx.Client(timeout=10.0)
+    try:
+        return sum(_check(client.delete(f"{base_url}/v2/{repository}/blobs/{d}"), 202, 404).status_code == 202
+                   for d in dict.fromkeys(digests))
+    finally:
+        if own:
+            client.close()
+
+
 def copy_image(src_url: str, dst_url: str, repository: str, reference: str,
                client: httpx.Client | None = None) -> str:
     """Copy a manifest (by tag or digest), its blobs and (for an index) its child manifests; returns the digest.
@@ -280,6 +344,22 @@ class Replicator:
             self._add(delay, f"copy {repository}:{reference} {src}->{dst}",
                       lambda dst=dst: copy_image(self.fleet.url(src), self.fleet.url(dst), repository, reference,
                                                  self._client))
+
+    def copy_lagging_layers(self, src: str, dsts: Iterable[str], repository: str, reference: str,
+                            layers_after: Mapping[str, float]) -> list[str]:
+        """Copy the image now, but take its layers (not the configs) away again on each replica in
+        `layers_after` and push them back that many seconds from now: the manifest (and for an index every
+        child) is served at once, the layers only later. Returns the layer digests that lag."""
+        src_url = self.fleet.url(src)
+        for dst in dsts:
+            copy_image(src_url, self.fleet.url(dst), repository, reference, self._client)
+        configs = set(image_configs(src_url, repository, reference, self._client))
+        layers = [b for b in image_blobs(src_url, repository, reference, self._client) if b not in configs]
+        for dst, delay in layers_after.items():
+            delete_blobs(self.fleet.url(dst), repository, layers, self._client)
+            self._add(delay, f"layers of {repository}:{reference} {src}->{dst}",
+                      lambda dst=dst: copy_image(src_url, self.fleet.url(dst), repository, reference, self._client))
+        return layers
 
     def schedule_delete(self, repository: str, digest: str, delays: Mapping[str, float]) -> None:
         for region, delay in delays.items():

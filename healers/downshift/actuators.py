@@ -191,6 +191,70 @@ class AppConfigActuator:
             return {"sentinelError": _failure(exc)}
 
 
+class BlockFlag:
+    """The block flag of the last rung (`healers.downshift.block`): the key `blockKey` (default `ai:blocked`) with
+    the tenant's label (or `<blockKey>:<tenant>`; tenant `*` = the null label, which every tenant without its own
+    flag inherits), value `true`, tagged `managed-by=healer`. Lifting it deletes Healer's own key-value; a flag a
+    human set (no Healer tag) is never removed, and a locked one is never written."""
+
+    def __init__(self, actuator: AppConfigActuator):
+        self.actuator, self.app, self.client = actuator, actuator.app, actuator.client
+
+    def ident(self, tenant: str) -> tuple[str, str | None]:
+        if tenant == "*":
+            return self.app.block_key, None
+        if self.app.tenant_keys == "label":
+            return self.app.block_key, tenant
+        return f"{self.app.block_key}:{tenant}", None
+
+    def read(self, tenant: str) -> Current:
+        kv = self.actuator._get(*self.ident(tenant))
+        return AppConfigActuator._current(kv) if kv is not None else Current(None, None, False, None, False)
+
+    def write(self, tenant: str, on: bool, current: Current, reason: str, now: dt.datetime) -> WriteResult:
+        """Set (`on`) or lift the flag, guarded by the ETag read; bump the sentinel; read back."""
+        from azure.appconfiguration import ConfigurationSetting, ResourceReadOnlyError
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        key, label = self.ident(tenant)
+        details: dict[str, Any] = {"actuator": "appConfiguration", "endpoint": self.app.app_config_endpoint,
+                                   "key": key, "label": label, "restart": False}
+        if current.pinned:
+            raise WritePinned(f"{key} [{label or 'null label'}] is locked")
+        human = current.value is not None and current.written_by != HEALER
+        if human or (on and _truthy(current.value)) or (not on and current.value is None):
+            details["operation"] = "none" + (" (a human's flag is left as it is)" if human else "")
+            return WriteResult(current.value, (on == _truthy(current.value)) or human, details)
+        try:
+            if on:
+                setting = ConfigurationSetting(key=key, label=label, value="true",
+                                               tags={MANAGED_TAG: HEALER, REASON_TAG: reason[:200]})
+                if current.etag:
+                    self.client.set_configuration_setting(setting, match_condition=MatchConditions.IfNotModified,
+                                                          etag=current.etag)
+                else:
+                    self.client.set_configuration_setting(setting, match_condition=MatchConditions.IfMissing)
+            else:
+                self.client.delete_configuration_setting(key, label=label, etag=current.etag,
+                                                         match_condition=MatchConditions.IfNotModified)
+        except ResourceReadOnlyError as exc:
+            raise WritePinned(f"{key} [{label or 'null label'}] is locked") from exc
+        except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as exc:
+            raise WriteConflict(f"{key} [{label or 'null label'}] changed since it was read "
+                                f"(HTTP {getattr(exc, 'status_code', '?')})") from exc
+        details["operation"] = "set true" if on else "delete"
+        details.update(self.actuator.bump_sentinel(now))
+        try:
+            back: Current | None = self.read(tenant)
+        except Exception as exc:  # noqa: BLE001 - unconfirmed; reported, the next evaluation reads it again
+            back, details["readBackError"] = None, _failure(exc)
+        value = back.value if back is not None else None
+        details["readBack"] = value
+        confirmed = back is not None and "sentinelError" not in details and (
+            (_truthy(value) and back.written_by == HEALER) if on else value is None)
+        return WriteResult(value, confirmed, details)
+
+
 def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: HTTP {getattr(exc, 'status_code', None) or '?'}"
 

@@ -74,7 +74,8 @@ def accept_budget(req: func.HttpRequest, settings: Settings, principal: Principa
 
 
 def release(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
-    """POST /downshift/release {"resourceId", "tenant", "by", "reason"}: release a HELD (app, tenant)."""
+    """POST /downshift/release {"resourceId", "tenant", "by", "reason"}: release a HELD (app, tenant); with
+    `"unblock": true`, lift the tenant's block instead (no new block this period)."""
     body = read_json(req, settings.max_body_bytes)
     if not isinstance(body, dict) or not isinstance(body.get("resourceId"), str):
         raise BadRequest(400, "body must be {\"resourceId\": \"/subscriptions/.../sites/<app>\", \"tenant\": \"*\", "
@@ -85,7 +86,7 @@ def release(req: func.HttpRequest, settings: Settings, principal: Principal) -> 
     by = caller_name(principal, body)
     try:
         outcome = shell.release(settings, body["resourceId"], tenant, by=by, reason=str(body.get("reason", ""))[:500],
-                                owner=f"release:{uuid.uuid4().hex[:8]}")
+                                owner=f"release:{uuid.uuid4().hex[:8]}", unblock=body.get("unblock") is True)
     except shell.Refused as exc:
         return problem(404, str(exc))
     except RetryLater as exc:

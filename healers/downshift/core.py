@@ -74,6 +74,10 @@ class DownshiftPolicy:
     stale_after_s: int = 1800            # spend data older than this is unknown
     track_budget: bool = True            # False: capacity only; restores then need no spend data
     require_probe: bool = False          # restores wait for `Inputs.probe_ok is True`
+    block: bool = False                  # the last rung: block the tenant at block_ratio (healers.downshift.block)
+    block_ratio: float = 1.00            # spend / budget at or above this blocks (when `block`)
+    warn_forecast: bool = True           # one warning per period when the forecast crosses enter/block ratio
+    monitor_check: bool = True           # a capacity alert Fired past the dwell: ask Azure Monitor (lost Resolved?)
 
     def __post_init__(self) -> None:
         def number(name: str, lo: float, hi: float) -> None:
@@ -95,6 +99,11 @@ class DownshiftPolicy:
         if self.max_app_switches_per_hour is not None:
             number("max_app_switches_per_hour", 1, 100000)
         number("stale_after_s", 1, 30 * 86400)
+        number("block_ratio", 0.01, 100)
+        if self.block_ratio < self.enter_ratio:
+            raise PolicyError("block_ratio must be at or above enter_ratio (the block is the last rung)")
+        if not all(isinstance(v, bool) for v in (self.block, self.warn_forecast, self.monitor_check)):
+            raise PolicyError("block, warn_forecast and monitor_check must be true or false")
         zone(self.timezone)
         if self.period not in GRAINS:
             raise PolicyError(f"period must be one of {', '.join(GRAINS)}")
@@ -203,6 +212,13 @@ class DownshiftState:
     held_reason: str = ""                   # "pinned" | "external_change" | "off_ladder" | "unrecorded_write"
     held_value: str | None = None           # the value seen when HELD was entered
     last_reason: str = ""
+    blocked: bool = False                   # Healer's block flag is set (healers.downshift.block)
+    blocked_period: str | None = None       # the period it was set in (a new period lifts it)
+    blocked_budget: float | None = None     # the budget then (a higher budget lifts it)
+    blocked_since: dt.datetime | None = None
+    block_waived: str | None = None         # period in which an operator lifted the block: no re-block in it
+    warned: tuple[str, ...] = ()            # forecast warnings sent: "<period>|<downshift|block>"
+    monitor_checked: tuple[str, ...] = ()   # alert ids whose lost Resolved was asked of Azure Monitor
     version: int = STATE_VERSION
 
     @property
@@ -221,7 +237,10 @@ class DownshiftState:
             "budget_at_trip": self.budget_at_trip,
             "alerts": {k: [c, _iso(t)] for k, (c, t) in self.alerts.items()},
             "seen": list(self.seen), "held_reason": self.held_reason, "held_value": self.held_value,
-            "last_reason": self.last_reason,
+            "last_reason": self.last_reason, "blocked": self.blocked, "blocked_period": self.blocked_period,
+            "blocked_budget": self.blocked_budget, "blocked_since": _iso(self.blocked_since),
+            "block_waived": self.block_waived, "warned": list(self.warned),
+            "monitor_checked": list(self.monitor_checked),
         }
 
     @classmethod
@@ -266,7 +285,20 @@ class DownshiftState:
             seen=tuple(str(s)[:MAX_ID] for s in (data.get("seen") or [])[-MAX_SEEN:]),
             held_reason=text("held_reason", ""), held_value=text("held_value", None),
             last_reason=text("last_reason", "", MAX_REASON),
+            blocked=bool(data.get("blocked", False)), blocked_period=text("blocked_period", None),
+            blocked_budget=_opt_num(data.get("blocked_budget"), "blocked_budget"),
+            blocked_since=_opt_iso(data.get("blocked_since")), block_waived=text("block_waived", None),
+            warned=tuple(str(w)[:64] for w in (data.get("warned") or [])[-MAX_SEEN:]),
+            monitor_checked=tuple(str(w)[:MAX_ID] for w in (data.get("monitor_checked") or [])[-MAX_SEEN:]),
         )
+
+
+def _opt_num(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"state.{name} must be a number")
+    return float(value)
 
 
 def _iso(when: dt.datetime | None) -> str | None:

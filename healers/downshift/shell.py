@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
-from healers.downshift import guard
+from healers.downshift import block as block_mod
+from healers.downshift import blocking, guard, lost, signals, throttle, warn
 from healers.downshift import intent as intent_mod
 from healers.downshift import spend as spend_mod
 from healers.downshift.actuators import Current, WriteConflict, WritePinned, actuator_for
@@ -41,7 +42,8 @@ from healers.downshift.core import (BudgetSignal, CapacitySignal, Decision, Down
                                     PolicyError, SpendObservation, decide, unapplied)
 from healers.downshift.ladder import LadderError
 from healers.downshift.periods import PeriodError, period_at
-from shared import approvals, audit
+from healers.downshift.rates import RateCard, RateCardError
+from shared import approvals, audit, monitor_alerts
 from shared.alerts import Alert
 from shared.config import ConfigError, DownshiftApp, Settings
 from shared.controls import read_mode
@@ -80,6 +82,7 @@ class GuardBlocked(Exception):
 class ManagedApp:
     config: DownshiftApp
     base_policy: DownshiftPolicy
+    rates: RateCard | None = None       # spend from token metrics, priced in the spend query
 
     @property
     def key(self) -> str:
@@ -91,9 +94,9 @@ class ManagedApp:
 
     def policy(self, tenant: str) -> DownshiftPolicy:
         t = self.config.tenants.get(tenant)
-        if t is None or (t.timezone is None and t.period is None):
+        if t is None or (t.timezone is None and t.period is None and t.block is None):
             return self.base_policy
-        return _tenant_policy(self.base_policy, t.timezone, t.period)
+        return _tenant_policy(self.base_policy, t.timezone, t.period, t.block)
 
     def budget(self, tenant: str) -> float | None:
         t = self.config.tenants.get(tenant)
@@ -103,8 +106,10 @@ class ManagedApp:
 
 
 @lru_cache(maxsize=4096)
-def _tenant_policy(base: DownshiftPolicy, timezone: str | None, period: str | None) -> DownshiftPolicy:
-    return dataclasses.replace(base, timezone=timezone or base.timezone, period=period or base.period)
+def _tenant_policy(base: DownshiftPolicy, timezone: str | None, period: str | None,
+                   block: bool | None = None) -> DownshiftPolicy:
+    return dataclasses.replace(base, timezone=timezone or base.timezone, period=period or base.period,
+                               block=base.block if block is None else block)
 
 
 def load_apps(settings: Settings) -> dict[str, ManagedApp]:
@@ -124,7 +129,15 @@ def load_apps(settings: Settings) -> dict[str, ManagedApp]:
             # (unknown data never upshifts), so without one the app would stay downshifted for good.
             raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS: {app.resource_id} lists budgetNames but has no "
                               "app-wide budget (tenants[\"*\"].budget) to restore against")
-        out[key] = ManagedApp(app, policy)
+        if app.actuator == "appSetting" and (policy.block or any(t.block for t in app.tenants.values())):
+            raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS: {app.resource_id} blocks tenants, which needs the "
+                              "appConfiguration actuator (the block flag is an App Configuration key)")
+        try:
+            rates = RateCard.from_config(app.rate_card) if app.rate_card is not None else None
+        except RateCardError as exc:
+            raise ConfigError(f"setting HEALER_DOWNSHIFT_APPS: rateCard of {app.resource_id} is invalid: {exc}") \
+                from None
+        out[key] = ManagedApp(app, policy, rates)
     return out
 
 
@@ -288,10 +301,19 @@ def _handle_alert(ctx: Context, message: dict[str, Any]) -> str:
     except Refused as exc:
         _audit(ctx, None, dims.get("tenant", "*"), "refused", str(exc), alertId=alert.alert_id, rule=alert.rule)
         return "refused"
-    at = (alert.resolved_at or alert.fired_at) if not alert.fired else alert.fired_at
-    signal = CapacitySignal(alert.alert_id, alert.monitor_condition, at)
-    return Evaluation(ctx, app, tenant).run(capacity=signal, event={"alertId": alert.alert_id, "rule": alert.rule,
-                                                                    "condition": alert.monitor_condition})
+    kind, why = throttle.classify(alert.custom_properties, dims)
+    if kind == "quota":
+        outcome = signals.quota(ctx, app, tenant, alert, dims, why)
+    else:
+        at = (alert.resolved_at or alert.fired_at) if not alert.fired else alert.fired_at
+        signal = CapacitySignal(alert.alert_id, alert.monitor_condition, at)
+        outcome = Evaluation(ctx, app, tenant).run(
+            capacity=signal, subscription=monitor_alerts.subscription_of(*alert.target_ids, app.resource_id),
+            event={"alertId": alert.alert_id, "rule": alert.rule, "condition": alert.monitor_condition})
+    # Close the loop in Azure Monitor (optional, HEALER_ALERT_ACK): acted on, or refused (quota, not capacity).
+    monitor_alerts.acknowledge_alert(ctx.settings, HEALER, alert, app.resource_id, outcome.split(",")[0], ctx.now(),
+                                     subject=tenant)
+    return outcome
 
 
 def _handle_budget(ctx: Context, message: dict[str, Any]) -> str:
@@ -327,7 +349,8 @@ class Evaluation:
     def run(self, *, spend: SpendObservation | None = None, capacity: CapacitySignal | None = None,
             budget: BudgetSignal | None = None, release: bool = False, approval_id: str | None = None,
             approved_action: str | None = None, approved_to: str | None = None,
-            event: dict[str, Any] | None = None, by: str = "") -> str:
+            event: dict[str, Any] | None = None, by: str = "", lift: bool = False,
+            subscription: str | None = None) -> str:
         ctx, store = self.ctx, self.ctx.store
         t = ctx.now()
         lease = acquire_lease(store, self.partition, safe_key(self.tenant), ctx.owner, ctx.settings.lease_seconds, t)
@@ -335,10 +358,22 @@ class Evaluation:
             raise RetryLater(busy_delay(ctx.attempt, base=1.0), f"another worker is evaluating {self.app.resource_id} "
                                                       f"tenant {self.tenant}")
         record = lease.record
+        block_approval = approved_action in blocking.BLOCK_ACTIONS
         try:
-            return self._decide_and_act(record, spend=spend, capacity=capacity, budget=budget, release=release,
-                                        approval_id=approval_id, approved_action=approved_action,
-                                        approved_to=approved_to, event=event or {}, by=by)
+            outcome = "none"
+            if not lift:
+                outcome = self._decide_and_act(
+                    record, spend=spend, capacity=capacity, budget=budget, release=release,
+                    approval_id=None if block_approval else approval_id, approved_action=approved_action,
+                    approved_to=approved_to, event=event or {}, by=by, subscription=subscription)
+            blocked = blocking.step(self, record, spend, lift=lift, by=by,
+                                    approval_id=approval_id if block_approval else None,
+                                    approved_action=approved_action)
+            if outcome != "duplicate":
+                signals.warn_step(self, record, spend)
+            if blocked is None or outcome == "duplicate":
+                return outcome
+            return blocked if outcome in ("none", "held") else f"{outcome},{blocked}"
         finally:
             record.data["lease"] = None
             try:
@@ -348,7 +383,7 @@ class Evaluation:
 
     # -------------------------------------------------------------------------------------- core
     def _decide_and_act(self, record: Record, *, spend, capacity, budget, release, approval_id, approved_action,
-                        approved_to, event: dict[str, Any], by: str) -> str:
+                        approved_to, event: dict[str, Any], by: str, subscription: str | None = None) -> str:
         ctx, app, tenant = self.ctx, self.app, self.tenant
         policy = app.policy(tenant)
         before = (DownshiftState.from_dict(record.data["state"]) if record.data.get("state")
@@ -358,6 +393,12 @@ class Evaluation:
         if record.data.get("pending") is not None:    # a write was in flight when a previous evaluation stopped
             before = self._recover(record, before, current, policy)
         t = ctx.now()
+        if capacity is not None and capacity.condition == "Fired":
+            before = lost.remember(before, capacity.alert_id, subscription)
+        elif capacity is None and budget is None and not release:
+            before, capacity, asked = signals.ask_monitor(self, before, policy)
+            if asked:
+                event = {**event, "monitor": asked}
         if spend is not None and spend.budget is None:
             spend = dataclasses.replace(spend, budget=app.budget(tenant))
         probe = self._probe(policy, before)
@@ -505,25 +546,36 @@ class Evaluation:
                 if status == "approved":
                     approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "skipped")
                 return "skipped"
+        stopped = self.gate(action, verdict.effect, verdict.reason, mode, decision.reason, details, held_back,
+                            lambda: self._ask(before, decision, action), approved=bool(approval_id))
+        if stopped:
+            return stopped
+        return self._write(record, before, after, decision, current, details, approval_id, plan)
+
+    def gate(self, action: str, effect: str, policy_reason: str, mode: Any, text: str, details: dict[str, Any],
+             held_back: Callable[[], None], ask: Callable[[], dict[str, Any]], *, approved: bool) -> str | None:
+        """The one gating path of this healer, for every side effect (`downshift.switch`, `downshift.restore`,
+        `downshift.block`, `downshift.unblock`): kill switch → policy deny → dry-run → ask. Returns the outcome when
+        the action must not happen now (audited; `held_back` persists what was learned), None to act."""
+        ctx, app, tenant = self.ctx, self.app, self.tenant
         if mode.killed:
             held_back()
-            _audit(ctx, app, tenant, "skipped", f"{mode.reason}: would {decision.reason}", **details)
+            _audit(ctx, app, tenant, "skipped", f"{mode.reason}: would {text}", **details)
             return "skipped"
-        if verdict.effect == "deny":
+        if effect == "deny":
             held_back()
-            _audit(ctx, app, tenant, "refused", f"policy denies {action}: {verdict.reason}; would {decision.reason}",
-                   **details)
+            _audit(ctx, app, tenant, "refused", f"policy denies {action}: {policy_reason}; would {text}", **details)
             return "refused"
         if mode.dry_run:
             held_back()
-            _audit(ctx, app, tenant, "dry-run", f"{mode.reason}: would {decision.reason}", **details)
+            _audit(ctx, app, tenant, "dry-run", f"{mode.reason}: would {text}", **details)
             return "dry-run"
-        if verdict.effect == "ask" and not approval_id:
+        if effect == "ask" and not approved:
             held_back()
-            details.update(self._ask(before, decision, action))
-            _audit(ctx, app, tenant, "pending", f"asked a human: {decision.reason}", **details)
+            details.update(ask())
+            _audit(ctx, app, tenant, "pending", f"asked a human: {text}", **details)
             return "pending"
-        return self._write(record, before, after, decision, current, details, approval_id, plan)
+        return None
 
     def _ask(self, before: DownshiftState, decision: Decision, action: str) -> dict[str, Any]:
         ctx, app, tenant = self.ctx, self.app, self.tenant
@@ -734,12 +786,15 @@ class Evaluation:
 # ---------------------------------------------------------------------------------------------- operator release
 
 def release(settings: Settings, resource_id: str, tenant: str, *, by: str, reason: str, owner: str,
-            now: Clock = utcnow) -> str:
-    """An operator releases a HELD (app, tenant): Healer adopts the current value as the new baseline."""
+            now: Clock = utcnow, unblock: bool = False) -> str:
+    """An operator releases a HELD (app, tenant): Healer adopts the current value as the new baseline. With
+    `unblock`, the operator lifts the tenant's block instead (and waives it for the rest of the period)."""
     ctx = Context.create(settings, owner, now)
     app = find_app(ctx.apps, resource_id)
     if app.config.actuator == "appSetting" and tenant != "*":
         raise Refused(f"{app.resource_id} uses the app-wide app-setting actuator: release tenant '*'")
+    if unblock:
+        return Evaluation(ctx, app, tenant).run(lift=True, event={"unblock": reason[:300]}, by=by)
     return Evaluation(ctx, app, tenant).run(release=True, event={"release": reason[:300]}, by=by)
 
 
@@ -789,12 +844,12 @@ def collect_spend(ctx: Context, apps: list[ManagedApp], now: dt.datetime,
                   client: Any = None) -> tuple[dict[str, spend_mod.SpendResult | None], int, str]:
     """Spend results per app key (None: unknown), the number of query round trips, and any error."""
     source = spend_source(ctx.settings)
-    groups: dict[tuple[str, str], list[ManagedApp]] = {}
+    groups: dict[tuple[str, str, RateCard | None], list[ManagedApp]] = {}
     for app in apps:
-        groups.setdefault((app.config.cost_metric, app.config.tenant_dimension), []).append(app)
+        groups.setdefault((app.config.cost_metric, app.config.tenant_dimension, app.rates), []).append(app)
     out: dict[str, spend_mod.SpendResult | None] = {}
     trips, errors = 0, []
-    for (metric, dimension), members in groups.items():
+    for (metric, dimension, rates), members in groups.items():
         starts = {period_at(now, app.base_policy.timezone, app.base_policy.period).start_utc for app in members}
         for app in members:
             for t in app.config.tenants.values():
@@ -804,7 +859,7 @@ def collect_spend(ctx: Context, apps: list[ManagedApp], now: dt.datetime,
         roles = None if any(a.config.role is None for a in members) else [a.config.role for a in members]
         try:
             client = client or _logs_client(source.endpoint, ctx.settings.get("AZURE_CLIENT_ID"))
-            result = spend_mod.query_spend(client, source, metric, dimension, sorted(starts), now, roles)
+            result = spend_mod.query_spend(client, source, metric, dimension, sorted(starts), now, roles, rates)
             trips += result.round_trips
         except spend_mod.SpendError as exc:
             trips += 1
@@ -858,6 +913,12 @@ def plan_app(app: ManagedApp, states: dict[str, DownshiftState], currents: dict[
         elif (decision.action == "hold" and decision.to_model is not None
               and decision.reason.split(" — ")[0] != before.last_reason.split(" — ")[0]):
             why = "blocked switch"
+        elif (policy.block or after.blocked) and block_mod.decide_block(obs, after, policy, now)[0].writes:
+            why = "block flag"
+        elif policy.warn_forecast and warn.forecast_warnings(obs, after, policy, now)[0]:
+            why = "forecast warning"
+        elif policy.monitor_check and lost.due(after, policy, now):
+            why = "ask Azure Monitor (Resolved lost?)"
         elif tenant in states and (before.budget_active != after.budget_active
                                    or before.budget_period != after.budget_period or before.reason != after.reason
                                    or (before.status == "NORMAL" and before.model != after.model)):

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Literal
 
 from healers.downshift.core import SpendObservation
 from healers.downshift.periods import Period
+from healers.downshift.rates import RateCard
 
 Schema = Literal["classic", "workspace"]
 NAME = "downshift-spend"
@@ -61,24 +62,40 @@ def recent_start(start: dt.datetime, now: dt.datetime) -> dt.datetime:
 
 
 def spend_query(schema: Schema, metric: str, dimension: str, starts: list[dt.datetime], now: dt.datetime,
-                roles: Iterable[str] | None = None) -> str:
-    """The KQL: per (role, tenant), spend since each period start `s<i>`, recent spend `r<i>`, newest row time."""
+                roles: Iterable[str] | None = None, rates: RateCard | None = None) -> str:
+    """The KQL: per (role, tenant), spend since each period start `s<i>`, recent spend `r<i>`, newest row time.
+    With a rate card the rows are token counts (`rates.input_metric` / `output_metric`, by `model_dimension`),
+    priced in the same aggregation; `unpriced` counts tokens of models without a price."""
     if not starts or len(starts) > MAX_WINDOWS:
         raise ValueError(f"1..{MAX_WINDOWS} period starts per query")
     table, name_col, sum_col, dims_col, role_col, time_col = SHAPES[schema]
+    money = sum_col if rates is None else "cost"
     columns = []
     for i, start in enumerate(starts):
-        columns.append(f"s{i} = sumif({sum_col}, {time_col} >= {kql_datetime(start)})")
-        columns.append(f"r{i} = sumif({sum_col}, {time_col} >= {kql_datetime(recent_start(start, now))})")
+        columns.append(f"s{i} = sumif({money}, {time_col} >= {kql_datetime(start)})")
+        columns.append(f"r{i} = sumif({money}, {time_col} >= {kql_datetime(recent_start(start, now))})")
     role_filter = ""
     wanted = sorted(set(roles or ()))
     if wanted:
         role_filter = f"\n| where {role_col} in ({', '.join(kql_string(r) for r in wanted)})"
+    tenant = f"tenant = tostring({dims_col}[{kql_string(dimension)}]), role = {role_col}"
+    if rates is None:
+        return (f"// healer-query: {NAME}\n"
+                f"{table}\n"
+                f"| where {name_col} == {kql_string(metric)}{role_filter}\n"
+                f"| extend {tenant}\n"
+                f"| summarize {', '.join(columns)}, lastSeen = max({time_col}) by role, tenant\n"
+                f"| take {MAX_ROWS}")
+    inp, out = kql_string(rates.input_metric), kql_string(rates.output_metric)
     return (f"// healer-query: {NAME}\n"
+            f"let rates = {rates.kql_table()};\n"
             f"{table}\n"
-            f"| where {name_col} == {kql_string(metric)}{role_filter}\n"
-            f"| extend tenant = tostring({dims_col}[{kql_string(dimension)}]), role = {role_col}\n"
-            f"| summarize {', '.join(columns)}, lastSeen = max({time_col}) by role, tenant\n"
+            f"| where {name_col} in ({inp}, {out}){role_filter}\n"
+            f"| extend {tenant}, model = tostring({dims_col}[{kql_string(rates.model_dimension)}])\n"
+            f"| lookup kind=leftouter rates on model\n"
+            f"| extend cost = {sum_col} * iff({name_col} == {inp}, inputPrice, outputPrice) / {rates.per}.0\n"
+            f"| summarize {', '.join(columns)}, unpriced = sumif({sum_col}, isnull(cost)), "
+            f"lastSeen = max({time_col}) by role, tenant\n"
             f"| take {MAX_ROWS}")
 
 
@@ -88,6 +105,7 @@ class Cell:
     spend: list[float]
     recent: list[float]
     last_seen: dt.datetime | None
+    unpriced: float = 0.0       # tokens of models the rate card has no price for: the spend is unknown
 
 
 @dataclass
@@ -144,7 +162,8 @@ def parse_rows(columns: list[str], rows: Iterable[Iterable[Any]], windows: int) 
         row = list(row)
         key = (str(row[index["role"]] or "")[:256], str(row[index["tenant"]] or "")[:64])
         out[key] = Cell([_num(row[index[f"s{i}"]]) for i in range(windows)],
-                        [_num(row[index[f"r{i}"]]) for i in range(windows)], _time(row[index["lastSeen"]]))
+                        [_num(row[index[f"r{i}"]]) for i in range(windows)], _time(row[index["lastSeen"]]),
+                        _num(row[index["unpriced"]]) if "unpriced" in index else 0.0)
     return out
 
 
@@ -175,7 +194,7 @@ def observation(result: SpendResult | None, role: str | None, tenant: str, perio
     # Freshness is the app's, not the tenant's: an idle tenant's spend is as fresh as the app's newest row.
     as_of = min(newest, result.now) if newest else None
     mine = [c for cells in tenants.values() for c in cells] if tenant == "*" else tenants.get(tenant, [])
-    if not mine:
+    if not mine or any(c.unpriced > 0 for c in mine):   # tokens without a price: unknown, never zero
         return SpendObservation(None, budget, None, as_of, period.key)
     spend = sum(c.spend[w] for c in mine)
     recent = sum(c.recent[w] for c in mine)
@@ -197,7 +216,7 @@ def make_client(endpoint: str, credential: Any) -> Any:
 
 
 def query_spend(client: Any, source: Source, metric: str, dimension: str, starts: list[dt.datetime],
-                now: dt.datetime, roles: Iterable[str] | None = None) -> SpendResult:
+                now: dt.datetime, roles: Iterable[str] | None = None, rates: RateCard | None = None) -> SpendResult:
     """Run the spend query once for every start (chunks of MAX_WINDOWS); a failure raises SpendError."""
     from azure.core.exceptions import HttpResponseError
     from azure.monitor.query import LogsQueryStatus
@@ -206,7 +225,7 @@ def query_spend(client: Any, source: Source, metric: str, dimension: str, starts
     result = SpendResult(starts, now)
     for chunk_at in range(0, len(starts), MAX_WINDOWS):
         chunk = starts[chunk_at:chunk_at + MAX_WINDOWS]
-        query = spend_query(source.schema, metric, dimension, chunk, now, roles)
+        query = spend_query(source.schema, metric, dimension, chunk, now, roles, rates)
         timespan = (min(chunk), now)
         result.round_trips += 1
         try:
@@ -233,6 +252,7 @@ def query_spend(client: Any, source: Source, metric: str, dimension: str, starts
         offset = chunk_at
         for key, cell in cells.items():
             whole = result.cells.setdefault(key, Cell([0.0] * len(starts), [0.0] * len(starts), None))
+            whole.unpriced = max(whole.unpriced, cell.unpriced)
             for i in range(len(chunk)):
                 whole.spend[offset + i] = cell.spend[i]
                 whole.recent[offset + i] = cell.recent[i]

@@ -22,7 +22,42 @@ _PARAM_RE = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|(
 
 
 class AcrAuthError(RuntimeError):
-    """The token flow failed; the message names the step and HTTP status, never a token."""
+    """The token flow failed; the message names the step and HTTP status, never a token.
+
+    `kind` is the probe state it means for the replica: "unauthorized" (a token refused), "throttled" (the token
+    endpoint answered 429: throttling, with its `retry_after`), "forbidden" (403), "unresolvable" (DNS), "error"."""
+
+    def __init__(self, message: str, kind: str = "unauthorized", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent or malformed."""
+    if not value or len(value) > 64:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value), 86400))
+    try:
+        from email.utils import parsedate_to_datetime
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def is_dns_failure(exc: BaseException) -> bool:
+    """True when a connection error was caused by name resolution (socket.gaierror somewhere in its chain)."""
+    import socket
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 10:
+        if isinstance(cur, socket.gaierror):
+            return True
+        cur, seen = cur.__cause__ or cur.__context__, seen + 1
+    return False
 
 
 @dataclass(frozen=True)
@@ -181,9 +216,15 @@ class AcrTokenProvider:
         try:
             resp = self._client.post(url, data=form, headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
-            raise AcrAuthError(f"{step}: {type(exc).__name__} talking to {urlsplit(url).netloc}") from None
+            kind = "unresolvable" if is_dns_failure(exc) else "error"
+            raise AcrAuthError(f"{step}: {type(exc).__name__} talking to {urlsplit(url).netloc}", kind) from None
         if resp.status_code == 401:
             raise _Unauthorized()
+        if resp.status_code == 429:   # throttling, not a refused token
+            raise AcrAuthError(f"{step}: HTTP 429 (throttled) from {urlsplit(url).netloc}", "throttled",
+                               parse_retry_after(resp.headers.get("retry-after"), self._clock()))
+        if resp.status_code == 403:
+            raise AcrAuthError(f"{step}: HTTP 403 from {urlsplit(url).netloc}", "forbidden")
         if resp.status_code != 200:
             raise AcrAuthError(f"{step}: HTTP {resp.status_code} from {urlsplit(url).netloc}")
         if len(resp.content) > MAX_TOKEN_RESPONSE:

@@ -11,7 +11,7 @@ from healers.replication.events import EventParseError, ParsedEvent, parse_event
 from shared import audit
 from shared.auth import Principal
 from shared.config import Settings
-from shared.http import problem, respond
+from shared.http import BadRequest, problem, read_json, respond
 from shared.work import record_dead_letter, run_queue_message
 
 log = logging.getLogger("healer.replication")
@@ -77,3 +77,20 @@ def get_status(req: func.HttpRequest, settings: Settings, principal: Principal) 
     except shell.StatusError as exc:
         return problem(exc.status, exc.reason)
     return respond(200, view)
+
+
+MAX_WAIT_BODY = 4096
+
+
+def post_wait(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    """POST /api/replication/waits {registry, repository, digest | tag}: open or join the wait an Event Grid
+    delivery would → 202 with the status URL (Location) to poll."""
+    try:
+        body = read_json(req, MAX_WAIT_BODY)
+        from healers.replication.waits import open_wait
+        result = open_wait(settings, body)
+    except BadRequest as exc:
+        return problem(exc.status, exc.reason)
+    except shell.StatusError as exc:
+        return problem(exc.status, exc.reason)
+    return respond(202, result, headers={"Location": result["statusUrl"]})

@@ -9,22 +9,26 @@ Table-storage form), runs the probes that `regions_to_probe` names, and asks `de
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import uuid
 from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .events import DIGEST_RE, REGION_RE, REGISTRY_NAME_RE, REPOSITORY_RE, AcrImageEvent
+from .events import REGION_RE, REGISTRY_NAME_RE, AcrImageEvent
+from .topology import TopologyView
+from .probe_states import (
+    FORBIDDEN_HINT, MAX_CONFIRMED, PROBLEM_STATES, PUBLIC_STATE, ManifestState, throttle_wait,
+    throttled_total, unresolvable_confirmed, unresolvable_reason,
+)
 
 Action = Literal["push", "delete"]
-WaitStatus = Literal["pending", "ready", "timed_out", "tag_race"]
+WaitStatus = Literal["pending", "ready", "timed_out", "tag_race", "throttled", "failed"]
 # What became of a decided outcome: "publishing" is the marker saved BEFORE the event is sent; any later check of
 # the wait re-sends exactly the stored event (never decides again) until it is saved as "published".
 Delivery = Literal["publishing", "published", "dry-run", "skipped", "recorded"]
-ManifestState = Literal["present", "absent", "unauthorized", "error"]
-NextAction = Literal["publish_ready", "publish_timed_out", "publish_tag_race", "recheck", "done"]
+NextAction = Literal["publish_ready", "publish_timed_out", "publish_tag_race", "publish_throttled",
+                     "publish_failed", "recheck", "done"]
 
 # Namespace for deterministic outcome-event ids (uuid5); fixed forever.
 OUTCOME_NAMESPACE = uuid.UUID("5b0f6d2e-4a59-4c1e-9a3e-6c1f0b7e2d41")
@@ -68,6 +72,17 @@ class ReplicationPolicy(BaseModel):
     restart_cooldown_seconds: float = Field(30.0, ge=0)  # between two restarts of one wait's check chain
     max_tags_per_wait: int = Field(20, ge=1)
     max_evidence: int = Field(50, ge=1)
+    # DNS failures of a replica's host for this long (at least two probes) fail the wait fast, named.
+    unresolvable_confirm_seconds: float = Field(15.0, ge=0)
+    # A replica answering 429 moves its own deadline out by the time it is throttled, up to this (None: deadline).
+    max_throttled_seconds: float | None = Field(None, gt=0)
+    throttle_backoff_seconds: float = Field(2.0, gt=0)        # first wait after a 429 without Retry-After
+    throttle_backoff_max_seconds: float = Field(60.0, gt=0)
+    max_retry_after_seconds: float = Field(300.0, gt=0)       # a larger Retry-After is bounded to this
+
+    @property
+    def throttle_cap(self) -> float:
+        return self.max_throttled_seconds if self.max_throttled_seconds is not None else self.deadline_seconds
 
     @field_validator("required_regions")
     @classmethod
@@ -117,6 +132,19 @@ class WaitRecord(BaseModel):
     published_at: float | None = None
     chain_note: str | None = None            # why the check chain died (dead-lettered), until a check runs again
     restarted_at: float | None = None        # last restart of a stalled check chain
+    probe_states: dict[str, str] = {}        # region -> state of its last probe (ready, not-found, throttled...)
+    state_counts: dict[str, dict[str, int]] = {}  # region -> {state: probes that ended in it}
+    probe_requests: dict[str, int] = {}      # region -> registry requests made for this wait
+    throttled_since: dict[str, float] = {}   # region -> start of its current run of 429 answers
+    throttled_seconds: dict[str, float] = {}  # region -> time spent in finished runs of 429 answers
+    throttle_streak: dict[str, int] = {}     # region -> consecutive 429 answers
+    not_before: dict[str, float] = {}        # region -> not probed again before (Retry-After / backoff)
+    unresolvable_span: dict[str, list[float]] = {}  # region -> [first, last] of an unbroken run of DNS failures
+    confirmed: dict[str, list[str]] = {}     # region -> child manifests / blobs already seen there (bounded)
+    pending_blobs: dict[str, list[str]] = {}  # region -> blobs its (immutable) manifests need and it lacked
+    failure: str | None = None               # why a "failed" wait failed
+    excluded: dict[str, str] = {}            # region -> why it is not waited for (replica removed / degraded)
+    degraded: dict[str, str] = {}            # region -> replica status when the topology says it is not online
 
     @property
     def wait_id(self) -> str:
@@ -128,7 +156,7 @@ class WaitRecord(BaseModel):
         return str(uuid.uuid5(OUTCOME_NAMESPACE, self.wait_id))
 
     def missing_regions(self) -> list[str]:
-        return [r for r in self.required_regions if r not in self.first_seen]
+        return [r for r in self.required_regions if r not in self.first_seen and r not in self.excluded]
 
 
 class RegionObservation(BaseModel):
@@ -140,6 +168,10 @@ class RegionObservation(BaseModel):
     tags: dict[str, str | None] = {}         # tag -> digest it resolves to; None = tag not found; absent = not probed
     detail: str | None = None
     observed_at: float
+    retry_after: float | None = None         # throttled: the Retry-After the replica (or its token endpoint) sent
+    requests: int = 0                        # registry requests this probe made
+    confirmed: tuple[str, ...] = ()          # child manifests / blobs this probe found served
+    missing: tuple[str, ...] = ()            # incomplete: the blobs not served yet (all that are lacking)
 
 
 class Decision(BaseModel):
@@ -247,9 +279,28 @@ def backoff_delay(attempt: int, backoff: BackoffPolicy, seed: str) -> float:
 
 # ---------------------------------------------------------------------------------------------- decisions
 
-def regions_to_probe(record: WaitRecord) -> list[str]:
-    """Regions whose state is still unknown or unsatisfied; satisfied regions are not probed again."""
-    return record.missing_regions() if record.status == "pending" else []
+def regions_to_probe(record: WaitRecord, now: float | None = None) -> list[str]:
+    """Regions whose state is still unknown or unsatisfied; satisfied regions are not probed again, and (given
+    `now`) a throttled region is not probed before its Retry-After / per-replica backoff has passed."""
+    if record.status != "pending":
+        return []
+    return [r for r in record.missing_regions() if now is None or record.not_before.get(r, -math.inf) <= now]
+
+
+def region_throttled(record: WaitRecord, region: str, now: float) -> float:
+    """Seconds this region has spent answering 429 during the wait (not counted toward its deadline)."""
+    return throttled_total(record.throttled_seconds, record.throttled_since, region, now)
+
+
+def region_deadline(record: WaitRecord, region: str, now: float, policy: ReplicationPolicy) -> float:
+    """The wait's deadline for this region: moved out by the time it was throttled, up to the policy's cap."""
+    return record.deadline_at + min(region_throttled(record, region, now), policy.throttle_cap)
+
+
+def extended_deadline(record: WaitRecord, now: float, policy: ReplicationPolicy) -> float:
+    """The latest region deadline among the regions still missing (the wait's own deadline when none was
+    throttled)."""
+    return max([record.deadline_at] + [region_deadline(record, r, now, policy) for r in record.missing_regions()])
 
 
 TagHistory = Mapping[str, Mapping[str, float]]   # tag -> {digest: latest push time of that digest under the tag}
@@ -271,12 +322,50 @@ def _forget_tag(rec: WaitRecord, key: str) -> None:
     rec.tag_lagging.pop(key, None)
 
 
-def _apply(rec: WaitRecord, obs: RegionObservation, history: TagHistory) -> None:
-    region = obs.region
-    if obs.manifest in ("unauthorized", "error"):
-        rec.last_errors[region] = f"{obs.manifest}: {(obs.detail or '')[:200]}".rstrip(": ")
+def _note_state(rec: WaitRecord, obs: RegionObservation, policy: ReplicationPolicy) -> None:
+    """Per-replica bookkeeping of one probe: state and counts, throttling runs, DNS-failure runs, confirmed blobs."""
+    region, state, at = obs.region, obs.manifest, obs.observed_at
+    public = PUBLIC_STATE[state]
+    rec.probe_states[region] = public
+    counts = rec.state_counts.setdefault(region, {})
+    counts[public] = counts.get(public, 0) + 1
+    rec.probe_requests[region] = rec.probe_requests.get(region, 0) + max(0, obs.requests)
+    if state == "throttled":
+        rec.throttled_since.setdefault(region, at)
+        streak = rec.throttle_streak[region] = rec.throttle_streak.get(region, 0) + 1
+        rec.not_before[region] = at + throttle_wait(obs.retry_after, streak, base=policy.throttle_backoff_seconds,
+                                                    cap=policy.throttle_backoff_max_seconds,
+                                                    max_retry_after=policy.max_retry_after_seconds)
+    else:
+        since = rec.throttled_since.pop(region, None)
+        if since is not None:
+            rec.throttled_seconds[region] = rec.throttled_seconds.get(region, 0.0) + max(0.0, at - since)
+        rec.throttle_streak.pop(region, None)
+        rec.not_before.pop(region, None)
+    if state == "unresolvable":
+        span = rec.unresolvable_span.get(region)
+        rec.unresolvable_span[region] = [span[0], max(span[-1], at)] if span else [at, at]
+    else:
+        rec.unresolvable_span.pop(region, None)
+    if state == "incomplete" and obs.missing:
+        rec.pending_blobs[region] = list(obs.missing)[:MAX_CONFIRMED]
+    elif state == "present":
+        rec.pending_blobs.pop(region, None)
+    if obs.confirmed:
+        known = rec.confirmed.get(region, [])
+        rec.confirmed[region] = (known + [d for d in obs.confirmed if d not in known])[-MAX_CONFIRMED:]
+    if state in PROBLEM_STATES:
+        detail = FORBIDDEN_HINT if state == "forbidden" and not obs.detail else (obs.detail or "")
+        rec.last_errors[region] = f"{public}: {detail[:200]}".rstrip(": ")
+    elif state == "incomplete":
+        rec.last_errors[region] = f"incomplete: {(obs.detail or '')[:200]}".rstrip(": ")
     else:
         rec.last_errors.pop(region, None)
+
+
+def _apply(rec: WaitRecord, obs: RegionObservation, history: TagHistory, policy: ReplicationPolicy) -> None:
+    region = obs.region
+    _note_state(rec, obs, policy)
     if rec.action == "delete":
         if obs.manifest == "absent":
             rec.first_seen.setdefault(region, obs.observed_at)
@@ -305,10 +394,30 @@ def _apply(rec: WaitRecord, obs: RegionObservation, history: TagHistory) -> None
             rec.tag_conflict_since[key] = min(rec.tag_conflict_since.get(key, obs.observed_at), obs.observed_at)
     if satisfied:
         rec.first_seen.setdefault(region, obs.observed_at)
+        rec.confirmed.pop(region, None)   # not probed again: nothing to remember
+
+
+def _apply_topology(rec: WaitRecord, topology: TopologyView) -> None:
+    """A replica removed from the registry is no longer waited for; a degraded one is reported and, by the
+    registry's setting, excluded or waited for; one back online is waited for again."""
+    for region in rec.required_regions:
+        state = topology.regions.get(region, "absent")
+        if state == "online":
+            rec.excluded.pop(region, None)
+            rec.degraded.pop(region, None)
+        elif state == "absent":
+            rec.degraded.pop(region, None)
+            rec.excluded[region] = "replica removed from the registry"
+        else:
+            rec.degraded[region] = state
+            if topology.degraded == "exclude":
+                rec.excluded[region] = f"replica {state}; excluded (degraded replicas are not waited for)"
+            else:
+                rec.excluded.pop(region, None)
 
 
 def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy: ReplicationPolicy,
-           now: float, tag_history: TagHistory | None = None) -> Decision:
+           now: float, tag_history: TagHistory | None = None, topology: TopologyView | None = None) -> Decision:
     """Fold the latest probe results into the wait and say what to do next. Never waits itself.
 
     `tag_history` (tag -> {digest: latest push time}) is what Healer saw pushed under the wait's tags: a replica
@@ -322,17 +431,29 @@ def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy
     rec.attempts += 1
     rec.last_check_at = now
     rec.chain_note = None          # a check ran: the chain is alive
-    late = now > rec.deadline_at + policy.stall_grace_seconds
-    required = set(rec.required_regions)
+    late = now > extended_deadline(rec, now, policy) + policy.stall_grace_seconds
+    if topology is not None and not late:
+        _apply_topology(rec, topology)
+        if topology.regional_endpoints is False:
+            rec.status, rec.completed_at, rec.next_check_at = "failed", now, None
+            rec.failure = (f"regional endpoints are not enabled for {rec.registry} (the registry says so); enable "
+                           f"them with `az acr update -n {rec.registry} --regional-endpoints enabled` (Azure CLI "
+                           "2.86.0+)")
+            return Decision(action="publish_failed", reason=rec.failure, record=rec)
+    required = set(rec.required_regions) - set(rec.excluded)
     if not late:   # a check this late ran on a stalled chain: what it sees came after the deadline
         for obs in observations:
             if obs.region in required:
-                _apply(rec, obs, history)
+                _apply(rec, obs, history, policy)
 
     races = {k: v for k, v in rec.tag_conflicts.items()
              if _tag_move(rec, k.split(":", 1)[1], v, history) == "newer"
              or now - rec.tag_conflict_since.get(k, now) >= policy.tag_race_grace_seconds}
     missing = rec.missing_regions()
+    if not [r for r in rec.required_regions if r not in rec.excluded]:
+        rec.status, rec.completed_at, rec.next_check_at = "failed", now, None
+        rec.failure = "no replica left to wait for: " + "; ".join(f"{r}: {why}" for r, why in rec.excluded.items())
+        return Decision(action="publish_failed", reason=rec.failure, record=rec)
     if races:
         rec.status, rec.completed_at, rec.next_check_at = "tag_race", now, None
         detail = ", ".join(f"{k} -> {v}" for k, v in sorted(races.items())[:20])
@@ -340,173 +461,54 @@ def decide(record: WaitRecord, observations: Sequence[RegionObservation], policy
     if not missing:
         rec.status, rec.completed_at, rec.next_check_at = "ready", now, None
         what = "serve the digest" if rec.action == "push" else "answer 404"
-        return Decision(action="publish_ready", reason=f"all {len(rec.required_regions)} regions {what}",
-                        record=rec)
-    if now >= rec.deadline_at:
-        rec.status, rec.completed_at, rec.next_check_at = "timed_out", now, None
-        note = (f" (checked {now - rec.deadline_at:.0f} s after the deadline: its check chain had stalled; "
-                "observations this late are not counted)") if late else ""
-        lagging = sorted(k for k in rec.tag_lagging if k.split(":", 1)[0] in missing)
-        tags = f"; tags not yet moved: {', '.join(lagging[:20])}" if lagging else ""
-        return Decision(action="publish_timed_out",
-                        reason=f"deadline passed{note}; missing: {', '.join(missing)}{tags}", record=rec)
+        waited = [r for r in rec.required_regions if r not in rec.excluded]
+        note = f" ({len(rec.excluded)} excluded: {', '.join(f'{r}: {w}' for r, w in rec.excluded.items())})" \
+            if rec.excluded else ""
+        return Decision(action="publish_ready", reason=f"all {len(waited)} regions {what}{note}", record=rec)
+    unresolvable = [r for r in missing
+                    if unresolvable_confirmed(rec.unresolvable_span.get(r), policy.unresolvable_confirm_seconds)]
+    if unresolvable and not late:
+        rec.status, rec.completed_at, rec.next_check_at = "failed", now, None
+        rec.failure = unresolvable_reason(rec.registry, unresolvable, rec.required_regions)
+        return Decision(action="publish_failed", reason=rec.failure, record=rec)
+    overdue = [r for r in missing if late or now >= region_deadline(rec, r, now, policy)]
+    if now >= rec.deadline_at and len(overdue) == len(missing):
+        return _end(rec, missing, late, now)
 
     delay = backoff_delay(rec.attempts - 1, policy.backoff, rec.wait_id)
-    delay = min(delay, max(rec.deadline_at - now, policy.backoff.min_seconds))
+    throttled = [r for r in missing if r in rec.not_before]
+    if throttled and len(throttled) == len(missing):   # nothing to probe before the earliest Retry-After
+        delay = max(delay, min(rec.not_before[r] for r in throttled) - now)
+    delay = min(delay, max(extended_deadline(rec, now, policy) - now, policy.backoff.min_seconds))
+    delay = max(delay, policy.backoff.min_seconds)
     rec.next_check_at = now + delay
-    return Decision(action="recheck", reason=f"waiting for {', '.join(missing)}", record=rec,
+    note = f" (throttled: {', '.join(throttled)})" if throttled else ""
+    return Decision(action="recheck", reason=f"waiting for {', '.join(missing)}{note}", record=rec,
                     delay_seconds=delay, probe_regions=missing)
 
 
-# ---------------------------------------------------------------------------------------------- views
-
-MAX_LISTED = 50   # tag conflicts / lagging tags listed in a payload (keeps the stored event well under 32K chars)
-
-
-def outcome_payload(record: WaitRecord) -> dict[str, Any]:
-    """The data of the outcome event (and the status endpoint's body for a finished wait)."""
-    first_seen = {r: record.first_seen[r] for r in record.required_regions if r in record.first_seen}
-    lags = {r: round(max(0.0, t - record.event_time), 3) for r, t in first_seen.items()}
-    data: dict[str, Any] = {
-        "registry": record.registry, "repository": record.repository, "digest": record.digest,
-        "action": record.action, "tags": list(record.tags), "generation": record.generation,
-        "status": record.status.replace("_", "-"), "eventTime": _iso(record.event_time),
-        "requiredRegions": list(record.required_regions),
-        "regions": {r: {"firstSeen": _iso(first_seen[r]) if r in first_seen else None,
-                        "lagSeconds": lags.get(r), "lastError": record.last_errors.get(r)}
-                    for r in record.required_regions},
-        "missingRegions": record.missing_regions(),
-        "attempts": record.attempts,
-    }
-    if lags and not data["missingRegions"]:
-        data["totalLagSeconds"] = max(lags.values())
-    if record.tag_conflicts:
-        data["tagConflicts"] = [{"region": k.split(":", 1)[0], "tag": k.split(":", 1)[1], "resolvedDigest": v}
-                                for k, v in sorted(record.tag_conflicts.items())[:MAX_LISTED]]
-    if record.tag_lagging:
-        data["tagLagging"] = [{"region": k.split(":", 1)[0], "tag": k.split(":", 1)[1], "olderDigest": v}
-                              for k, v in sorted(record.tag_lagging.items())[:MAX_LISTED]]
-    return data
+def _end(rec: WaitRecord, missing: list[str], late: bool, now: float) -> Decision:
+    """Every missing region is past its own deadline: throttled when each of them last answered 429 (the wait
+    ended that way, it is not a replication timeout), else timed out; each region named with its last state."""
+    all_throttled = all(rec.probe_states.get(r) == "throttled" for r in missing)
+    rec.status = "throttled" if all_throttled else "timed_out"
+    rec.completed_at, rec.next_check_at = now, None
+    note = (f" (checked {now - rec.deadline_at:.0f} s after the deadline: its check chain had stalled; "
+            "observations this late are not counted)") if late else ""
+    lagging = sorted(k for k in rec.tag_lagging if k.split(":", 1)[0] in missing)
+    tags = f"; tags not yet moved: {', '.join(lagging[:20])}" if lagging else ""
+    states = [f"{r} ({rec.probe_states[r]})" for r in missing if rec.probe_states.get(r) not in (None, "not-found")]
+    named = f"; last states: {', '.join(states)}" if states else ""
+    if all_throttled:
+        return Decision(action="publish_throttled", record=rec,
+                        reason=f"still throttled (HTTP 429) at the deadline plus the time throttled{note}; "
+                               f"not replicated yet: {', '.join(missing)}{tags}")
+    return Decision(action="publish_timed_out",
+                    reason=f"deadline passed{note}; missing: {', '.join(missing)}{tags}{named}", record=rec)
 
 
-def status_view(record: WaitRecord | None, *, stalled: str | None = None,
-                restarted: bool = False) -> dict[str, Any]:
-    """Body for the CI/CD status endpoint: pending / ready / timed-out / tag-race with per-region detail, or
-    `stalled` (with why and the last check time) for a pending wait whose check chain died (`stalled_reason`).
-    A finished wait shows the outcome decided, whatever its event's delivery (`outcomeDelivery`)."""
-    if record is None:
-        return {"status": "unknown"}
-    view = (dict(record.outcome_event["data"]) if record.outcome_event and isinstance(
-        record.outcome_event.get("data"), dict) else outcome_payload(record))
-    view["deadline"] = _iso(record.deadline_at)
-    view["nextCheck"] = _iso(record.next_check_at) if record.next_check_at and record.status == "pending" else None
-    view["lastCheck"] = _iso(record.last_check_at) if record.last_check_at else None
-    view["outcomeDelivery"] = record.outcome_delivery
-    if stalled is not None:
-        if record.status == "pending":
-            view["status"] = "stalled"
-        view["stalled"] = {"reason": stalled, "lastCheckAt": view["lastCheck"], "checkRestarted": restarted}
-    return view
-
-
-# ---------------------------------------------------------------------------------------------- stalls
-
-def stalled_reason(record: WaitRecord, policy: ReplicationPolicy, now: float) -> str | None:
-    """Why nothing will move this wait on by itself any more, or None while its check chain is (presumably) alive.
-
-    A pending wait is stalled when its chain was dead-lettered, when it is `stall_grace_seconds` past its deadline
-    (a live chain's last check is due at the deadline), or when its next check is `stall_overdue_seconds` late.
-    A decided outcome still marked "publishing" that long after the decision is stalled too."""
-    last = f"last check {_iso(record.last_check_at)}" if record.last_check_at else "never checked"
-    if record.status == "pending":
-        if record.chain_note:
-            return f"its check chain was dead-lettered ({record.chain_note}); {last}"
-        if now > record.deadline_at + policy.stall_grace_seconds:
-            return f"its deadline passed at {_iso(record.deadline_at)} and no check has finished it; {last}"
-        if record.next_check_at is not None and now - record.next_check_at > policy.stall_overdue_seconds:
-            return f"its next check was due at {_iso(record.next_check_at)} and has not run; {last}"
-        return None
-    if record.outcome_delivery == "publishing":
-        decided = record.completed_at or record.created_at
-        if record.chain_note or now - decided > policy.stall_grace_seconds:
-            note = f" ({record.chain_note})" if record.chain_note else ""
-            return f"its outcome was decided at {_iso(decided)} but its event is not published yet{note}"
-    return None
-
-
-def restart_due(record: WaitRecord, policy: ReplicationPolicy, now: float) -> bool:
-    """Stalled, and not restarted within the cooldown (status polls and deliveries do not pile up checks)."""
-    if stalled_reason(record, policy, now) is None:
-        return False
-    return record.restarted_at is None or now - record.restarted_at >= policy.restart_cooldown_seconds
-
-
-def restarted(record: WaitRecord, now: float) -> WaitRecord:
-    """The wait as saved when a fresh check is sent for it (the check carries `attempts`, as every check does)."""
-    rec = record.model_copy(deep=True)
-    rec.restarted_at, rec.chain_note = now, None
-    if rec.status == "pending":
-        rec.next_check_at = now
-    return rec
-
-
-def _iso(ts: float) -> str:
-    import datetime as dt
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-# ---------------------------------------------------------------------------------------------- queue + storage
-
-class CheckRef(BaseModel):
-    """The body of a check queue message; the shell drops it when `generation` is stale."""
-    model_config = ConfigDict(frozen=True)
-
-    registry: str
-    repository: str
-    digest: str
-    generation: int = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _valid(self) -> "CheckRef":
-        if not (REGISTRY_NAME_RE.fullmatch(self.registry) and REPOSITORY_RE.fullmatch(self.repository)
-                and DIGEST_RE.fullmatch(self.digest)):
-            raise ValueError("malformed registry, repository or digest in check message")
-        return self
-
-
-def check_message(record: WaitRecord) -> str:
-    return json.dumps({"registry": record.registry, "repository": record.repository, "digest": record.digest,
-                       "generation": record.generation}, separators=(",", ":"))
-
-
-def parse_check_message(text: str | bytes) -> CheckRef:
-    """Raises ValueError (pydantic ValidationError) on a poison message."""
-    if len(text) > 4096:
-        raise ValueError("check message too large")
-    return CheckRef.model_validate_json(text)
-
-
-_JSON_FIELDS = ("tags", "required_regions", "first_seen", "tag_conflicts", "tag_conflict_since", "tag_lagging",
-                "last_errors", "event_ids", "request_ids", "reported_locations", "outcome_event")
-
-
-def wait_keys(registry: str, repository: str, digest: str) -> tuple[str, str]:
-    """(PartitionKey, RowKey) for Table storage: keys may not contain / \\ # ?."""
-    return registry, f"{repository.replace('/', '|')}@{digest}"
-
-
-def to_entity(record: WaitRecord) -> dict[str, Any]:
-    """Flat form for Azure Table storage: scalars as-is, lists/maps as JSON strings (bounded by the policy)."""
-    data = record.model_dump()
-    for name in _JSON_FIELDS:
-        data[name] = json.dumps(data[name], separators=(",", ":"))
-    pk, rk = wait_keys(record.registry, record.repository, record.digest)
-    return {"PartitionKey": pk, "RowKey": rk, **{k: v for k, v in data.items() if v is not None}}
-
-
-def from_entity(entity: Mapping[str, Any]) -> WaitRecord:
-    data = {k: v for k, v in entity.items() if k in WaitRecord.model_fields}
-    for name in _JSON_FIELDS:
-        if isinstance(data.get(name), str):
-            data[name] = json.loads(data[name])
-    return WaitRecord.model_validate(data)
+# Views, stalls and storage forms live in `views` (kept small); re-exported here for the callers of `core`.
+from .views import (  # noqa: E402,F401
+    MAX_LISTED, CheckRef, check_message, from_entity, outcome_payload, parse_check_message, restart_due, restarted,
+    stalled_reason, status_view, to_entity, wait_keys,
+)

@@ -43,7 +43,7 @@ class AcrImageEvent(BaseModel):
     event_id: str
     event_type: str
     action: Literal["push", "delete"]
-    schema_name: Literal["eventgrid", "cloudevents"]
+    schema_name: Literal["eventgrid", "cloudevents", "api"]   # "api": POST /api/replication/waits
     registry: str                 # short registry name, lower case ("myreg")
     login_server: str | None      # request.host, e.g. "myreg.azurecr.io"
     repository: str

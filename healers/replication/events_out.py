@@ -14,12 +14,16 @@ from .core import Decision, WaitRecord, outcome_payload
 IMAGE_REPLICATED = "Healer.ImageReplicated"
 IMAGE_REPLICATION_TIMED_OUT = "Healer.ImageReplicationTimedOut"
 TAG_RACE_DETECTED = "Healer.TagRaceDetected"
+IMAGE_REPLICATION_THROTTLED = "Healer.ImageReplicationThrottled"   # still answering 429 when the wait ended
+IMAGE_REPLICATION_FAILED = "Healer.ImageReplicationFailed"         # a named failure (regional endpoints off)
 DATA_VERSION = "1.0"
 
 _TYPE_BY_STATUS = {"ready": IMAGE_REPLICATED, "timed_out": IMAGE_REPLICATION_TIMED_OUT,
-                   "tag_race": TAG_RACE_DETECTED}
+                   "tag_race": TAG_RACE_DETECTED, "throttled": IMAGE_REPLICATION_THROTTLED,
+                   "failed": IMAGE_REPLICATION_FAILED}
 _TYPE_BY_ACTION = {"publish_ready": IMAGE_REPLICATED, "publish_timed_out": IMAGE_REPLICATION_TIMED_OUT,
-                   "publish_tag_race": TAG_RACE_DETECTED}
+                   "publish_tag_race": TAG_RACE_DETECTED, "publish_throttled": IMAGE_REPLICATION_THROTTLED,
+                   "publish_failed": IMAGE_REPLICATION_FAILED}
 
 
 def outcome_event_type(record: WaitRecord) -> str:
@@ -34,7 +38,8 @@ def outcome_subject(record: WaitRecord) -> str:
 
 
 def build_outcome_event(record: WaitRecord):
-    """The `azure.eventgrid.EventGridEvent` for a finished wait (status ready / timed_out / tag_race)."""
+    """The `azure.eventgrid.EventGridEvent` for a finished wait (ready / timed_out / tag_race / throttled /
+    failed)."""
     return event_from_stored(stored_outcome_event(record))
 
 

@@ -29,7 +29,7 @@ import math
 import random
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -46,6 +46,7 @@ from shared.config import ConfigError, Settings
 from shared.controls import read_mode
 from shared.state import Conflict, Record, Store
 from shared.work import Discard, RetryLater, enqueue
+from healers.replication.topology import check_topology, topology_view
 
 log = logging.getLogger("healer.replication")
 HEALER = "replication"
@@ -60,15 +61,35 @@ Clock = Callable[[], float]
 
 # ---------------------------------------------------------------------------------------------- configuration
 
+class RegistryTopologyConfig(BaseModel):
+    """Per registry (object form of HEALER_REPLICATION_REGISTRIES): where to read its topology from ARM, and
+    whether a degraded replica is waited for or excluded."""
+    model_config = ConfigDict(frozen=True)
+
+    resource_id: str = Field(max_length=400)
+    degraded: Literal["exclude", "wait"] = "wait"
+
+    @field_validator("resource_id")
+    @classmethod
+    def _rid(cls, value: str) -> str:
+        from healers.replication.topology import parse_resource_id
+        parse_resource_id(value)
+        return value
+
+
 class ReplicationConfig(BaseModel):
     """The replication settings, parsed and validated (see shared.config SETTINGS, "Replication healer")."""
     model_config = ConfigDict(frozen=True)
 
     registries: dict[str, tuple[str, ...]]
+    topology: dict[str, RegistryTopologyConfig] = {}
+    topology_ttl_seconds: float = Field(300.0, ge=0, le=24 * 3600)
     endpoints: dict[str, str] = {}
     deadline_seconds: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
     backoff: BackoffPolicy = BackoffPolicy()
     tag_race_grace_seconds: float = Field(60.0, ge=0)
+    fail_fast_seconds: float = Field(15.0, ge=0, le=3600)
+    max_throttled_seconds: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
     tenant: str | None = None
     topic_endpoint: str | None = None
     topic_key: str | None = Field(None, repr=False)
@@ -82,7 +103,8 @@ class ReplicationConfig(BaseModel):
         return {k.lower(): v.rstrip("/") for k, v in value.items()}
 
     def policy(self) -> ReplicationPolicy:
-        return _policy(self.registries_key, self.deadline_seconds, self.backoff, self.tag_race_grace_seconds)
+        return _policy(self.registries_key, self.deadline_seconds, self.backoff, self.tag_race_grace_seconds,
+                       self.fail_fast_seconds, self.max_throttled_seconds)
 
     @property
     def registries_key(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -92,12 +114,15 @@ class ReplicationConfig(BaseModel):
 _policies: dict[Any, ReplicationPolicy] = {}
 
 
-def _policy(registries: tuple, deadline: float, backoff: BackoffPolicy, grace: float) -> ReplicationPolicy:
-    key = (registries, deadline, backoff, grace)
+def _policy(registries: tuple, deadline: float, backoff: BackoffPolicy, grace: float, fail_fast: float = 15.0,
+            max_throttled: float | None = None) -> ReplicationPolicy:
+    key = (registries, deadline, backoff, grace, fail_fast, max_throttled)
     if key not in _policies:
         _policies[key] = ReplicationPolicy(required_regions=dict(registries), deadline_seconds=deadline,
                                            backoff=backoff, tag_race_grace_seconds=grace,
-                                           stall_overdue_seconds=STALL_SECONDS)
+                                           stall_overdue_seconds=STALL_SECONDS,
+                                           unresolvable_confirm_seconds=fail_fast,
+                                           max_throttled_seconds=max_throttled)
     return _policies[key]
 
 
@@ -121,9 +146,31 @@ def _number(settings: Settings, name: str) -> float:
         raise ConfigError(f"setting {name} must be a number") from None
 
 
+_REGISTRY_KEYS = {"regions", "resourceId", "degraded"}
+
+
+def _registry_entries(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """HEALER_REPLICATION_REGISTRIES values are a list of regions, or {"regions": [...], "resourceId": "<registry
+    resource id>" (read its replicas from ARM), "degraded": "wait" | "exclude"}."""
+    regions: dict[str, Any] = {}
+    topology: dict[str, dict[str, Any]] = {}
+    for name, value in raw.items():
+        if isinstance(value, dict):
+            unknown = set(value) - _REGISTRY_KEYS
+            if unknown:
+                raise ConfigError(f"setting HEALER_REPLICATION_REGISTRIES: {name!r} has unknown keys {sorted(unknown)}"
+                                  f" (allowed: {sorted(_REGISTRY_KEYS)})")
+            regions[name] = value.get("regions")
+            if value.get("resourceId") is not None:
+                topology[name] = {"resource_id": value["resourceId"], "degraded": value.get("degraded", "wait")}
+        else:
+            regions[name] = value
+    return regions, topology
+
+
 def load_config(settings: Settings) -> ReplicationConfig:
     """Raises ConfigError naming the setting when anything is malformed."""
-    registries = _json_setting(settings, "HEALER_REPLICATION_REGISTRIES", dict) or {}
+    registries, topology = _registry_entries(_json_setting(settings, "HEALER_REPLICATION_REGISTRIES", dict) or {})
     backoff = _json_setting(settings, "HEALER_REPLICATION_BACKOFF", dict) or {}
     names = {"baseSeconds": "base_seconds", "factor": "factor", "maxSeconds": "max_seconds",
              "minSeconds": "min_seconds", "jitter": "jitter"}
@@ -137,10 +184,14 @@ def load_config(settings: Settings) -> ReplicationConfig:
                                             for k, v in registries.items()})
         return ReplicationConfig(
             registries={k: tuple(dict.fromkeys(v)) for k, v in registries.items()},
+            topology=topology,
+            topology_ttl_seconds=_number(settings, "HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS"),
             endpoints=_json_setting(settings, "HEALER_REPLICATION_ENDPOINTS", dict) or {},
             deadline_seconds=_number(settings, "HEALER_REPLICATION_DEADLINE_SECONDS"),
             backoff=bp,
             tag_race_grace_seconds=_number(settings, "HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS"),
+            fail_fast_seconds=_number(settings, "HEALER_REPLICATION_FAIL_FAST_SECONDS"),
+            max_throttled_seconds=_number(settings, "HEALER_REPLICATION_MAX_THROTTLED_SECONDS"),
             tenant=settings.get("HEALER_REPLICATION_ACR_TENANT_ID"),
             topic_endpoint=settings.get("HEALER_REPLICATION_TOPIC_ENDPOINT"),
             topic_key=settings.get("HEALER_REPLICATION_TOPIC_KEY"),
@@ -333,6 +384,12 @@ def accept(settings: Settings, parsed: ParsedEvent, *, now: Clock = time.time) -
                f"{event.action} of {event.repository}@{event.digest} not watched", registry=event.registry,
                repository=event.repository, digest=event.digest, subject=event.event_id, **_evidence(event))
         return "refused"
+    try:
+        check_topology(settings, config, event.registry)
+    except ConfigError as exc:
+        _audit(settings, "refused", f"{exc}; {event.action} of {event.repository}@{event.digest} not watched",
+               registry=event.registry, repository=event.repository, digest=event.digest, subject=event.event_id)
+        raise
     store = _store(settings)
     flushed: set[str] = set()
     for _ in range(MAX_INTAKE_WRITES):
@@ -445,8 +502,12 @@ def handle_check(settings: Settings, message: dict[str, Any], *, prober: Any = N
         return "refused"
 
     prober = prober if prober is not None else prober_for(config)
-    observations = prober.observe_all(record, regions_to_probe(record))
-    decision = decide(record, observations, policy, now(), _tag_history(store, record, observations))
+    view = topology_view(settings, config, record)
+    # a throttled replica is not probed before its Retry-After / per-replica backoff (the others still are); a
+    # replica removed from the topology is not probed; with regional endpoints off nothing is
+    probe = [r for r in regions_to_probe(record, now()) if view is None or view.regions.get(r) != "absent"]
+    observations = [] if view is not None and view.regional_endpoints is False else prober.observe_all(record, probe)
+    decision = decide(record, observations, policy, now(), _tag_history(store, record, observations), view)
     if decision.action == "recheck":
         return _recheck(settings, store, record, found, decision)
     if decision.action == "done":
@@ -667,3 +728,4 @@ def _restart(settings: Settings, store: Store, record: WaitRecord, found: Record
     _audit(settings, "pending", f"the wait had stalled ({why}); a status request restarted its check chain", registry=record.registry, repository=record.repository,
            digest=record.digest, subject=record.outcome_event_id)
     return True
+

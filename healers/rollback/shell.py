@@ -173,9 +173,12 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
         if seen is not None and not lease.record.data.get("op"):
             return _duplicate(settings, alert, target, seen, t)
         signal = Signal.model_validate(message["signal"]) if isinstance(message.get("signal"), dict) else Signal()
-        return Run(settings, alert, target, slot, ops, lease, now, step, signal).decide_and_act(approval_id)
+        outcome = Run(settings, alert, target, slot, ops, lease, now, step, signal).decide_and_act(approval_id)
     finally:
         release_lease(ops, lease)
+    from shared.monitor_alerts import acknowledge_alert  # optional (HEALER_ALERT_ACK); never raises
+    acknowledge_alert(settings, HEALER, alert, target.resource_id, outcome, now())
+    return outcome
 
 
 @dataclass

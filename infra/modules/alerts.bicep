@@ -28,7 +28,20 @@ param throttleWorkspaceId string = ''
 param throttleTargetAppId string = ''
 @description('Ratio of throttled calls (0-1) above which a tenant is downshifted.')
 param throttleRatioThreshold string = '0.2'
+@description('Where the 429s are read: app (the app\'s own dependency calls: one rule) or gateway (API Management\'s AI gateway logging: one rule for the model\'s 429s, which downshift, and one for the gateway\'s own token limit, a quota Healer only reports; each tells Healer which in healer.throttledBy).')
+@allowed([
+  'app'
+  'gateway'
+])
+param throttleSource string = 'app'
 
+var throttleKinds = throttleSource == 'gateway' ? [
+  'backend'
+  'gateway'
+] : [
+  'app'
+]
+var throttleRules = enableThrottleAlert && !empty(throttleWorkspaceId) ? throttleKinds : []
 var functionKey = listKeys('${resourceId('Microsoft.Web/sites', functionAppName)}/host/default', '2024-04-01').functionKeys[functionKeyName]
 var secure = !empty(secureWebhookObjectId)
 var receivers = [
@@ -107,13 +120,13 @@ resource http5xx 'Microsoft.Insights/metricAlerts@2018-03-01' = if (enableHttp5x
   }
 }
 
-resource throttle 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (enableThrottleAlert && !empty(throttleWorkspaceId)) {
-  name: 'healer-429-ratio-by-tenant'
+resource throttle 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for source in throttleRules: {
+  name: source == 'app' ? 'healer-429-ratio-by-tenant' : 'healer-429-ratio-by-tenant-${source}'
   location: location
   tags: tags
   properties: {
-    displayName: 'Healer: 429 ratio by tenant'
-    description: 'Sustained throttling of model calls per tenant: the downshift healer moves the tenant one rung down.'
+    displayName: source == 'app' ? 'Healer: 429 ratio by tenant' : 'Healer: 429 ratio by tenant (${source})'
+    description: source == 'gateway' ? 'The AI gateway\'s own token limit throttles a tenant: a quota, not capacity (Healer reports it, no model switch).' : 'Sustained throttling of model calls per tenant: the downshift healer moves the tenant one rung down.'
     severity: 2
     enabled: true
     scopes: [
@@ -124,7 +137,7 @@ resource throttle 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (enab
     criteria: {
       allOf: [
         {
-          query: loadTextContent('../kql/ratio-429-by-tenant.kql')
+          query: source == 'app' ? loadTextContent('../kql/ratio-429-by-tenant.kql') : (source == 'gateway' ? loadTextContent('../kql/gateway-quota-429-by-tenant.kql') : loadTextContent('../kql/gateway-backend-429-by-tenant.kql'))
           timeAggregation: 'Maximum'
           metricMeasureColumn: 'ratio'
           dimensions: [
@@ -152,10 +165,11 @@ resource throttle 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (enab
       ]
       customProperties: {
         'healer.target': throttleTargetAppId
+        'healer.throttledBy': source == 'gateway' ? 'gateway' : 'backend'
       }
     }
   }
-}
+}]
 
 output rollbackActionGroupId string = groups[0].id
 output downshiftActionGroupId string = groups[1].id

@@ -21,6 +21,8 @@ param maximumInstanceCount int = 40
   4096
 ])
 param instanceMemoryMB int = 2048
+@description('Subnet (delegated to Microsoft.App/environments) for outbound VNet integration. Empty: none.')
+param vnetSubnetId string = ''
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -49,6 +51,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    virtualNetworkSubnetId: empty(vnetSubnetId) ? null : vnetSubnetId
     httpsOnly: true
     clientCertEnabled: false
     keyVaultReferenceIdentity: identityId
@@ -57,6 +60,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      // with VNet integration every outbound call (registries behind private endpoints) goes through the VNet
+      vnetRouteAllEnabled: !empty(vnetSubnetId)
     }
     functionAppConfig: {
       deployment: {

@@ -17,6 +17,7 @@ param siteOperatorRoleId string = ''
 
 var roles = {
   acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
+  reader: 'acdd72a7-3385-43ef-8e0b-b3a4e0e0f4d4'
   logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
   appConfigurationDataOwner: '5ae67dd6-50cb-40e7-96ff-dc2bfa4b606b'
   cognitiveServicesOpenAiUser: '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
@@ -64,6 +65,17 @@ resource acrPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (kind
   scope: registry
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Replication topology: read the registry (regional endpoints) and its replications (status) through ARM.
+resource registryReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (kind == 'registry') {
+  name: guid(registry.id, principalId, roles.reader)
+  scope: registry
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.reader)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

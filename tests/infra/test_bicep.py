@@ -34,6 +34,7 @@ ALLOWED_ROLES = {
     "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
+    "acdd72a7-3385-43ef-8e0b-b3a4e0e0f4d4": "Reader",   # on a watched registry only: its replications' status
     "73c42c96-874c-492b-b04d-ab87d138a893": "Log Analytics Reader",
     "43d0d8ad-25c7-4714-9337-8ba259a9fe05": "Monitoring Reader",
     "5ae67dd6-50cb-40e7-96ff-dc2bfa4b606b": "App Configuration Data Owner",

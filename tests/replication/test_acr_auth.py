@@ -175,3 +175,26 @@ def test_entra_token_failure_is_an_unauthorized_region_not_a_crashed_check(acr, 
         assert "no Entra token (ClientAuthenticationError)" in p.detail
     finally:
         http.close()
+
+
+def test_token_endpoint_429_is_throttling_not_unauthorized(acr, test_ca, repl_workdir):
+    """ACR throttles its token endpoint too: a 429 there is the replica's `throttled` state, with Retry-After."""
+    from standins.registry_front import set_rules, start_front, stats as front_stats
+    ports, image = acr
+    server, front = start_front(f"https://127.0.0.1:{ports['eastus']}", repl_workdir, "front-token",
+                                upstream_ca=str(test_ca.ca_path))
+    try:
+        set_rules(front, {"status": 429, "retryAfter": "7", "paths": "^/oauth2/"})
+        endpoints = {regional_host("myreg", "westus"): f"https://127.0.0.1:{ports['westus']}", LOGIN: front}
+        http = httpx.Client(verify=ssl_ctx(test_ca), timeout=5.0)
+        auth = AcrTokenProvider(aad_token, tenant=TENANT, endpoint_map=endpoints, client=http)
+        prober = RegistryProber(endpoints, auth=auth, client=http)
+        west = regional_host("myreg", "westus")
+        probe = prober.head_manifest(west, "team/private", image.digest, image.digest)
+        assert (probe.status, probe.http_status, probe.retry_after) == ("throttled", 429, 7.0)
+        assert "429" in probe.detail and front_stats(front)["byStatus"] == {"429": 1}
+        set_rules(front)   # the throttling ends: the same prober gets its token and the manifest
+        assert prober.head_manifest(west, "team/private", image.digest, image.digest).status == "present"
+        http.close()
+    finally:
+        server.stop()

@@ -301,3 +301,122 @@ def test_decision_invariants(action, rounds, steps, grace):
             assert decide(d.record, batch, policy, now + 1).action == "done"
             break
         rec, now = d.record, now + step
+
+
+# ---------------------------------------------------------------------------------------------- probe states
+
+def sobs(region, state, at, retry_after=None):
+    return RegionObservation(region=region, manifest=state, tags={"v1": D1} if state == "present" else {},
+                             observed_at=at, retry_after=retry_after, requests=1)
+
+
+def test_throttled_region_waits_out_retry_after_and_its_throttled_time_is_not_counted():
+    from healers.replication.core import region_deadline
+    rec = new_wait()
+    d = decide(rec, [sobs("eastus", "present", T0 + 2), sobs("westus", "throttled", T0 + 2, retry_after=20),
+                     sobs("northeurope", "present", T0 + 2)], POLICY, T0 + 2)
+    assert d.action == "recheck" and d.delay_seconds == pytest.approx(20)   # only westus left: its Retry-After
+    assert regions_to_probe(d.record, T0 + 10) == [] and regions_to_probe(d.record, T0 + 22) == ["westus"]
+    # still answering 429 at and past the deadline: not timed out, the region's deadline moves with it
+    d = decide(d.record, [sobs("westus", "throttled", T0 + 601, retry_after=30)], POLICY, T0 + 601)
+    assert d.action == "recheck" and region_deadline(d.record, "westus", T0 + 601, POLICY) > T0 + 601
+    d = decide(d.record, [sobs("westus", "present", T0 + 640)], POLICY, T0 + 640)
+    assert d.action == "publish_ready"
+    view = status_view(d.record)
+    assert view["regions"]["westus"]["probeCounts"] == {"ready": 1, "throttled": 2}
+    assert view["regions"]["westus"]["throttledSeconds"] == pytest.approx(638)
+    assert view["probeStates"] == {"ready": 3, "throttled": 2} and view["requests"] == 5
+
+
+def test_throttled_until_the_cap_ends_throttled_and_a_mixed_end_is_a_timeout_naming_states():
+    policy = POLICY.model_copy(update={"max_throttled_seconds": 100})
+    rec = new_wait()
+    d = decide(rec, [sobs("eastus", "present", T0 + 2), sobs("northeurope", "present", T0 + 2),
+                     sobs("westus", "throttled", T0 + 2)], policy, T0 + 2)
+    d = decide(d.record, [sobs("westus", "throttled", T0 + 650)], policy, T0 + 650)
+    assert d.action == "recheck"          # throttled longer than the cap, but its deadline moved out by the cap
+    d = decide(d.record, [sobs("westus", "throttled", T0 + 702)], policy, T0 + 702)
+    assert d.action == "publish_throttled" and d.record.status == "throttled"
+    assert status_view(d.record)["status"] == "throttled"
+    mixed = decide(rec, [sobs("eastus", "present", T0 + 2), sobs("westus", "forbidden", T0 + 2),
+                         sobs("northeurope", "throttled", T0 + 2)], policy, T0 + 2)
+    mixed = decide(mixed.record, [sobs("northeurope", "throttled", T0 + 800)], policy, T0 + 800)
+    assert mixed.action == "publish_timed_out"
+    assert "westus (forbidden)" in mixed.reason and "northeurope (throttled)" in mixed.reason
+    assert "network rule" in mixed.record.last_errors["westus"]
+
+
+def test_unresolvable_fails_fast_only_after_confirmation():
+    rec = new_wait()
+    d = decide(rec, [sobs(r, "unresolvable", T0 + 2) for r in REGIONS], POLICY, T0 + 2)
+    assert d.action == "recheck"                                   # one failed lookup is not yet a verdict
+    d = decide(d.record, [sobs(r, "unresolvable", T0 + 10) for r in REGIONS], POLICY, T0 + 10)
+    assert d.action == "recheck"
+    d = decide(d.record, [sobs(r, "unresolvable", T0 + 18) for r in REGIONS], POLICY, T0 + 18)
+    assert d.action == "publish_failed" and d.record.status == "failed"
+    assert d.reason.startswith("regional endpoints are not enabled for myreg")
+    assert "--regional-endpoints enabled" in d.reason and status_view(d.record)["failure"] == d.reason
+    # a run broken by any other answer starts over
+    d = decide(rec, [sobs("westus", "unresolvable", T0 + 2)], POLICY, T0 + 2)
+    d = decide(d.record, [sobs("westus", "error", T0 + 10)], POLICY, T0 + 10)
+    d = decide(d.record, [sobs("westus", "unresolvable", T0 + 20)], POLICY, T0 + 20)
+    assert d.action == "recheck" and d.record.unresolvable_span["westus"] == [T0 + 20, T0 + 20]
+
+
+def test_retry_after_parsing_and_throttle_wait():
+    from healers.replication.acr_auth import parse_retry_after
+    from healers.replication.probe_states import throttle_wait
+    assert parse_retry_after("7") == 7.0 and parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+    assert parse_retry_after("99999999") == 86400.0
+    assert throttle_wait(7, 1, base=2, cap=60, max_retry_after=300) == 7
+    assert throttle_wait(9999, 1, base=2, cap=60, max_retry_after=300) == 300
+    assert [throttle_wait(None, n, base=2, cap=60, max_retry_after=300) for n in (1, 2, 3, 9)] == [2, 4, 8, 60]
+
+
+states_obs = st.builds(
+    lambda region, state, ra, at: RegionObservation(region=region, manifest=state,
+                                                    tags={"v1": D1} if state == "present" else {},
+                                                    retry_after=ra, observed_at=at),
+    st.sampled_from(REGIONS),
+    st.sampled_from(["present", "absent", "incomplete", "throttled", "forbidden", "unresolvable", "error"]),
+    st.one_of(st.none(), st.floats(0, 400)), st.floats(T0, T0 + 2000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(states_obs, max_size=4), min_size=1, max_size=15),
+       st.lists(st.floats(0, 300), min_size=15, max_size=15), st.floats(1, 900), st.floats(0, 60))
+def test_probe_state_invariants(rounds, steps, cap, confirm):
+    """Never timed out while a missing replica answers 429 within its cap; ending while every missing replica is
+    throttled says throttled; a failure needs a confirmed unresolvable replica; Retry-After is never cut short."""
+    from healers.replication.core import region_deadline
+    policy = POLICY.model_copy(update={"max_throttled_seconds": cap, "unresolvable_confirm_seconds": confirm})
+    rec = new_wait()
+    now = T0 + 1
+    for batch, step in zip(rounds, steps):
+        batch = [o.model_copy(update={"observed_at": now}) for o in batch]
+        d = decide(rec, batch, policy, now)
+        after, missing = d.record, d.record.missing_regions()
+        if d.action in ("publish_timed_out", "publish_throttled"):
+            assert now >= rec.deadline_at
+            for r in missing:
+                assert now >= region_deadline(after, r, now, policy) \
+                    or now > rec.deadline_at + policy.stall_grace_seconds
+                assert region_deadline(after, r, now, policy) <= rec.deadline_at + cap + 1e-6
+            throttled_all = all(after.probe_states.get(r) == "throttled" for r in missing)
+            assert (d.action == "publish_throttled") == throttled_all
+        if d.action == "publish_failed":
+            assert any(after.unresolvable_span.get(r) and
+                       after.unresolvable_span[r][1] - after.unresolvable_span[r][0] >= confirm for r in missing)
+        if d.action == "recheck":
+            waiting = [r for r in missing if r in after.not_before]
+            if waiting and len(waiting) == len(missing):
+                earliest = min(after.not_before[r] for r in waiting)
+                limit = max(max(region_deadline(after, r, now, policy) for r in missing) - now,
+                            policy.backoff.min_seconds)
+                assert now + d.delay_seconds >= min(earliest, now + limit) - 1e-6
+            assert set(regions_to_probe(after, now + d.delay_seconds)) <= set(missing)
+        if d.action != "recheck":
+            assert d.record.status != "pending"
+            break
+        rec, now = after, now + step

@@ -590,3 +590,55 @@ def test_event_grid_retry_after_a_failed_first_check_send_resends_it(env, fleet,
     assert not queue_empty() and "first check was (re)sent" in records("duplicate")[0]["reason"]
     results = pump(lambda: len(topic_events()) >= 1 and queue_empty())
     assert results[-1] == "published" and topic_events()[0]["eventType"] == "Healer.ImageReplicated"
+
+
+# ---------------------------------------------------------------------------------------------- probe states
+
+@pytest.fixture(scope="module")
+def west_front(fleet, repl_workdir):
+    from standins.registry_front import start_front
+    server, url = start_front(fleet.url("westus"), repl_workdir, "front-shell-westus")
+    yield url
+    server.stop()
+
+
+def test_throttled_replica_is_ready_not_timed_out_and_states_are_in_the_event(env, fleet, replicator, topic_events,
+                                                                              west_front, monkeypatch):
+    from standins.registry_front import set_rules, stats
+    monkeypatch.setenv("HEALER_REPLICATION_ENDPOINTS", json.dumps({**fleet.endpoint_map(),
+                                                                   "myreg.westus.geo.azurecr.io": west_front}))
+    monkeypatch.setenv("HEALER_REPLICATION_DEADLINE_SECONDS", "2")
+    image = push(fleet, "team/throttled", "v1")
+    replicator.copy_now("eastus", ["westus", "northeurope"], "team/throttled", "v1")
+    set_rules(west_front, {"status": 429, "retryAfter": "1", "seconds": 3})   # longer than the whole deadline
+    try:
+        deliver(acr_event("myreg", "team/throttled", image.digest, tag="v1"))
+        pump(lambda: len(topic_events()) >= 1 and queue_empty())
+    finally:
+        set_rules(west_front)
+    [event] = topic_events()
+    data = event["data"]
+    assert event["eventType"] == "Healer.ImageReplicated", data
+    assert data["regions"]["westus"]["probeCounts"]["throttled"] >= 2
+    assert data["regions"]["westus"]["throttledSeconds"] >= 2 and data["probeStates"]["ready"] == 3
+    assert data["requests"] >= 3 * 4 and stats(west_front)["byStatus"]["429"] <= 5
+    view = status("team/throttled", tag="v1")
+    assert view["regions"]["westus"]["state"] == "ready" and view["probeStates"] == data["probeStates"]
+    assert any("westus: throttled" in r["reason"] for r in records("pending"))
+
+
+def test_regional_endpoints_disabled_fail_fast_with_a_named_failure(env, fleet, topic_events, monkeypatch):
+    monkeypatch.setenv("HEALER_REPLICATION_ENDPOINTS", json.dumps(
+        {f"myreg.{r}.geo.azurecr.io": f"http://myreg-{r}.invalid" for r in REGIONS}))
+    monkeypatch.setenv("HEALER_REPLICATION_DEADLINE_SECONDS", "1800")
+    monkeypatch.setenv("HEALER_REPLICATION_FAIL_FAST_SECONDS", "1")
+    image = push(fleet, "team/noregional", "v1")
+    started = time.monotonic()
+    deliver(acr_event("myreg", "team/noregional", image.digest, tag="v1"))
+    pump(lambda: len(topic_events()) >= 1 and queue_empty())
+    assert time.monotonic() - started < 15
+    [event] = topic_events()
+    assert event["eventType"] == "Healer.ImageReplicationFailed"
+    assert event["data"]["failure"].startswith("regional endpoints are not enabled for myreg")
+    assert event["data"]["status"] == "failed" and event["data"]["probeStates"]["unresolvable"] >= 6
+    assert status("team/noregional", tag="v1")["status"] == "failed"

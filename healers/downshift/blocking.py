@@ -1,0 +1,118 @@
+"""The shell of the last rung (`healers.downshift.block` decides): read the block flag, gate, write, read back, record.
+
+Runs inside an `shell.Evaluation` of one (app, tenant), under its lease, after the model step: the state saved by
+that step is the one the block decision starts from, and the block fields are saved only after the flag was
+written. Gated on the healer's one gating path (`Evaluation.gate`) as `downshift.block` / `downshift.unblock`; a
+block that no policy rule names explicitly asks a human (`block.effect`). An operator's lift is itself a human
+decision: it is not asked again, but the kill switch, a deny and dry-run still apply.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from healers.downshift import block as block_mod
+from healers.downshift.actuators import BlockFlag, WriteConflict, WritePinned
+from healers.downshift.core import DownshiftState, SpendObservation
+from healers.downshift.periods import period_at
+from shared import approvals
+from shared.controls import read_mode
+from shared.notify import notify
+from shared.policy import evaluate, load_policy
+
+if TYPE_CHECKING:
+    from healers.downshift.shell import Evaluation
+    from shared.state import Record
+
+BLOCK_ACTIONS = frozenset(block_mod.ACTIONS.values())
+
+
+def applies(ev: "Evaluation", state: DownshiftState, lift: bool) -> bool:
+    return bool(lift or state.blocked or ev.app.policy(ev.tenant).block)
+
+
+def step(ev: "Evaluation", record: "Record", spend: SpendObservation | None, *, lift: bool = False,
+         approval_id: str | None = None, approved_action: str | None = None, by: str = "") -> str | None:
+    """Block, lift or leave the tenant's block flag; returns the outcome, or None when there was nothing to do."""
+    from healers.downshift.shell import HEALER, QUEUE, _audit
+    ctx, app, tenant = ev.ctx, ev.app, ev.tenant
+    state = (DownshiftState.from_dict(record.data["state"]) if record.data.get("state")
+             else DownshiftState(app=app.resource_id, tenant=tenant))
+    if not applies(ev, state, lift):
+        return None
+    policy = app.policy(tenant)
+    if spend is not None and spend.budget is None:
+        spend = dataclasses.replace(spend, budget=app.budget(tenant))
+    t = ctx.now()
+    decision, after = block_mod.decide_block(spend, state, policy, t, lift=lift)
+    if not decision.writes:
+        if after != state:
+            ev._save(record, after)
+        if lift:
+            _audit(ctx, app, tenant, "recorded", decision.reason, block=decision.to_dict(), by=by)
+        return None
+    action = decision.policy_action
+    assert action is not None
+    flag = BlockFlag(ctx.actuator(app))
+    current = flag.read(tenant)
+    mode = read_mode(ctx.settings, app.key, app.config.dry_run)
+    doc, why = load_policy(ctx.settings.policy_document)
+    verdict = evaluate(doc, action, app.resource_id, why)
+    effect, policy_reason = verdict.effect, verdict.reason
+    if action == block_mod.ACTIONS["block"]:
+        effect = block_mod.effect(verdict.effect, block_mod.names_block(doc.rules if doc else (), app.resource_id))
+        if effect != verdict.effect:
+            policy_reason += "; no rule names downshift.block itself, so it asks a human (default ask)"
+    details: dict[str, Any] = {"block": decision.to_dict(), "action": action, "mode": mode.model_dump(),
+                               "policy": {"effect": effect, "reason": policy_reason},
+                               "current": {"value": current.value, "writtenBy": current.written_by,
+                                           "pinned": current.pinned}}
+    if by:
+        details["by"] = by
+    approved = lift
+    if approval_id and approved_action == action:
+        rec = approvals.get(ctx.settings, HEALER, approval_id)
+        if rec is None or rec.data.get("status") != "approved":
+            _audit(ctx, app, tenant, "skipped", f"approval {approval_id} is not approved: {decision.reason}",
+                   approvalId=approval_id, **details)
+            return "skipped"
+        approved, details["approvalId"] = True, approval_id
+    period = period_at(t, policy.timezone, policy.period).key
+
+    def ask() -> dict[str, Any]:
+        pending, created = approvals.park(
+            ctx.settings, healer=HEALER, subject=f"{app.key}|{tenant}|{decision.action}|{period}", action=action,
+            resource=app.resource_id, reason=decision.reason, queue_name=QUEUE, now=ctx.now(),
+            message={"v": 1, "kind": "approved", "app": app.key, "tenant": tenant, "action": action,
+                     "to": decision.action, "attempt": 0})
+        out: dict[str, Any] = {"approvalId": pending["id"]}
+        if created:
+            out["notification"] = notify(
+                ctx.settings, kind="approval-requested",
+                title=f"Healer asks: {decision.action} tenant {tenant} of {app.resource_id.rsplit('/', 1)[-1]}?",
+                text=decision.reason, facts={"approvalId": pending["id"], "resource": app.resource_id,
+                                             "tenant": tenant, "approve": f"POST /api/approvals/{HEALER}/{pending['id']}"})
+        return out
+
+    stopped = ev.gate(action, effect, policy_reason, mode, decision.reason, details, lambda: None, ask,
+                      approved=approved)
+    if stopped:
+        return stopped
+    try:
+        result = flag.write(tenant, decision.action == "block", current, decision.reason, ctx.now())
+    except (WriteConflict, WritePinned) as exc:
+        _audit(ctx, app, tenant, "skipped", f"block flag not written ({exc}): would {decision.reason}", **details)
+        if approval_id and approved:
+            approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "skipped")
+        return "skipped"
+    except Exception as exc:
+        _audit(ctx, app, tenant, "failed", f"block flag write failed ({type(exc).__name__}): would "
+               f"{decision.reason}; the next evaluation reads it again", **details)
+        raise
+    ev._save(record, after)
+    details.update(write=result.details, readBack={"value": result.value, "confirmed": result.confirmed})
+    if approval_id and approved and not lift:
+        approvals.mark_executed(ctx.settings, HEALER, approval_id, ctx.now(), "acted")
+    note = "" if result.confirmed else f"; read back {result.value!r}: checked again on the next evaluation"
+    _audit(ctx, app, tenant, "acted", f"{decision.reason}{note}", **details)
+    return "acted"
