@@ -4,10 +4,88 @@
 // action groups, workbook); role assignments on the resources Healer heals are made in *their* resource groups,
 // each scoped to the one resource (never a subscription- or resource-group-wide role).
 //
-// Two passes: `azd up` creates everything and deploys the code; then `azd env set HEALER_WIRE_TRIGGERS true`
-// and `azd provision` wires what needs the running functions (action groups read the function key; Event Grid
-// validates the function endpoint). See docs/deploy.md.
+// One pass: `azd up` creates everything and deploys the code; then azd's postdeploy hook
+// (infra/hooks/healer_hooks.py) waits for the deployed functions, sets HEALER_WIRE_TRIGGERS=true and runs
+// `azd provision` once more, which wires what needs the running functions (action groups read the function key;
+// Event Grid validates the function endpoint). See docs/deploy.md.
 targetScope = 'subscription'
+
+// ------------------------------------------------------------------------------------------------ types
+// The JSON documents Healer reads, typed so that a typo fails `azd provision` instead of Healer's start-up:
+// sealed objects reject unknown property names; the names are shared.config's RollbackTarget / DownshiftApp
+// aliases (tests/infra/test_deploy_bicep.py checks both directions). Constraints sit on named types because the
+// offline parser (pycep) reads decorators on type statements but not on properties.
+
+@description('Resource id of an App Service app: /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Web/sites/<app>.')
+@minLength(60)
+@maxLength(400)
+type siteResourceId = string
+
+@minLength(1)
+@maxLength(300)
+type shortText = string
+
+@minLength(9)
+@maxLength(2000)
+type httpsUrl = string
+
+@minValue(1)
+type positiveInt = int
+
+type configChangeMode = 'ask' | 'skip'
+type downshiftActuator = 'appConfiguration' | 'appSetting'
+type tenantKeyMode = 'label' | 'key'
+type policyDefault = 'ask' | 'deny'
+
+@description('One App Service app the rollback healer may swap back (HEALER_ROLLBACK_TARGETS); Healer gets its site-operator role on it.')
+@sealed()
+type rollbackTarget = {
+  resourceId: siteResourceId
+  slot: shortText?
+  buildMarker: shortText?
+  healthUrl: httpsUrl?
+  dryRun: bool?
+  maxRollbacks: positiveInt?
+  windowMinutes: positiveInt?
+  maxBuildAgeMinutes: positiveInt?
+  onConfigChange: configChangeMode?
+  activityLog: bool?
+  appConfigEndpoint: shortText?
+  appConfigKeys: shortText?
+  appConfigLabel: shortText?
+  recovery: object?
+  freezeInsteadOfRollback: bool?
+}
+
+@description('One AI app the downshift healer manages (HEALER_DOWNSHIFT_APPS); Healer gets its site-operator role on it.')
+@sealed()
+type downshiftApp = {
+  resourceId: siteResourceId
+  actuator: downshiftActuator?
+  appConfigEndpoint: shortText?
+  key: shortText?
+  tenantKeys: tenantKeyMode?
+  sentinelKey: shortText?
+  blockKey: shortText?
+  role: shortText?
+  costMetric: shortText?
+  tenantDimension: shortText?
+  rateCard: object?
+  policy: object
+  tenants: object?
+  defaultBudget: int?
+  budgetNames: array?
+  rules: array?
+  probeUrl: httpsUrl?
+  dryRun: bool?
+}
+
+@description('HEALER_POLICY: version 1, a default (ask or deny, never allow) and allow/ask/deny rules. Not sealed: the policy document may grow.')
+type policyDocument = {
+  version: positiveInt
+  default: policyDefault
+  rules: array
+}
 
 // ------------------------------------------------------------------------------------------------ deployment
 
@@ -28,9 +106,16 @@ param location string
 @description('Resource group for Healer. Empty: rg-<environmentName>.')
 param resourceGroupName string = ''
 
+@allowed([
+  '3.11'
+  '3.12'
+  '3.13'
+])
 @description('Python version of the Functions runtime; the version the project is tested on.')
 param pythonVersion string = '3.11'
 
+@minValue(40)
+@maxValue(1000)
 @description('Upper bound of Flex Consumption instances.')
 param maximumInstanceCount int = 40
 
@@ -59,18 +144,20 @@ param policyLkgMaxAgeSeconds int = 3600
 param operatorKey string = ''
 
 @description('HEALER_POLICY: allow/ask/deny rules per action and resource pattern. The default denies everything.')
-param policy object = {
+param policy policyDocument = {
   version: 1
   default: 'deny'
   rules: []
 }
 
 @description('HEALER_ROLLBACK_TARGETS: App Service apps the rollback healer may swap ({resourceId, slot, buildMarker, healthUrl, ...}). Healer gets its custom role on each.')
-param rollbackTargets array = []
+param rollbackTargets rollbackTarget[] = []
 
 @description('HEALER_ROLLBACK_RULE_MAP: alert rule name or id -> {resourceId, slot}, for rules without healer.* customProperties.')
 param rollbackRuleMap object = {}
 
+@minValue(30)
+@maxValue(3600)
 @description('HEALER_LEASE_SECONDS: how long one worker holds an app\'s operation lease.')
 param leaseSeconds int = 300
 
@@ -80,9 +167,13 @@ param alertAck string = ''
 @description('HEALER_ROLLBACK_LOGS_ENDPOINT: Log Analytics query endpoint used to re-run a log alert\'s query after a rollback.')
 param rollbackLogsEndpoint string = 'https://api.loganalytics.io'
 
+@minValue(1)
+@maxValue(300)
 @description('HEALER_ARM_POLL_SECONDS: fallback polling interval of ARM long-running operations.')
 param armPollSeconds int = 10
 
+@minLength(1)
+@maxLength(32)
 @description('HEALER_TABLE_PREFIX: prefix of Healer\'s table names (letters and digits).')
 param tablePrefix string = 'healer'
 
@@ -90,12 +181,18 @@ param tablePrefix string = 'healer'
 @description('HEALER_CONSOLE_SECRET (stored in Key Vault as healer-console-secret): signs the console\'s CSRF tokens. Default: a new random value per deployment.')
 param consoleSecret string = newGuid()
 
+@minValue(1024)
+@maxValue(104857600)
 @description('HEALER_MAX_BODY_BYTES: largest request body accepted.')
 param maxBodyBytes int = 262144
 
+@minValue(1)
+@maxValue(3650)
 @description('HEALER_AUDIT_RETENTION_DAYS: days of audit records kept in Table storage.')
 param auditRetentionDays int = 90
 
+@minValue(2)
+@maxValue(3650)
 @description('HEALER_DEDUPE_RETENTION_DAYS: days delivery dedupe records and decided approvals are kept.')
 param dedupeRetentionDays int = 30
 
@@ -126,6 +223,7 @@ param publicBaseUrl string = ''
 @description('HEALER_AUTH_MODE: function-key, or entra (also require an Entra ID token: secure webhook, approvers).')
 param authMode string = 'function-key'
 
+@maxLength(36)
 @description('HEALER_ENTRA_TENANT_ID. Empty: the deployment tenant.')
 param entraTenantId string = ''
 
@@ -134,6 +232,9 @@ param entraAudience string = ''
 
 @description('Application (client) id of Healer\'s app registration: App Service Authentication (Easy Auth) signs operators in to the console with it (entra mode). Empty: no Easy Auth.')
 param entraClientId string = ''
+
+@description('Create Healer\'s Entra app registration (app roles, Azure Monitor\'s caller role, identifier URI, the console\'s sign-in redirect) with the Microsoft Graph Bicep extension, in entra mode (azd: HEALER_CREATE_ENTRA_APP). Its ids fill entraClientId, secureWebhookObjectId and secureWebhookIdentifierUri/entraAudience when those are empty. The deploying user needs Graph rights to create applications.')
+param createEntraApp bool = false
 
 @description('HEALER_ENTRA_JWKS_URL. Empty: the tenant\'s v2.0 discovery keys.')
 param entraJwksUrl string = ''
@@ -144,6 +245,8 @@ param entraIssuers string = ''
 @description('HEALER_ENTRA_WEBHOOK_ROLE: app role the action group\'s token must carry.')
 param entraWebhookRole string = 'ActionGroupsSecureWebhook'
 
+@minLength(36)
+@maxLength(36)
 @description('HEALER_ENTRA_MONITOR_APP_ID: application id of Azure Monitor\'s secure-webhook caller.')
 param entraMonitorAppId string = '461e8683-5575-4561-ac7f-899cc907d62a'
 
@@ -157,9 +260,6 @@ param entraReaderRole string = 'Healer.Reader'
 param armEndpoint string = ''
 
 // ------------------------------------------------------------------------------------------------ what Healer may touch
-
-@description('App Service apps whose app settings the downshift healer may write (in addition to rollbackTargets).')
-param downshiftAppIds array = []
 
 @description('App Configuration store the downshift healer writes (App Configuration Data Owner). Empty: none.')
 param appConfigurationStoreId string = ''
@@ -192,6 +292,8 @@ param replicationRegistries object = {}
 @description('HEALER_REPLICATION_ENDPOINTS: regional registry host -> base URL overrides. Normally empty (https://<registry>.<region>.geo.azurecr.io).')
 param replicationEndpoints object = {}
 
+@minValue(60)
+@maxValue(86400)
 @description('HEALER_REPLICATION_DEADLINE_SECONDS: how long one wait may take before it is reported timed out.')
 param replicationDeadlineSeconds int = 1800
 
@@ -199,15 +301,23 @@ param replicationDeadlineSeconds int = 1800
 param replicationBackoff object = {}
 
 @description('HEALER_REPLICATION_TAG_RACE_GRACE_SECONDS: how long a replica\'s tag may name a digest Healer never saw pushed before a race is reported (older pushes are lag, newer pushes a race at once).')
+@minValue(0)
+@maxValue(3600)
 param replicationTagRaceGraceSeconds int = 60
 
 @description('HEALER_REPLICATION_FAIL_FAST_SECONDS: how long a replica\'s regional host must keep failing DNS before its wait fails fast, named (regional endpoints not enabled).')
+@minValue(0)
+@maxValue(3600)
 param replicationFailFastSeconds int = 15
 
 @description('HEALER_REPLICATION_MAX_THROTTLED_SECONDS: a replica answering HTTP 429 moves its own deadline out by the time it is throttled, up to this.')
+@minValue(0)
+@maxValue(86400)
 param replicationMaxThrottledSeconds int = 1800
 
 @description('HEALER_REPLICATION_TOPOLOGY_TTL_SECONDS: how long a registry\'s topology read from ARM (replicas, status, regional endpoints) is reused.')
+@minValue(0)
+@maxValue(86400)
 param replicationTopologyTtlSeconds int = 300
 
 @description('HEALER_REPLICATION_ACR_TENANT_ID: tenant sent in the ACR token exchange. Empty: the deployment tenant.')
@@ -219,7 +329,7 @@ param replicationTopicEndpoint string = ''
 // ------------------------------------------------------------------------------------------------ model downshift healer
 
 @description('HEALER_DOWNSHIFT_APPS: the AI apps the downshift healer manages (resourceId, actuator, appConfigEndpoint, key, policy with the model ladder, tenants with budgets and time zones, budgetNames). See README "Model downshift".')
-param downshiftApps array = []
+param downshiftApps downshiftApp[] = []
 
 @description('HEALER_DOWNSHIFT_SCHEDULE: NCRONTAB of the spend and drift tick.')
 param downshiftSchedule string = '0 */10 * * * *'
@@ -231,7 +341,7 @@ param downshiftSchedule string = '0 */10 * * * *'
 @description('HEALER_DOWNSHIFT_SCHEMA: workspace (AppMetrics) or classic (customMetrics) for the agent.cost.usd metric.')
 param downshiftSchema string = 'workspace'
 
-@description('HEALER_DOWNSHIFT_WORKSPACE_ID: the Workspace ID (GUID) with the apps\' cost metric (also list its resource id in logAnalyticsWorkspaceIds).')
+@description('HEALER_DOWNSHIFT_WORKSPACE_ID: the workspace with the apps\' cost metric — its resource id (preferred: Healer gets Log Analytics Reader on it and the setting gets its Workspace ID), or its Workspace ID (GUID; then also list its resource id in logAnalyticsWorkspaceIds).')
 param downshiftWorkspaceId string = ''
 
 @description('HEALER_DOWNSHIFT_RESOURCE_ID: classic Application Insights resource id with the cost metric (also list it in appInsightsComponentIds).')
@@ -252,7 +362,7 @@ param errorsSchedule string = '0 0 6 * * *'
 @description('HEALER_ERRORS_SCHEMA: workspace (AppExceptions) or classic (exceptions).')
 param errorsSchema string = 'workspace'
 
-@description('HEALER_ERRORS_WORKSPACE_ID: the Workspace ID (GUID) of the app\'s Log Analytics workspace (also list its resource id in logAnalyticsWorkspaceIds).')
+@description('HEALER_ERRORS_WORKSPACE_ID: the app\'s Log Analytics workspace — its resource id (preferred: Healer gets Log Analytics Reader on it and the setting gets its Workspace ID), or its Workspace ID (GUID; then also list its resource id in logAnalyticsWorkspaceIds).')
 param errorsWorkspaceId string = ''
 
 @description('HEALER_ERRORS_RESOURCE_ID: classic Application Insights resource id (also list it in appInsightsComponentIds).')
@@ -264,15 +374,23 @@ param errorsLogsEndpoint string = 'https://api.loganalytics.io'
 @description('HEALER_ERRORS_INCLUDE_TRACES: also cluster error-level traces.')
 param errorsIncludeTraces bool = false
 
+@minValue(1)
+@maxValue(168)
 @description('HEALER_ERRORS_WINDOW_HOURS: hours the timer run looks back.')
 param errorsWindowHours int = 24
 
+@minValue(1)
+@maxValue(100000)
 @description('HEALER_ERRORS_MAX_ROWS: most aggregated rows one query returns.')
 param errorsMaxRows int = 5000
 
+@minValue(0)
+@maxValue(50)
 @description('HEALER_ERRORS_TOP_N: groups that get a draft pull request per run.')
 param errorsTopN int = 5
 
+@minValue(1)
+@maxValue(90)
 @description('HEALER_ERRORS_BASELINE_DAYS: days of per-fingerprint history for new/regressed.')
 param errorsBaselineDays int = 7
 
@@ -336,12 +454,18 @@ param errorsLlmApiKey string = ''
 @description('HEALER_ERRORS_LLM_AUDIENCE: token scope for Azure OpenAI.')
 param errorsLlmAudience string = 'https://cognitiveservices.azure.com/.default'
 
+@minValue(0)
+@maxValue(10000000)
 @description('HEALER_ERRORS_LLM_TOKEN_BUDGET: most model tokens one run may spend.')
 param errorsLlmTokenBudget int = 60000
 
+@minValue(1)
+@maxValue(600)
 @description('HEALER_ERRORS_LLM_TIMEOUT_SECONDS: timeout of one model request.')
 param errorsLlmTimeoutSeconds int = 60
 
+@minValue(0)
+@maxValue(10)
 @description('HEALER_ERRORS_LLM_MAX_RETRIES: retries of a throttled or failed model request.')
 param errorsLlmMaxRetries int = 2
 
@@ -364,7 +488,7 @@ param timerPeriods object = {
   housekeeping: '1d'
 }
 
-@description('Second pass, after the code is deployed: create action groups, alert rules, budget and Event Grid subscriptions.')
+@description('Wire what needs the deployed code: action groups, alert rules, budget and Event Grid subscriptions. Set by the postdeploy hook (infra/hooks/healer_hooks.py) once the functions are deployed; keep it true afterwards.')
 param wireTriggers bool = false
 
 @description('Name of the replication healer\'s Event Grid trigger function.')
@@ -390,6 +514,7 @@ param secureWebhookIdentifierUri string = ''
 param enableHttp5xxAlert bool = false
 param http5xxTargetAppId string = ''
 param http5xxSlot string = 'staging'
+@minValue(1)
 param http5xxThreshold int = 10
 
 @description('Example 429-ratio log search alert split by tenant.')
@@ -406,6 +531,7 @@ param throttleRatioThreshold string = '0.2'
 param throttleSource string = 'app'
 
 @description('Example monthly budget on a resource group (its alerts go to the downshift healer). 0: no budget.')
+@minValue(0)
 param budgetAmount int = 0
 param budgetResourceGroupId string = ''
 @description('First month of the example budget, YYYY-MM-01 (azd: HEALER_BUDGET_START_DATE). Set it once and keep it: Cost Management rejects any change of the start date of a budget, so a moving default (utcNow) would fail every provision in a later month. Empty: no budget.')
@@ -434,6 +560,12 @@ var names = {
   outcomeTopic: 'evgt-healer-${resourceToken}'
   siteOperatorRole: 'Healer site operator (${environmentName})'
 }
+// Healer's own app registration (createEntraApp): its identifier URI is known before it exists, so the app
+// settings need no output of the registration, which itself needs the app's host name (the sign-in redirect).
+var createApp = authMode == 'entra' && createEntraApp
+var entraAppUniqueName = 'healer-${resourceToken}'
+var webhookIdentifierUri = !empty(secureWebhookIdentifierUri) ? secureWebhookIdentifierUri : (createApp ? 'api://${tenant().tenantId}/${entraAppUniqueName}' : '')
+var effectiveAudience = empty(entraAudience) ? webhookIdentifierUri : entraAudience
 var resourceManager = empty(armEndpoint) ? environment().resourceManager : armEndpoint
 var armUrl = endsWith(resourceManager, '/') ? substring(resourceManager, 0, length(resourceManager) - 1) : resourceManager
 
@@ -456,7 +588,7 @@ var healerSettings = {
   HEALER_ALERT_ACK: alertAck
   HEALER_AUTH_MODE: authMode
   HEALER_ENTRA_TENANT_ID: empty(entraTenantId) ? tenant().tenantId : entraTenantId
-  HEALER_ENTRA_AUDIENCE: empty(entraAudience) ? secureWebhookIdentifierUri : entraAudience
+  HEALER_ENTRA_AUDIENCE: effectiveAudience
   HEALER_ENTRA_JWKS_URL: entraJwksUrl
   HEALER_ENTRA_ISSUERS: entraIssuers
   HEALER_ENTRA_WEBHOOK_ROLE: entraWebhookRole
@@ -485,7 +617,7 @@ var healerSettings = {
   HEALER_DOWNSHIFT_APPS: string(downshiftApps)
   HEALER_DOWNSHIFT_SCHEDULE: downshiftSchedule
   HEALER_DOWNSHIFT_SCHEMA: downshiftSchema
-  HEALER_DOWNSHIFT_WORKSPACE_ID: downshiftWorkspaceId
+  HEALER_DOWNSHIFT_WORKSPACE_ID: startsWith(downshiftWorkspaceId, '/') ? reference(downshiftWorkspaceId, '2023-09-01').customerId : downshiftWorkspaceId
   HEALER_DOWNSHIFT_RESOURCE_ID: downshiftAppInsightsId
   HEALER_DOWNSHIFT_LOGS_ENDPOINT: downshiftLogsEndpoint
   HEALER_REPLICATION_REGISTRIES: string(replicationRegistries)
@@ -501,7 +633,7 @@ var healerSettings = {
   HEALER_REPLICATION_TOPIC_KEY: ''
   HEALER_ERRORS_SCHEDULE: errorsSchedule
   HEALER_ERRORS_SCHEMA: errorsSchema
-  HEALER_ERRORS_WORKSPACE_ID: errorsWorkspaceId
+  HEALER_ERRORS_WORKSPACE_ID: startsWith(errorsWorkspaceId, '/') ? reference(errorsWorkspaceId, '2023-09-01').customerId : errorsWorkspaceId
   HEALER_ERRORS_RESOURCE_ID: errorsAppInsightsId
   HEALER_ERRORS_LOGS_ENDPOINT: errorsLogsEndpoint
   HEALER_ERRORS_INCLUDE_TRACES: errorsIncludeTraces ? 'true' : 'false'
@@ -595,12 +727,17 @@ var workerAppSwitches = {
 
 // ------------------------------------------------------------------------------------------------ scopes Healer gets roles on
 
-var targetAppIds = union(map(rollbackTargets, t => string(t.resourceId)), downshiftAppIds)
+// One source: the apps in rollbackTargets and downshiftApps are both the settings (HEALER_ROLLBACK_TARGETS,
+// HEALER_DOWNSHIFT_APPS) and the scopes of Healer's site-operator role; no second list to keep in step.
+var targetAppIds = union(map(rollbackTargets, t => string(t.resourceId)), map(downshiftApps, a => string(a.resourceId)))
 var targetAppScopes = union(map(targetAppIds, id => join(take(split(id, '/'), 5), '/')), [])
+// One source for workspaces too: a workspace named by resource id in downshiftWorkspaceId / errorsWorkspaceId
+// gets the reader role, and its Workspace ID (GUID) goes into the setting; no need to list it twice.
+var queriedWorkspaceIds = union(logAnalyticsWorkspaceIds, filter([downshiftWorkspaceId, errorsWorkspaceId], id => startsWith(id, '/')))
 var roleTargets = concat(
   map(targetAppIds, id => { kind: 'site', id: id }),
   map(watchedRegistryIds, id => { kind: 'registry', id: id }),
-  map(logAnalyticsWorkspaceIds, id => { kind: 'workspace', id: id }),
+  map(queriedWorkspaceIds, id => { kind: 'workspace', id: id }),
   map(appInsightsComponentIds, id => { kind: 'appInsights', id: id }),
   empty(appConfigurationStoreId) ? [] : [ { kind: 'appConfiguration', id: appConfigurationStoreId } ],
   empty(openAiAccountId) ? [] : [ { kind: 'openAi', id: openAiAccountId } ]
@@ -705,9 +842,38 @@ module functionApp 'modules/functionapp.bicep' = {
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
     vnetSubnetId: vnetSubnetId
-    easyAuthClientId: (authMode == 'entra') ? entraClientId : ''
+  }
+}
+
+// Healer's Entra app registration (Microsoft Graph Bicep extension): after the Function App (its redirect URI
+// names the app's host), before App Service Authentication (which needs its client id).
+module entraApp 'modules/entra-app.bicep' = if (createApp) {
+  name: 'healer-entra-app'
+  scope: rg
+  params: {
+    uniqueName: entraAppUniqueName
+    displayName: 'Healer (${environmentName})'
+    identifierUri: 'api://${tenant().tenantId}/${entraAppUniqueName}'
+    functionHostName: functionApp.outputs.defaultHostName
+    webhookRole: entraWebhookRole
+    approverRole: entraApproverRole
+    readerRole: entraReaderRole
+    monitorAppId: entraMonitorAppId
+  }
+}
+
+var effectiveClientId = !empty(entraClientId) ? entraClientId : (createApp ? entraApp.outputs.clientId : '')
+var effectiveWebhookObjectId = !empty(secureWebhookObjectId) ? secureWebhookObjectId : (createApp ? entraApp.outputs.objectId : '')
+
+// The console's sign-in (App Service Authentication), in entra mode with a client id.
+module functionAppAuth 'modules/functionapp-auth.bicep' = if (authMode == 'entra') {
+  name: 'healer-functionapp-auth'
+  scope: rg
+  params: {
+    siteName: functionApp.outputs.name
+    easyAuthClientId: effectiveClientId
     easyAuthTenantId: empty(entraTenantId) ? tenant().tenantId : entraTenantId
-    easyAuthAudiences: (authMode == 'entra') ? [empty(entraAudience) ? secureWebhookIdentifierUri : entraAudience] : []
+    easyAuthAudiences: empty(effectiveAudience) ? [] : [effectiveAudience]
   }
 }
 
@@ -796,8 +962,8 @@ module alerts 'modules/alerts.bicep' = if (wireTriggers) {
     functionHostName: functionApp.outputs.defaultHostName
     routes: alertRoutes
     functionKeyName: functionKeyName
-    secureWebhookObjectId: (authMode == 'entra') ? secureWebhookObjectId : ''
-    secureWebhookIdentifierUri: secureWebhookIdentifierUri
+    secureWebhookObjectId: (authMode == 'entra') ? effectiveWebhookObjectId : ''
+    secureWebhookIdentifierUri: webhookIdentifierUri
     enableHttp5xxAlert: enableHttp5xxAlert
     http5xxTargetAppId: http5xxTargetAppId
     http5xxSlot: http5xxSlot
@@ -853,3 +1019,6 @@ output HEALER_SITE_OPERATOR_ROLE_ID string = empty(targetAppIds) ? '' : siteOper
 output HEALER_ROLLBACK_ACTION_GROUP_ID string = wireTriggers ? alerts.outputs.rollbackActionGroupId : ''
 output HEALER_DOWNSHIFT_ACTION_GROUP_ID string = wireTriggers ? alerts.outputs.downshiftActionGroupId : ''
 output HEALER_BUDGET_ACTION_GROUP_ID string = wireTriggers ? alerts.outputs.budgetActionGroupId : ''
+output HEALER_ENTRA_CLIENT_ID string = (authMode == 'entra') ? effectiveClientId : ''
+output HEALER_ENTRA_APP_OBJECT_ID string = (authMode == 'entra') ? effectiveWebhookObjectId : ''
+output HEALER_ENTRA_IDENTIFIER_URI string = webhookIdentifierUri

@@ -1,5 +1,6 @@
 // Healer's Function App on the Flex Consumption plan (Linux, Python), running as the user-assigned identity.
-// Every app setting comes from main.bicep (`appSettings`); this module adds none of its own.
+// Every app setting comes from main.bicep (`appSettings`); this module adds none of its own. App Service
+// Authentication for the console is functionapp-auth.bicep (it needs the app registration, which needs this app's host).
 param name string
 param planName string
 param location string
@@ -24,12 +25,6 @@ param maximumInstanceCount int = 40
 param instanceMemoryMB int = 2048
 @description('Subnet (delegated to Microsoft.App/environments) for outbound VNet integration. Empty: none.')
 param vnetSubnetId string = ''
-
-@description('App Service Authentication (Easy Auth) for the operator console: the app registration\'s client id. Empty: off.')
-param easyAuthClientId string = ''
-param easyAuthTenantId string = tenant().tenantId
-@description('Token audiences Easy Auth accepts (the app registration\'s application ID URI).')
-param easyAuthAudiences array = []
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -119,38 +114,3 @@ resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-
 output id string = site.id
 output name string = site.name
 output defaultHostName string = site.properties.defaultHostName
-
-// Operators sign in to the console through App Service Authentication; the platform then hands Healer the
-// identity in X-MS-CLIENT-PRINCIPAL (HEALER_EASY_AUTH=true), and strips any such header a client sends.
-// Bearer tokens (action groups' secure webhook, the CLI) pass through and are validated by Healer as before.
-resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(easyAuthClientId)) {
-  parent: site
-  name: 'authsettingsV2'
-  properties: {
-    platform: {
-      enabled: true
-    }
-    globalValidation: {
-      requireAuthentication: true
-      unauthenticatedClientAction: 'RedirectToLoginPage'
-      redirectToProvider: 'azureactivedirectory'
-    }
-    identityProviders: {
-      azureActiveDirectory: {
-        enabled: true
-        registration: {
-          clientId: easyAuthClientId
-          openIdIssuer: 'https://sts.windows.net/${easyAuthTenantId}/v2.0'
-        }
-        validation: {
-          allowedAudiences: easyAuthAudiences
-        }
-      }
-    }
-    login: {
-      tokenStore: {
-        enabled: false
-      }
-    }
-  }
-}
