@@ -7,6 +7,7 @@ Routes (all under /api, function-key protected; in HEALER_AUTH_MODE=entra an Ent
   GET  /approvals/{healer}               pending "ask" actions
   POST /approvals/{healer}/{id}          approve or reject one
   GET  /controls, POST /controls         kill switch and dry-run, global or per resource
+  GET  /openapi.json                     the OpenAPI 3.1 description of every HTTP endpoint (shared/openapi.json)
 Timer housekeeping (%HEALER_HOUSEKEEPING_SCHEDULE%): audit and dedupe retention.
   GET  /replication/status             replication wait of a pushed/deleted image (?registry=&repository=&digest=|tag=)
   POST /replication/waits              open or join a replication wait on demand (intake key) → 202 + status URL
@@ -94,6 +95,12 @@ def controls_get(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="controls", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def controls_set(req: func.HttpRequest) -> func.HttpResponse:
     return shared_api.guarded("approver", shared_api.put_controls, req)
+
+
+@app.function_name("openapi")
+@app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return shared_api.guarded("reader", shared_api.get_openapi, req)
 
 
 @app.function_name("console_page")

@@ -21,6 +21,10 @@ MAX_KEY = 128
 MAX_VALUE = 2048
 MAX_TEXT = 1024
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Azure Monitor's "test action group" sends some signal types (Service Health) with a 64-character alert id.
+_TEST_ALERT_ID = re.compile(r"^[0-9A-Za-z]{32,128}$")
+BUDGET_SCHEMA = "AIP Budget Notification"
+COST_SERVICE = "CostAlerts"
 
 
 class PayloadError(ValueError):
@@ -117,6 +121,12 @@ def parse_alert(payload: Any) -> Alert:
         raise PayloadError("body must be a JSON object")
     schema = payload.get("schemaId")
     data = payload.get("data")
+    if schema is None:
+        raise PayloadError(
+            f"missing schemaId: expected {COMMON_SCHEMA!r} (enable the common alert schema on the action group) or "
+            f"{LEGACY_METRIC_SCHEMA!r}")
+    if _is_budget(schema, data):
+        raise PayloadError("this is a Cost Management budget alert: send it to /api/alerts/budget")
     if schema == COMMON_SCHEMA:
         if not isinstance(data, dict):
             raise PayloadError("data must be an object")
@@ -131,14 +141,22 @@ def parse_alert(payload: Any) -> Alert:
         f"the action group) or {LEGACY_METRIC_SCHEMA!r}")
 
 
+def _is_budget(schema: Any, data: Any) -> bool:
+    if schema == BUDGET_SCHEMA:
+        return True
+    ess = data.get("essentials") if isinstance(data, dict) else None
+    return schema == COMMON_SCHEMA and isinstance(ess, dict) and ess.get("monitoringService") == COST_SERVICE
+
+
 def _parse_common(data: dict[str, Any]) -> Alert:
     ess = data.get("essentials")
     if not isinstance(ess, dict):
         raise PayloadError("data.essentials must be an object")
     alert_path = _text(ess.get("alertId"), "essentials.alertId", required=True, limit=512)
     alert_id = alert_path.rstrip("/").rsplit("/", 1)[-1]
-    if not _GUID.match(alert_id):
-        raise PayloadError("essentials.alertId must end with the alert's GUID")
+    if not (_GUID.match(alert_id) or _TEST_ALERT_ID.match(alert_id)):
+        raise PayloadError("essentials.alertId must end with the alert's GUID (or the 32-128 letters and digits "
+                           "that test action group notifications carry)")
     condition = ess.get("monitorCondition")
     if condition not in ("Fired", "Resolved"):
         raise PayloadError("essentials.monitorCondition must be 'Fired' or 'Resolved'")
@@ -158,6 +176,30 @@ def _parse_common(data: dict[str, Any]) -> Alert:
     )
 
 
+def _condition_key(condition: Any) -> str:
+    """What names the legacy rule's condition: its metrics, namespaces, operators and dimensions (not the values
+    observed, which differ between Activated and Resolved), in a stable order."""
+    if not isinstance(condition, dict) or not isinstance(condition.get("allOf"), list):
+        return ""
+    parts = []
+    for crit in condition["allOf"][:10]:
+        if not isinstance(crit, dict):
+            continue
+        dims = crit.get("dimensions") if isinstance(crit.get("dimensions"), list) else []
+        dim_text = ",".join(sorted(f"{d.get('name')}={d.get('value')}" for d in dims[:20] if isinstance(d, dict)))
+        parts.append("|".join(str(crit.get(k, ""))[:256] for k in ("metricName", "metricNamespace", "operator",
+                                                                   "timeAggregation")) + "|" + dim_text[:1024])
+    return ";".join(sorted(parts)).lower()
+
+
+def legacy_alert_id(rule_id: str, resource_id: str, condition: str) -> str:
+    """A GUID-shaped id for a legacy metric alert, the same for its Activated and its Resolved (the schema carries no
+    alert id): derived from the rule, the resource and the condition, never the timestamp or the status."""
+    text = f"{rule_id.lower()}|{resource_id.lower()}|{condition}"
+    h = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
 def _parse_legacy_metric(data: dict[str, Any]) -> Alert:
     ctx = data.get("context")
     if not isinstance(ctx, dict):
@@ -168,10 +210,7 @@ def _parse_legacy_metric(data: dict[str, Any]) -> Alert:
     rule_id = _text(ctx.get("id"), "data.context.id", required=True, limit=512)
     resource_id = _text(ctx.get("resourceId"), "data.context.resourceId", limit=512)
     timestamp = _time(ctx.get("timestamp"), "data.context.timestamp")
-    # The legacy schema carries no alert id: derive a stable one from what identifies this delivery's event.
-    digest = hashlib.sha256(f"{rule_id.lower()}|{resource_id.lower()}|{timestamp.isoformat()}|{status}".encode())
-    h = digest.hexdigest()
-    alert_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+    alert_id = legacy_alert_id(rule_id, resource_id, _condition_key(ctx.get("condition")))
     fired = status == "Activated"
     return Alert(
         schema_id="legacy-metric",

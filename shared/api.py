@@ -3,24 +3,29 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import uuid
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable
 
 import azure.functions as func
 
-from shared import approvals, audit
+from shared import approvals, audit, intake
 from shared.auth import AuthError, Principal, authenticate
 from shared.config import ConfigError, Settings
 from shared.controls import read_mode, set_control
 from shared.http import BadRequest, problem, read_json, respond
-from shared.tracing import span
-from shared.work import enqueue
+from shared.tracing import span, with_context
+from shared.work import encode
 
 log = logging.getLogger("healer.api")
 Handler = Callable[[func.HttpRequest, Settings, Principal], func.HttpResponse]
 
 
 def guarded(purpose: str, handler: Handler, req: func.HttpRequest) -> func.HttpResponse:
-    """Authenticate, then run the handler; map known errors to 4xx/5xx with a reason."""
+    """Authenticate, then run the handler; map known errors to 4xx/5xx with a reason. Anything unexpected is a
+    logged, audited 500 carrying a correlation id, never a traceback (`internal_error`)."""
     settings = Settings()
     headers = dict(req.headers)
     try:
@@ -35,6 +40,32 @@ def guarded(purpose: str, handler: Handler, req: func.HttpRequest) -> func.HttpR
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return problem(500, f"Healer is misconfigured: {exc}")
+    except Exception as exc:  # the catch-all: the fuzz tests make it unreachable in practice
+        return internal_error(settings, req, exc)
+
+
+AUDIT_WAIT_S = 2.0
+
+
+def internal_error(settings: Settings, req: func.HttpRequest, exc: BaseException) -> func.HttpResponse:
+    """A 500 with a correlation id: the traceback goes to the log, an audit record names the route and the
+    exception type (waiting at most AUDIT_WAIT_S for storage), the caller sees only the id."""
+    correlation = uuid.uuid4().hex
+    route = _path(req.url or "")
+    log.error("unexpected %s in %s %s (correlation id %s)", type(exc).__name__, req.method, route, correlation,
+              exc_info=exc)
+
+    def write() -> None:
+        try:
+            audit.record(settings, healer="api", outcome="failed", subject=correlation, resource=route,
+                         reason=f"unexpected {type(exc).__name__} in {req.method} {route}")
+        except Exception as audit_exc:
+            log.error("could not audit correlation id %s: %s", correlation, type(audit_exc).__name__)
+    worker = threading.Thread(target=write, name=f"audit-{correlation[:8]}", daemon=True)
+    worker.start()
+    worker.join(AUDIT_WAIT_S)
+    return respond(500, {"error": "internal error: Healer logged and audited it", "correlationId": correlation},
+                   headers={"x-correlation-id": correlation})
 
 
 def _path(url: str) -> str:
@@ -46,9 +77,12 @@ def _path(url: str) -> str:
 
 
 def queue_or_503(settings: Settings, queue_name: str, message: dict[str, Any], what: str) -> func.HttpResponse | None:
-    """Enqueue a webhook's work; if storage is down answer 503 so the sender retries rather than lose it."""
+    """Enqueue a webhook's work with the fail-fast intake policy (`shared.intake`): if storage does not answer within
+    seconds, answer 503 so the sender retries rather than lose it or time out."""
     try:
-        enqueue(settings, queue_name, message)
+        intake.send(settings, queue_name, encode(with_context(message)))
+    except ConfigError:
+        raise
     except Exception as exc:
         log.error("could not enqueue %s: %s", what, type(exc).__name__)
         return problem(503, f"could not queue the {what.split(' ')[0]}; retry")
@@ -140,3 +174,17 @@ def put_controls(req: func.HttpRequest, settings: Settings, principal: Principal
                  reason=f"controls for {scope or 'global'} set by {by}: kill={kill} dryRun={dry}",
                  resource=scope or "", details=data, now=now)
     return respond(200, data)
+
+
+OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
+
+
+@lru_cache(maxsize=1)
+def _openapi_text() -> str:
+    return OPENAPI_FILE.read_text(encoding="utf-8")
+
+
+def get_openapi(req: func.HttpRequest, settings: Settings, principal: Principal) -> func.HttpResponse:
+    """GET /api/openapi.json: the OpenAPI 3.1 description of every HTTP endpoint (a static file in the repo)."""
+    return func.HttpResponse(body=_openapi_text(), status_code=200, mimetype="application/json")
+

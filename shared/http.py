@@ -6,6 +6,8 @@ from typing import Any
 
 import azure.functions as func
 
+from shared import safejson
+
 
 class BadRequest(Exception):
     def __init__(self, status: int, reason: str):
@@ -25,13 +27,15 @@ def problem(status: int, reason: str) -> func.HttpResponse:
 
 
 def read_json(req: func.HttpRequest, max_bytes: int) -> Any:
+    """The request body as JSON within `shared.safejson`'s limits (size, depth, number length and range, string
+    validity); a broken limit is a 400 (413 for size) whose reason names it."""
     body = req.get_body() or b""
     declared = req.headers.get("content-length")
-    if len(body) > max_bytes or (declared and declared.isdigit() and int(declared) > max_bytes):
+    if len(body) > max_bytes or (declared and declared.isdigit() and len(declared) < 19 and int(declared) > max_bytes):
         raise BadRequest(413, f"body larger than {max_bytes} bytes")
     if not body:
         raise BadRequest(400, "empty body: expected JSON")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(400, f"body is not valid JSON ({type(exc).__name__})") from None
+        return safejson.loads(body, max_bytes)
+    except safejson.JsonLimitError as exc:
+        raise BadRequest(exc.status, exc.reason) from None

@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING
 
 from shared.config import Settings
 
+# The Microsoft.Web ARM api-version Healer is tested against (azure-mgmt-web 11.0.1's default, pinned here so that an
+# SDK upgrade cannot silently move Healer to another API version). Recorded in README.md.
+WEB_API_VERSION = "2025-05-01"
+
 if TYPE_CHECKING:
     from azure.mgmt.web import WebSiteManagementClient
 
@@ -19,7 +23,8 @@ def _client(subscription: str, endpoint: str, audience: str, poll: float, client
     from azure.mgmt.web import WebSiteManagementClient
     from shared.identity import credential
     return WebSiteManagementClient(credential(client_id), subscription, base_url=endpoint,
-                                   credential_scopes=[audience.rstrip("/") + "/.default"], polling_interval=poll)
+                                   credential_scopes=[audience.rstrip("/") + "/.default"], polling_interval=poll,
+                                   api_version=WEB_API_VERSION)
 
 
 def web_client(settings: Settings, subscription: str) -> "WebSiteManagementClient":

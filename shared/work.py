@@ -10,11 +10,15 @@ import json
 import random
 from typing import Any, Callable
 
-from shared.config import Settings
+from shared import safejson
+from shared.config import ConfigError, Settings
 from shared.storage import queue
 from shared.tracing import TRACE_FIELD, span, with_context
 
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 1
+MAX_MESSAGE_BYTES = 64 * 1024
+# What a handler raises when a message is JSON but not one it can read (pydantic's ValidationError is a ValueError).
+MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError, ArithmeticError, RecursionError)  # Azure Storage queue messages are at most 64 KiB
 
 
 class RetryLater(Exception):
@@ -46,7 +50,8 @@ def enqueue(settings: Settings, queue_name: str, message: dict[str, Any], delay_
 def retry(settings: Settings, queue_name: str, message: dict[str, Any], delay_seconds: float, reason: str,
           max_attempts: int) -> bool:
     """Re-enqueue with attempt+1 after a delay. False (and dead-lettered) once attempts are exhausted."""
-    attempt = int(message.get("attempt", 0)) + 1
+    previous = message.get("attempt", 0)
+    attempt = (previous if isinstance(previous, int) and not isinstance(previous, bool) and previous >= 0 else 0) + 1
     if attempt > max_attempts:
         dead_letter(settings, queue_name, message, f"gave up after {max_attempts} attempts: {reason}")
         return False
@@ -62,14 +67,15 @@ def run_queue_message(settings: Settings, queue_name: str, body: bytes, dequeue_
                       handler: Callable[[dict[str, Any]], str], max_attempts: int) -> str:
     """The common body of every queue-triggered function.
 
-    Malformed messages are dead-lettered at once (retrying cannot fix them); `RetryLater` re-enqueues with a
-    delay; any other exception propagates so the Functions host retries and finally poisons the message.
+    Malformed messages (not JSON within `shared.safejson`'s limits, or JSON the handler cannot read: `MALFORMED`)
+    are dead-lettered at once (retrying cannot fix them); `RetryLater` re-enqueues with a delay; any other exception
+    (storage, ARM, configuration) propagates so the Functions host retries and finally poisons the message.
     """
     try:
-        message = json.loads(body)
+        message = safejson.loads(body, MAX_MESSAGE_BYTES)
         if not isinstance(message, dict):
             raise ValueError("not a JSON object")
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:  # JsonLimitError names the limit broken
         dead_letter(settings, queue_name, {"raw": body[:2000].decode("utf-8", "replace")},
                     f"malformed message: {exc}")
         return "dead-letter"
@@ -84,6 +90,12 @@ def run_queue_message(settings: Settings, queue_name: str, body: bytes, dequeue_
     except RetryLater as exc:
         return "retry" if retry(settings, queue_name, message, exc.delay_seconds, exc.reason, max_attempts) \
             else "dead-letter"
+    except MALFORMED as exc:
+        if isinstance(exc, ConfigError):
+            raise   # Healer's own configuration: the host retries, then the poison handler audits it
+        # the message is well-formed JSON but not a message this worker can read: retrying cannot fix it
+        dead_letter(settings, queue_name, message, f"malformed message: {type(exc).__name__}: {str(exc)[:300]}")
+        return "dead-letter"
 
 
 def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_count: int | None,
@@ -93,7 +105,7 @@ def record_dead_letter(settings: Settings, healer: str, body: bytes, dequeue_cou
     from shared import audit
     from shared.notify import notify
     try:
-        message: Any = json.loads(body)
+        message: Any = safejson.loads(body, MAX_MESSAGE_BYTES)
     except ValueError:
         message = None
     if not isinstance(message, dict):

@@ -64,7 +64,7 @@ def accept_budget(req: func.HttpRequest, settings: Settings, principal: Principa
         raise BadRequest(400, "not a Cost Management budget alert: expected schemaId 'AIP Budget Notification' or "
                               "the common alert schema with monitoringService 'CostAlerts'")
     try:
-        alert = parse_budget_alert(body)
+        alert = parse_budget_alert(body, _now())
     except BudgetPayloadError as exc:
         raise BadRequest(400, f"unreadable budget alert: {exc}") from None
     failed = queue_or_503(settings, shell.QUEUE, shell.budget_message(alert, _now()), f"alert {alert.alert_id} (budget)")

@@ -124,7 +124,7 @@ def _datetime(value: Any, field: str) -> dt.datetime | None:
 
 
 def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def is_budget_alert(payload: Any) -> bool:
@@ -139,18 +139,27 @@ def is_budget_alert(payload: Any) -> bool:
             and essentials.get("monitoringService") == COST_SERVICE)
 
 
-def parse_budget_alert(payload: Any) -> BudgetAlert:
+def budget_period(at: dt.datetime) -> str:
+    """The budget period an alert belongs to, for its identity: the calendar month (UTC) it fired in. Cost Management
+    notifies once per threshold per period, so next month's alert at the same threshold is a new incident; a
+    quarterly or annual budget at worst gets a repeat notification treated as new (re-evaluated, never doubled)."""
+    return at.astimezone(dt.timezone.utc).strftime("%Y-%m")
+
+
+def parse_budget_alert(payload: Any, received_at: dt.datetime | None = None) -> BudgetAlert:
+    """`received_at` (default: now) dates the legacy shape, which carries no time of its own."""
     if not isinstance(payload, dict):
         raise BudgetPayloadError("payload must be a JSON object")
     schema = payload.get("schemaId")
+    received = received_at or dt.datetime.now(dt.timezone.utc)
     if schema == LEGACY_SCHEMA:
-        return _parse_legacy(payload)
+        return _parse_legacy(payload, received)
     if schema == COMMON_SCHEMA:
-        return _parse_common(payload)
+        return _parse_common(payload, received)
     raise BudgetPayloadError(f"not a budget alert (schemaId {str(schema)[:64]!r})")
 
 
-def _parse_legacy(payload: dict) -> BudgetAlert:
+def _parse_legacy(payload: dict, received: dt.datetime) -> BudgetAlert:
     data = payload.get("data")
     if not isinstance(data, dict):
         raise BudgetPayloadError("missing data")
@@ -165,7 +174,7 @@ def _parse_legacy(payload: dict) -> BudgetAlert:
     budget = parse_amount(data.get("Budget"))
     spent = parse_amount(data.get("SpendingAmount"))
     # The legacy shape has no alert id: the same budget, period and threshold is the same notification.
-    alert_id = "legacy:" + _digest(scope, name, start, threshold)
+    alert_id = "legacy:" + _digest(scope, name, start, threshold, budget_period(received))
     return BudgetAlert(
         schema="legacy", alert_id=alert_id, condition="Fired", budget_name=name, scope=scope,
         threshold_type="Actual", budget=budget, spent=spent, forecast=None,
@@ -173,7 +182,7 @@ def _parse_legacy(payload: dict) -> BudgetAlert:
         fired_at=None, budget_start=start, description="")
 
 
-def _parse_common(payload: dict) -> BudgetAlert:
+def _parse_common(payload: dict, received: dt.datetime) -> BudgetAlert:
     data = payload.get("data")
     if not isinstance(data, dict):
         raise BudgetPayloadError("missing data")
@@ -199,7 +208,8 @@ def _parse_common(payload: dict) -> BudgetAlert:
     # essentials.alertId is shared by every alert of the scope (".../alerts/Test_Alert" in the samples), so the
     # notification is identified by the budget, its period, the threshold and the kind.
     base = _text(essentials.get("alertId"), "essentials.alertId")
-    alert_id = "cost:" + _digest(base, budget_id or name, start, threshold_raw, threshold_type)
+    alert_id = "cost:" + _digest(base, budget_id or name, start, threshold_raw, threshold_type,
+                                 budget_period(fired_at or received))
     return BudgetAlert(
         schema="common", alert_id=alert_id, condition="Fired", budget_name=name, scope=scope,
         threshold_type=threshold_type, budget=parse_amount(alert_data.get("BudgetThreshold")),

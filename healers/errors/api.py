@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from typing import Any
 
 import azure.functions as func
 
 from healers.errors import shell
 from shared import audit
-from shared.api import caller_name
+from shared.api import caller_name, queue_or_503
 from shared.auth import Principal
 from shared.config import Settings
 from shared.http import BadRequest, read_json, respond
-from shared.work import enqueue, record_dead_letter, run_queue_message
+from shared.work import record_dead_letter, run_queue_message
 
 log = logging.getLogger("healer.errors")
 
@@ -60,21 +61,46 @@ def request_run(req: func.HttpRequest, settings: Settings, principal: Principal)
     now = _now()
     try:
         if body.get("start") or body.get("end"):
-            start = dt.datetime.fromisoformat(str(body.get("start")).replace("Z", "+00:00"))
-            end = dt.datetime.fromisoformat(str(body.get("end")).replace("Z", "+00:00"))
-            window = shell.check_window(start, end, now)
+            window = shell.check_window(_when(body.get("start"), "start"), _when(body.get("end"), "end"), now)
         else:
-            hours = int(body.get("hours") or shell.load_config(settings).window_hours)
-            if not 1 <= hours <= 168:
-                raise ValueError("hours must be 1..168")
+            hours = _hours(body.get("hours")) if body.get("hours") is not None \
+                else shell.load_config(settings).window_hours
             window = shell.default_window(now, hours)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise BadRequest(400, f"bad window: {exc}") from None
-    enqueue(settings, shell.QUEUE, shell.work_message(window, by))
+    failed = queue_or_503(settings, shell.QUEUE, shell.work_message(window, by), f"run {window.key}")
+    if failed:
+        return failed
     audit.record(settings, healer=shell.HEALER, outcome="recorded", reason=f"run over {window.key} requested by {by}",
                  subject=window.key, now=now)
     return respond(202, {"accepted": True, "window": {"start": shell.iso(window.start), "end": shell.iso(window.end)},
                          "queue": shell.QUEUE})
+
+
+def _when(value: Any, field: str) -> dt.datetime:
+    """An ISO 8601 time with a UTC offset between the years 2000 and 2999 (year 1 at +14:00 overflows)."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError(f"{field} must be an ISO 8601 time with a UTC offset")
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    when = dt.datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError("start and end need a UTC offset")
+    if not 2000 <= when.year <= 2999:
+        raise ValueError(f"{field} must be between the years 2000 and 2999")
+    return when
+
+
+def _hours(value: Any) -> int:
+    """1..168 whole hours (an integer, an integral number or a digit string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("hours must be a whole number 1..168")
+    if isinstance(value, str):
+        if not value.strip().isdigit() or len(value) > 6:
+            raise ValueError("hours must be a whole number 1..168")
+        value = int(value)
+    if not (1 <= value <= 168) or value != int(value):
+        raise ValueError("hours must be a whole number 1..168")
+    return int(value)
 
 
 def process(msg: func.QueueMessage) -> str:

@@ -20,6 +20,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from healers.errors.redact import redact
 from healers.errors.triage import TRIAGE_DIR
 
 
@@ -232,6 +233,7 @@ class Repo:
             raise GitHubError(f"refusing to write an unsafe path {path[:100]!r}")
         if not path.startswith(self.write_prefix):
             raise GitHubError(f"refusing to write {path[:100]!r}: Healer only writes under {self.write_prefix}")
+        text, message = redact(text), redact(message)   # final pass over everything that leaves Healer
         current = self.file(path, branch)
         if current is not None and current[0] == text:
             return False
@@ -245,17 +247,17 @@ class Repo:
         return True
 
     def open_draft(self, branch: str, base: str, title: str, body: str) -> int:
-        resp = self._call(self.gh.rest.pulls.create, data={"title": title, "head": branch, "base": base,
-                                                            "body": body, "draft": True,
+        resp = self._call(self.gh.rest.pulls.create, data={"title": redact(title), "head": branch, "base": base,
+                                                            "body": redact(body), "draft": True,
                                                             "maintainer_can_modify": True})
         if resp is None:
             raise GitHubError("could not open the pull request")
         return int(resp.json()["number"])
 
     def update_pull(self, number: int, body: str) -> None:
-        self._call(self.gh.rest.pulls.update, number, data={"body": body})
+        self._call(self.gh.rest.pulls.update, number, data={"body": redact(body)})
 
     def comment(self, number: int, body: str) -> None:
-        resp = self._call(self.gh.rest.issues.create_comment, number, data={"body": body})
+        resp = self._call(self.gh.rest.issues.create_comment, number, data={"body": redact(body)})
         if resp is None:
             raise GitHubError("could not comment")

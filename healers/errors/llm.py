@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from healers.errors.redact import redact
+from healers.errors.redact import redact, redact_json
 
 log = logging.getLogger("healer.errors.llm")
 MAX_SOURCE_CHARS = 12_000
@@ -94,7 +94,7 @@ def evidence_document(title: str, exc_type: str, occurrences: int, roles: list[s
         "source_files": {path: text[:MAX_SOURCE_CHARS] for path, text in sorted(sources.items())},
     }
     # Untrusted text must not be able to close the evidence block and speak as the instructions after it.
-    return _MARKER.sub("[marker removed]", redact(json.dumps(doc, indent=1, ensure_ascii=False)))
+    return _MARKER.sub("[marker removed]", redact(json.dumps(redact_json(doc), indent=1, ensure_ascii=False)))
 
 
 def messages_for(evidence: str) -> list[dict[str, str]]:
@@ -156,7 +156,8 @@ def diagnose(client: Any, cfg: ModelConfig, evidence: str, budget: Budget,
             return outcome
         outcome.prompts.append(msgs[-1]["content"])
         try:
-            resp = client.chat.completions.create(model=cfg.model, messages=msgs, temperature=0,
+            resp = client.chat.completions.create(model=cfg.model, temperature=0,  # final redaction pass:
+                                                  messages=[{**m, "content": redact(m["content"])} for m in msgs],
                                                   max_tokens=MAX_COMPLETION_TOKENS,
                                                   response_format={"type": "json_object"})
         except openai.RateLimitError:

@@ -14,8 +14,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from shared import safejson
+
 TOP_FRAMES = 3
-MAX_STACK_CHARS = 16_000
+MAX_STACK_CHARS = 16_000   # hard cap of one stack's text; the rest is not parsed
+MAX_LINE_CHARS = 1_000     # a longer line is not a frame (no frame regex ever sees more)
 MAX_FRAMES = 200
 
 
@@ -58,7 +61,9 @@ def normalise_path(path: str) -> str:
 
 def _dotnet_name(name: str) -> str:
     name = _ARITY.sub("", name.strip())
-    name = re.sub(r"\(.*\)$", "", name)  # parameters
+    paren = name.find("(")
+    if paren >= 0 and name.endswith(")"):  # parameters (what `\(.*\)$` removed, without its quadratic scan)
+        name = name[:paren]
     name = re.sub(r"\.<(\w+)>d__\d+\.MoveNext$", r".\1", name)  # async/iterator state machine
     name = re.sub(r"\.<>c__DisplayClass[\w]+\.<(\w+)>b__\w+$", r".\1.lambda", name)  # closure lambda
     name = re.sub(r"\.<>c\.<(\w+)>b__\w+$", r".\1.lambda", name)  # static lambda
@@ -81,7 +86,9 @@ def _java_name(name: str) -> str:
 
 def _node_name(name: str) -> str:
     name = re.sub(r"^(?:async |new )", "", name.strip())
-    name = re.sub(r"\s*\[as \w+\]$", "", name)
+    alias = re.search(r"\[as \w+\]$", name)
+    if alias:
+        name = name[:alias.start()].rstrip()
     return name or "<anonymous>"
 
 
@@ -118,9 +125,11 @@ def _in_app(lang: str, function: str, file: str, in_app_prefixes: tuple[str, ...
 # ---------------------------------------------------------------------------------------------- parsing
 
 _RE_DOTNET = re.compile(r"^\s*at (?P<fn>[^\s(][^(]*\([^)]*\))(?: in (?P<file>.+?):line (?P<line>\d+))?\s*$")
-_RE_PY = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<fn>.+?)\s*$')
+_RE_PY = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<fn>.*\S)\s*$')
 _RE_JAVA = re.compile(r"^\s*at (?P<fn>[\w$.<>/]+)\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)\s*$")
-_RE_NODE_NAMED = re.compile(r"^\s*at (?P<fn>.+?) \((?P<file>.+?)(?::(?P<line>\d+))?(?::\d+)?\)\s*$")
+# no parentheses inside the function or the location: each part is found in one pass (the former `.+?` pair
+# backtracked cubically on long lines of " (")
+_RE_NODE_NAMED = re.compile(r"^\s*at (?P<fn>[^()]+?) \((?P<file>[^()]+?)(?::(?P<line>\d+))?(?::\d+)?\)\s*$")
 _RE_NODE_BARE = re.compile(r"^\s*at (?P<file>(?:/|[A-Za-z]:\\|node:|file://|webpack:)[^\s]+?)(?::(?P<line>\d+))?"
                            r"(?::\d+)?\s*$")
 
@@ -170,7 +179,8 @@ def parse_text(stack: str, in_app_prefixes: Iterable[str] = ()) -> list[Frame]:
     """Frames of a raw stack, innermost (throwing) frame first, whatever the language."""
     prefixes = tuple(p for p in in_app_prefixes if p)
     lines = (stack or "")[:MAX_STACK_CHARS].splitlines()
-    frames = [f for f in (_parse_line(line, prefixes) for line in lines) if f is not None][:MAX_FRAMES]
+    frames = [f for f in (_parse_line(line, prefixes) for line in lines if len(line) <= MAX_LINE_CHARS)
+              if f is not None][:MAX_FRAMES]
     if frames and frames[0].lang == "python":
         frames.reverse()  # Python prints the outermost call first
     return frames
@@ -204,9 +214,9 @@ def parse_details(details: Any, in_app_prefixes: Iterable[str] = ()) -> tuple[li
         text = value.strip()
         if text.startswith(("[", "{")):
             try:
-                value = json.loads(text[:MAX_STACK_CHARS * 4])
-            except ValueError:
-                return parse_text(text, prefixes), text[:MAX_STACK_CHARS]
+                value = safejson.loads(text[:MAX_STACK_CHARS * 4], MAX_STACK_CHARS * 16)
+            except ValueError:  # cut short (the query keeps SAMPLE_CHARS) or hostile: keep what can be read
+                return _salvage(text[:MAX_STACK_CHARS * 4], prefixes)
         else:
             return parse_text(text, prefixes), text[:MAX_STACK_CHARS]
     if isinstance(value, dict):
@@ -221,6 +231,45 @@ def parse_details(details: Any, in_app_prefixes: Iterable[str] = ()) -> tuple[li
                                 for f in frames)
         return frames, str(text)[:MAX_STACK_CHARS]
     return parse_text(str(raw), prefixes), str(raw)[:MAX_STACK_CHARS]
+
+
+_PARSED_ITEM = re.compile(r'\{[^{}]{0,2000}"method"\s*:[^{}]{0,2000}\}')
+_RAW_STACK = re.compile(r'"(?:rawStack|stack)"\s*:\s*"')
+
+
+def _salvage(text: str, prefixes: tuple[str, ...]) -> tuple[list[Frame], str]:
+    """Frames from `details` JSON that does not parse, typically cut short by the query: the complete parsedStack
+    items before the cut, else the rawStack string up to the cut. Linear: one scan each."""
+    items = []
+    for m in _PARSED_ITEM.finditer(text):
+        try:
+            item = safejson.loads(m.group(0), 8192)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            items.append(item)
+        if len(items) >= MAX_FRAMES:
+            break
+    if items:
+        frames = _parsed_stack(items, prefixes)
+        return frames, "\n".join(f"   at {f.function}" + (f" in {f.file}:line {f.line}" if f.file else "")
+                                 for f in frames)[:MAX_STACK_CHARS]
+    start = _RAW_STACK.search(text)
+    if start:
+        raw = _json_string_prefix(text[start.end():])
+        return parse_text(raw, prefixes), raw[:MAX_STACK_CHARS]
+    return parse_text(text, prefixes), text[:MAX_STACK_CHARS]
+
+
+def _json_string_prefix(text: str) -> str:
+    """The decoded content of a JSON string body that may be cut short (no closing quote, a dangling escape)."""
+    end = re.search(r'(?<!\\)(?:\\\\)*"', text)
+    body = text[:end.end() - 1] if end else text
+    body = re.sub(r"\\(?:u[0-9a-fA-F]{0,3})?$", "", body)   # a dangling backslash or a cut \u escape
+    try:
+        return json.loads('"' + body + '"')
+    except ValueError:
+        return body.replace("\\n", "\n").replace('\\"', '"')
 
 
 # ---------------------------------------------------------------------------------------------- fingerprints

@@ -8,7 +8,7 @@ import azure.functions as func
 
 from healers.replication import shell
 from healers.replication.events import EventParseError, ParsedEvent, parse_event, parse_trigger_event
-from shared import audit
+from shared import audit, safejson
 from shared.auth import Principal
 from shared.config import Settings
 from shared.http import BadRequest, problem, read_json, respond
@@ -26,9 +26,12 @@ def parse_function_event(event: Any) -> ParsedEvent:
                "subject": event.subject, "data": event.get_json()}
         if time:
             obj["time"] = time
+        safejson.check_value(obj)
         return parse_event(obj)
+    data = event.get_json()
+    safejson.check_value(data)   # depth, number, string and size limits, as for every other entry point
     return parse_trigger_event(id=event.id, event_type=event.event_type, subject=event.subject, topic=event.topic,
-                               event_time=event.event_time, data=event.get_json())
+                               event_time=event.event_time, data=data)
 
 
 def on_event(event: Any) -> str:
@@ -37,7 +40,7 @@ def on_event(event: Any) -> str:
     settings = Settings()
     try:
         parsed = parse_function_event(event)
-    except EventParseError as exc:
+    except (EventParseError, ValueError) as exc:  # ValueError: the data broke a shared.safejson limit
         event_id = str(getattr(event, "id", "") or "")[:200]
         event_type = str(getattr(event, "event_type", None) or getattr(event, "type", "") or "")[:200]
         audit.record(settings, healer=shell.HEALER, outcome="refused", reason=f"malformed ACR event: {exc}",

@@ -6,11 +6,12 @@ distribution grammar, and anything malformed raises `EventParseError` with a mes
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import Any, Literal, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict
+
+from shared import safejson
 
 IMAGE_PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
 IMAGE_DELETED = "Microsoft.ContainerRegistry.ImageDeleted"
@@ -233,9 +234,10 @@ def parse_body(body: bytes | str | Any) -> list[ParsedEvent]:
         if len(body) > MAX_BODY_BYTES:
             raise EventParseError(f"body larger than {MAX_BODY_BYTES} bytes")
         try:
-            body = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise EventParseError(f"body is not JSON: {exc.msg} at position {exc.pos}") from None
+            body = safejson.loads(body, MAX_BODY_BYTES)
+        except safejson.JsonLimitError as exc:
+            reason = exc.reason.replace("not valid JSON (", "not JSON (") if exc.limit == "syntax" else exc.reason
+            raise EventParseError(reason) from None
     items = body if isinstance(body, list) else [body]
     if not items:
         raise EventParseError("empty event batch")
