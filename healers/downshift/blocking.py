@@ -12,8 +12,8 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from healers.downshift import block as block_mod
-from healers.downshift.actuators import BlockFlag, WriteConflict, WritePinned
-from healers.downshift.core import DownshiftState, SpendObservation
+from healers.downshift.actuators import BlockFlag, WriteConflict, WritePinned, _truthy
+from healers.downshift.core import HEALER, DownshiftState, SpendObservation
 from healers.downshift.periods import period_at
 from shared import approvals, policy_source
 from shared.policy import evaluate
@@ -23,6 +23,32 @@ if TYPE_CHECKING:
     from shared.state import Record
 
 BLOCK_ACTIONS = frozenset(block_mod.ACTIONS.values())
+
+
+PENDING = "blockPending"
+BLOCK_FIELDS = ("blocked", "blocked_period", "blocked_budget", "blocked_since", "block_waived")
+
+
+def settle(ev: "Evaluation", record: "Record", state: DownshiftState) -> DownshiftState:
+    """Resolve a block-flag write a stopped evaluation left behind: adopt its block fields when the flag shows it
+    landed (set by Healer / gone), drop it otherwise. Audited either way."""
+    from healers.downshift.shell import _audit
+    pending = record.data.get(PENDING) or {}
+    to = pending.get("to")
+    try:
+        intended = DownshiftState.from_dict(pending["state"])
+    except (KeyError, TypeError, ValueError):
+        intended, to = None, None
+    current = BlockFlag(ev.ctx.actuator(ev.app)).read(ev.tenant)
+    landed = intended is not None and (
+        (to == "block" and _truthy(current.value) and current.written_by == HEALER)
+        or (to == "unblock" and current.value is None))
+    new = dataclasses.replace(state, **{f: getattr(intended, f) for f in BLOCK_FIELDS}) if landed else state
+    ev._save(record, new, **{PENDING: None})
+    _audit(ev.ctx, ev.app, ev.tenant, "recorded", f"recovered an interrupted {to or 'unreadable'} of the block flag: "
+           f"{'it had landed; recorded now' if landed else 'it never landed'}",
+           current={"value": current.value, "writtenBy": current.written_by}, recovery="block flag")
+    return new
 
 
 def applies(ev: "Evaluation", state: DownshiftState, lift: bool) -> bool:
@@ -36,6 +62,8 @@ def step(ev: "Evaluation", record: "Record", spend: SpendObservation | None, *, 
     ctx, app, tenant = ev.ctx, ev.app, ev.tenant
     state = (DownshiftState.from_dict(record.data["state"]) if record.data.get("state")
              else DownshiftState(app=app.resource_id, tenant=tenant))
+    if record.data.get(PENDING):
+        state = settle(ev, record, state)
     if not applies(ev, state, lift):
         return None
     policy = app.policy(tenant)
@@ -86,9 +114,13 @@ def step(ev: "Evaluation", record: "Record", spend: SpendObservation | None, *, 
                       on_parked=parked, ask=own_ask, approved=lift)
     if stopped:
         return stopped
+    # Intent first: a crash between the flag write and the state save must not leave a flag Healer does not know
+    # it set (it would never be lifted at the period reset). The next evaluation settles it (`settle`).
+    ev._save(record, state, **{PENDING: {"to": decision.action, "state": after.to_dict()}})
     try:
         result = flag.write(tenant, decision.action == "block", current, decision.reason, ctx.now())
     except (WriteConflict, WritePinned) as exc:
+        ev._save(record, state, **{PENDING: None})
         _audit(ctx, app, tenant, "skipped", f"block flag not written ({exc}): would {decision.reason}", **details)
         if approved_id:
             approvals.mark_executed(ctx.settings, HEALER, approved_id, ctx.now(), "skipped")
@@ -97,7 +129,7 @@ def step(ev: "Evaluation", record: "Record", spend: SpendObservation | None, *, 
         _audit(ctx, app, tenant, "failed", f"block flag write failed ({type(exc).__name__}): would "
                f"{decision.reason}; the next evaluation reads it again", **details)
         raise
-    ev._save(record, after)
+    ev._save(record, after, **{PENDING: None})
     details.update(write=result.details, readBack={"value": result.value, "confirmed": result.confirmed})
     if approved_id and not lift:
         approvals.mark_executed(ctx.settings, HEALER, approved_id, ctx.now(), "acted")

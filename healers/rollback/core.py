@@ -241,6 +241,10 @@ def decide(*, fired_at: dt.datetime, slot_name: str, obs: Observed, app: AppStat
                         clear_latch=clear_latch, tell_human=on_config_change == "skip", suspects=suspect)
 
     # 4. A rollback is warranted. An app whose releases carry irreversible data migrations freezes instead.
+    if freeze and not mode.killed and mode.dry_run:  # freezing changes Healer's state and the controls record
+        return Decision(action="dry-run", good=slot.build, bad=prod.build, clear_latch=clear_latch,
+                        reason=f"would freeze instead of rollback ({prod.build} arrived by swap at {_fmt(swap.at)}; "
+                               f"no swap of {slot.build} back) — {mode.reason}")
     if freeze and not mode.killed:
         return Decision(action="freeze", good=slot.build, bad=prod.build, clear_latch=clear_latch, tell_human=True,
                         reason=(f"freeze instead of rollback: {prod.build} (arrived by swap at {_fmt(swap.at)}) may "

@@ -17,6 +17,7 @@ from healers.rollback.evidence import bounded_evidence
 from healers.rollback.recovery import RecoveryOptions, judge, next_delay
 from healers.rollback.signal import Signal
 from shared import audit
+from shared.notify import notify
 from shared.config import RollbackTarget, Settings
 from shared.resource_ids import parse_site_id
 from shared.state import Store, acquire_lease, release_lease, safe_key, save_under_lease
@@ -82,25 +83,33 @@ def _check(settings: Settings, target: RollbackTarget, ops: Store, lease: Any, p
     details = {"check": proof["check"], "results": results.model_dump(mode="json"), "good": proof["good"],
                "bad": proof["bad"], "swapAt": proof["swapAt"], "deadline": proof["deadline"]}
     if verdict.status == "waiting":
+        # Queue the next re-check BEFORE saving its number: a crash between the two leaves this message current
+        # (it is redelivered and queues again; the spare copy is stale), never a proof no message will check.
+        enqueue(settings, QUEUE, recheck_message(target, proof["incident"], proof["check"] + 1),
+                next_delay(proof["check"] + 1, opts.recheck_seconds, deadline_in=(deadline - t).total_seconds()))
         proof["check"] += 1
         lease.record.data["proof"] = proof
         save_under_lease(ops, lease)
-        enqueue(settings, QUEUE, recheck_message(target, proof["incident"], proof["check"]),
-                next_delay(proof["check"], opts.recheck_seconds, deadline_in=(deadline - t).total_seconds()))
         return "waiting"
-    lease.record.data["proof"] = None
+    # Audit before the proof is dropped: a crash between the two re-runs the check (a second record), never
+    # leaves a proven or escalated recovery without its audit record.
     if verdict.status == "proven":
-        save_under_lease(ops, lease)
         _record(settings, target, "recorded", verdict.reason, proof, details, t)
+        lease.record.data["proof"] = None
+        save_under_lease(ops, lease)
         return "proven"
-    lease.record.data["escalated"] = verdict.reason[:500]
-    save_under_lease(ops, lease)
     details["evidence"] = bounded_evidence({**(proof.get("evidence") or {}), "signal": [
         {"name": r.name, "threshold": r.threshold, "operator": r.operator, "error": r.error,
          "before": [[p.at.isoformat(), p.value] for p in r.before][-60:],
          "after": [[p.at.isoformat(), p.value] for p in r.after][-60:]} for r in results.signal]})
-    _record(settings, target, "escalated", f"rollback to {proof['good']} did not prove a recovery: {verdict.reason}; "
-            f"no further swaps until re-armed", proof, details, t)
+    reason = f"rollback to {proof['good']} did not prove a recovery: {verdict.reason}; no further swaps until re-armed"
+    details["notification"] = notify(
+        settings, kind="escalation", title=f"Healer's rollback of {site.name} did not recover it",
+        text=reason, facts={"resource": target.resource_id, "incident": proof["incident"]})
+    _record(settings, target, "escalated", reason, proof, details, t)
+    lease.record.data["proof"] = None
+    lease.record.data["escalated"] = verdict.reason[:500]
+    save_under_lease(ops, lease)
     return "escalated"
 
 

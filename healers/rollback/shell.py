@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from healers.rollback import arm, changes, evidence
-from healers.rollback.attribution import dependency_hint
+from healers.rollback.attribution import MAX_CHANGES, ConfigChange, dependency_hint
 from healers.rollback.core import AppState, decide, remember_rollback, uncounted_since, verify
 from healers.rollback.operator import HEALER, Refused, app_state as _app_state, rearm, set_freeze  # noqa: F401
 from healers.rollback.signal import Signal
@@ -33,6 +33,7 @@ ACTION = "rollback.swap"
 MAX_ATTEMPTS = 12
 TARGET_PROPERTY = "healer.target"
 SLOT_PROPERTY = "healer.slot"
+FINGERPRINT_SOURCES = ("app-settings", "connection-strings")
 
 Step = Callable[[str], None]
 # The core's policy input is held open: kill, policy, dry-run and ask are shared.gate's, after the core. The core
@@ -321,8 +322,17 @@ class Run:
                                 swap_at=obs.last_swap.at if obs.last_swap else None,
                                 stored=self.lease.record.data.get("fingerprint"), now=t,
                                 ignore={marker.split(":", 1)[1]} if marker.startswith("appSetting:") else set())
-        if found.prints:
-            self.lease.record.data["fingerprint"] = found.prints
+        # The fingerprint is re-taken at every observation, so a change it found would be invisible to the next
+        # alert: remember those changes (names and times only) while they are after the current swap.
+        swap_at = obs.last_swap.at if obs.last_swap else None
+        seen = [ConfigChange.model_validate(c) for c in self.lease.record.data.get("fingerprintChanges") or []]
+        new = [c for c in found.changes if c.source in FINGERPRINT_SOURCES]
+        kept = [c for c in seen if swap_at is not None and c.before > swap_at and c not in new]
+        found.changes += kept
+        if found.prints or kept != seen or new:
+            self.lease.record.data["fingerprint"] = found.prints or self.lease.record.data.get("fingerprint")
+            self.lease.record.data["fingerprintChanges"] = [c.model_dump(mode="json")
+                                                            for c in (kept + new)[-MAX_CHANGES:]]
             save_under_lease(self.ops, self.lease)
         return found
 

@@ -119,3 +119,37 @@ def test_policy_deny_and_dry_run_never_block(downshift_env, monkeypatch):
     tick(clock)
     assert drain(downshift_env["env"], clock) == ["dry-run"]
     assert flag(ac, "acme") is None
+
+
+def test_a_crash_after_the_flag_write_still_lifts_the_block_at_the_period_reset(downshift_env, monkeypatch):
+    """The flag was written, then the worker stopped before the state was saved: the redelivered evaluation must
+    know Healer set the flag, or the period reset never lifts it and the tenant stays blocked for good."""
+    from healers.downshift.actuators import BlockFlag
+    from shared.storage import queue
+    la, ac, clock = downshift_env["la"], downshift_env["ac"], Clock(T0)
+    enable_block(monkeypatch, downshift_env, {"version": 1, "default": "deny", "rules": [
+        {"action": "downshift.*", "resource": "*", "effect": "allow"},
+        {"action": "downshift.block", "resource": "*/sites/chat-web", "effect": "allow"}]}, globex=False)
+    la.seed("AppMetrics", cost_rows("acme", 130.0, T0, n=2))
+    tick(clock)
+    real = BlockFlag.write
+
+    def write_then_crash(self, *a, **kw):
+        real(self, *a, **kw)
+        raise RuntimeError("worker recycled after the write")
+    monkeypatch.setattr(BlockFlag, "write", write_then_crash)
+    settings = Settings()
+    q = queue(settings, shell.QUEUE)
+    [m] = list(q.receive_messages(max_messages=32, visibility_timeout=30))
+    body = json.loads(m.content)
+    with pytest.raises(RuntimeError):
+        shell.handle(settings, body, owner="w1", now=clock)
+    q.delete_message(m)
+    assert flag(ac, "acme")["value"] == "true" and state("acme")["blocked"] is False
+    monkeypatch.setattr(BlockFlag, "write", real)
+    clock.now = dt.datetime(2026, 4, 1, 0, 5, tzinfo=UTC)           # the host redelivers it in the next period
+    la.seed("AppMetrics", cost_rows("acme", 0.5, clock.now))
+    shell.handle(settings, body, owner="w2", now=clock)
+    assert flag(ac, "acme") is None, "Healer's own block flag outlived the period"
+    assert state("acme")["blocked"] is False
+    assert any("interrupted block" in r["reason"] for r in records(clock, outcome="recorded"))

@@ -413,3 +413,11 @@ def test_freeze_instead_of_rollback_never_swaps_and_a_frozen_app_stays_put():
                max_build_age=dt.timedelta(hours=24), now=T0 + dt.timedelta(minutes=6), freeze=True)
     assert d.action == "freeze" and d.tell_human and "irreversible" in d.reason
     assert run(bad_in_prod(), app=AppState(frozen="migrations")).action == "skip"
+
+
+def test_freeze_in_dry_run_only_says_what_it_would_do():
+    d = decide(fired_at=T0 + dt.timedelta(minutes=5), slot_name="staging", obs=bad_in_prod(), app=AppState(),
+               mode=Mode(killed=False, dry_run=True, reason="dry-run on"), policy=ALLOW, approved=False,
+               max_rollbacks=2, window=dt.timedelta(hours=24), max_build_age=dt.timedelta(hours=24),
+               now=T0 + dt.timedelta(minutes=6), freeze=True)
+    assert d.action == "dry-run" and "would freeze" in d.reason, "a dry run froze the app (state and controls)"

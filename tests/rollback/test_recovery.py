@@ -162,3 +162,29 @@ def test_a_log_alert_is_re_run_through_logs_query_client(incident, arm, monkeypa
     assert recheck(1, 7) == "proven"
     assert "burn" in records("recorded")[0]["reason"]
     assert any("healer-query: rollback-slo-burn" in q.get("query", "") for q in la.queries())
+
+
+def test_a_crash_before_the_next_recheck_is_queued_never_orphans_the_proof(incident, arm, monkeypatch):
+    recovery_target(monkeypatch)
+    seed_5xx(arm, 40.0, 0.0)
+    assert handle(message(fired_alert())) == "acted"
+    real = prove.enqueue
+
+    def crash(*a, **kw):
+        monkeypatch.setattr(prove, "enqueue", real)
+        raise RuntimeError("worker recycled")
+    monkeypatch.setattr(prove, "enqueue", crash)
+    with pytest.raises(RuntimeError):
+        recheck(0, 2)
+    assert proof()["check"] == 0, "the proof moved on although no message carries its next check"
+    assert recheck(0, 2.5) == "waiting" and proof()["check"] == 1     # the redelivered message is still current
+    assert recheck(1, 6.5) == "proven"
+
+
+def test_an_unproven_recovery_notifies_a_human(incident, arm, monkeypatch):
+    recovery_target(monkeypatch)
+    seed_5xx(arm, 40.0, 40.0)
+    assert handle(message(fired_alert())) == "acted"
+    assert recheck(0, 10.5) == "escalated"
+    [esc] = records("escalated")
+    assert "notification" in esc["details"]["recovery"], "the escalation at the deadline tells nobody"

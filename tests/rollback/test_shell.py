@@ -586,3 +586,19 @@ def test_rearm_endpoint_validates_forget_build(incident, arm, registered_functio
     assert handle(message(fired_alert())) == "acted"
     ok = fn(_http("POST", "rollback/rearm", {"resourceId": SHOP, "by": "oncall", "forgetBuild": "v42"}))
     assert ok.status_code == 200 and json.loads(ok.get_body())["forgotten"]["v42"]["replaced_by"] == "v41"
+
+
+def test_a_fingerprinted_change_is_remembered_for_the_next_alert(incident, arm, monkeypatch):
+    """The fingerprint is re-taken at every observation: a change it found must still be suspect for the next alert
+    of the same incident (another rule, a re-fire), not forgotten because the new fingerprint already holds it."""
+    monkeypatch.setenv("HEALER_ROLLBACK_TARGETS", json.dumps([{"resourceId": SHOP, "activityLog": False}]))
+    monkeypatch.setenv("HEALER_KILL_SWITCH", "true")
+    assert handle(message(fired_alert())) == "skipped"
+    monkeypatch.delenv("HEALER_KILL_SWITCH")
+    arm.patch_slot(RG, APP, "production", app_settings={"FEATURE_X": "off"})
+    now = dt.datetime.now(dt.timezone.utc)
+    assert handle(message(fired_alert(fired=now + dt.timedelta(seconds=2)))) == "pending"
+    assert handle(message(fired_alert(fired=now + dt.timedelta(seconds=4)))) == "pending", \
+        "the second look forgot the change the first one found, and swapped code back"
+    assert "app setting FEATURE_X added on production" in records("pending")[-1]["reason"]
+    assert healer_swaps(arm) == 0
