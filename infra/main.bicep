@@ -137,6 +137,8 @@ param killSwitch bool = false
 param dryRun bool = true
 
 @description('HEALER_POLICY_LKG_MAX_AGE_SECONDS: how long the last-known-good policy may be used while HEALER_POLICY is unreadable (0: never).')
+@minValue(0)
+@maxValue(604800)
 param policyLkgMaxAgeSeconds int = 3600
 
 @secure()

@@ -17,7 +17,6 @@ from healers.rollback.evidence import bounded_evidence
 from healers.rollback.recovery import RecoveryOptions, judge, next_delay
 from healers.rollback.signal import Signal
 from shared import audit
-from shared.notify import notify
 from shared.config import RollbackTarget, Settings
 from shared.resource_ids import parse_site_id
 from shared.state import Store, acquire_lease, release_lease, safe_key, save_under_lease
@@ -103,9 +102,7 @@ def _check(settings: Settings, target: RollbackTarget, ops: Store, lease: Any, p
          "before": [[p.at.isoformat(), p.value] for p in r.before][-60:],
          "after": [[p.at.isoformat(), p.value] for p in r.after][-60:]} for r in results.signal]})
     reason = f"rollback to {proof['good']} did not prove a recovery: {verdict.reason}; no further swaps until re-armed"
-    details["notification"] = notify(
-        settings, kind="escalation", title=f"Healer's rollback of {site.name} did not recover it",
-        text=reason, facts={"resource": target.resource_id, "incident": proof["incident"]})
+    # The "escalated" audit record notifies every destination (shared.notify).
     _record(settings, target, "escalated", reason, proof, details, t)
     lease.record.data["proof"] = None
     lease.record.data["escalated"] = verdict.reason[:500]

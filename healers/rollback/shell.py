@@ -166,7 +166,7 @@ def handle(settings: Settings, message: dict[str, Any], *, owner: str, now: Call
             _audit(settings, "recorded", "Resolved: recorded, never acted on", target_hint(alert), alert, t)
             return "recorded"
         return "duplicate"
-    if gate.config_refusal(settings, healer=HEALER, resource=_target_hint(alert), subject=alert.alert_id,
+    if gate.config_refusal(settings, healer=HEALER, resource=target_hint(alert), subject=alert.alert_id,
                            what=f"decide on alert {alert.rule[:100]}", now=t) is not None:
         return "refused"  # an invalid configuration acts on nothing (and is not read further)
     try:
