@@ -53,6 +53,8 @@ def run(stack: LocalAzure) -> Timeline:
                      "layersreg.azurecr.io": urls["eastus"]}
         settings = {
             "HEALER_TABLE_PREFIX": "drillp" + uuid.uuid4().hex[:6],
+            "HEALER_POLICY": json.dumps({"version": 1, "default": "deny", "rules": [   # publishing passes the gate
+                {"action": "replication.publish", "resource": "*", "effect": "allow"}]}),
             "HEALER_REPLICATION_REGISTRIES": json.dumps({r: list(REGIONS) for r in ("throttlereg", "layersreg",
                                                                                    "dnsreg")}),
             "HEALER_REPLICATION_ENDPOINTS": json.dumps(endpoints),

@@ -45,7 +45,10 @@ def test_an_intake_key_opens_only_its_intake_function(host, functions):
                       and trigger(f)["authLevel"].upper() != "ANONYMOUS"}
     anonymous = {name: trigger(f) for name, f in functions.items() if trigger(f)["type"] == "httpTrigger"
                  and trigger(f)["authLevel"].upper() == "ANONYMOUS"}
-    assert all(t["methods"] == ["GET"] for t in anonymous.values())  # static console files only: no power
+    # Without a key: the console's static files (GET only, no data) and the signed approval links (the HMAC
+    # signature is the credential: tests/notify).
+    assert all(t["methods"] == ["GET"] for n, t in anonymous.items() if n != "approval_link")
+    assert set(anonymous) == {"console_page", "console_asset", "approval_link"}
     for intake in INTAKE:
         key = {"x-functions-key": keys[intake], **OPERATOR}   # even with the operator key stolen alongside
         for name, t in http_functions.items():

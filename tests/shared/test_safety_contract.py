@@ -76,14 +76,14 @@ def test_a_dead_letter_carries_the_real_error(storage_env):
     settings = Settings()
     raw = json.dumps({"v": 1, "kind": "alert", "alert": {"alert_id": "a-1"}}).encode()
 
-    def broken(message):
-        raise KeyError("essentials.alertId missing; token=abcdef0123456789 in the payload")
+    def broken(message):  # an error the host retries (a message Healer cannot read is dead-lettered at once: i10)
+        raise RuntimeError("essentials.alertId missing; token=abcdef0123456789 in the payload")
     for attempt in (1, 2):
-        with pytest.raises(KeyError):
+        with pytest.raises(RuntimeError):
             run_queue_message(settings, "healer-rollback", raw, attempt, broken, 5)
     record_dead_letter(settings, "rollback", raw, 5, lambda m: m["alert"]["alert_id"])
     [dead] = today_records(outcome="dead-letter")
-    assert "failed 5 times" in dead["reason"] and "last error: KeyError: " in dead["reason"]
+    assert "failed 5 times" in dead["reason"] and "last error: RuntimeError: " in dead["reason"]
     assert "essentials.alertId missing" in dead["reason"] and "abcdef0123456789" not in json.dumps(dead)
 
 
