@@ -58,8 +58,17 @@ def _global(url: Annotated[Optional[str], typer.Option(help="Healer API base URL
                                                                 help="Operator key (function-key mode).")] = None,
             audience: Annotated[Optional[str], typer.Option(envvar="HEALER_AUDIENCE",
                                                             help="Entra ID audience of Healer's app registration.")] = None,
-            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+            version: Annotated[bool, typer.Option("--version", help="Print the CLI's version and exit.",
+                                                  is_eager=True, callback=lambda v: _print_version(v))] = False) -> None:
     state.url, state.key, state.operator_key, state.audience, state.as_json = url, key, operator_key, audience, as_json
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from shared.version import __version__
+        print(__version__)
+        raise typer.Exit(0)
 
 
 def _api() -> Api:

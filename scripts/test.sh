@@ -8,7 +8,13 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 .venv/bin/python -m pytest -q "$@"
 [ $# -eq 0 ] || exit 0   # a chosen subset runs on 3.11 only
-py313=$(command -v python3.13 || ls -d "$HOME"/.pyenv/versions/3.13*/bin/python 2>/dev/null | tail -n 1 || true)
+py313=""
+for candidate in $(ls -d "$HOME"/.pyenv/versions/3.13*/bin/python 2>/dev/null) $(command -v python3.13 || true); do
+  # a pyenv shim exists even where it cannot run 3.13: take the first interpreter that really runs
+  if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1; then
+    py313=$candidate; break
+  fi
+done
 if [ -z "$py313" ]; then
   echo "no Python 3.13 interpreter on this machine: the 3.13 pass is skipped"
   exit 0

@@ -18,6 +18,7 @@ from shared.config import ConfigError, Settings
 from shared.controls import read_mode, set_control
 from shared.http import BadRequest, problem, read_json, respond
 from shared.tracing import span, with_context
+from shared.version import __version__
 from shared.work import encode
 
 log = logging.getLogger("healer.api")
@@ -157,9 +158,9 @@ def health(req: func.HttpRequest, settings: Settings, principal: Principal) -> f
             config_check.report(settings, found, _now())   # one config-invalid record per distinct problem set
         except Exception as exc:
             log.warning("could not record the configuration error: %s", type(exc).__name__)
-        return respond(503, {"status": "configuration-invalid", "actsOnNothing": True,
+        return respond(503, {"status": "configuration-invalid", "actsOnNothing": True, "version": __version__,
                              "problems": [p.as_dict() for p in found]})
-    return respond(200, {"status": "ok", "authMode": settings.auth_mode, "killSwitch": settings.kill_switch,
+    return respond(200, {"status": "ok", "version": __version__, "authMode": settings.auth_mode, "killSwitch": settings.kill_switch,
                          "dryRun": settings.dry_run, "operatorKey": not (settings.get("HEALER_OPERATOR_KEY") or "@Microsoft.KeyVault(").startswith(
                              "@Microsoft.KeyVault("),
                          "healers": {

@@ -133,6 +133,12 @@ def test_config_check_names_the_typo_and_its_fix(tmp_path):
     assert ok.returncode == 0 and json.loads(ok.stdout) == {"problems": [], "valid": True}
 
 
+def test_version_is_the_one_version():
+    from shared.version import __version__
+    proc = healer_cli(None, "--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == __version__
+
+
 def test_since_accepts_durations_and_dates():
     now = dt.datetime(2026, 12, 2, 12, tzinfo=dt.timezone.utc)
     assert parse_since("7d", now) == now - dt.timedelta(days=7)

@@ -54,7 +54,10 @@ def test_every_setting_and_json_document_is_validated(name, value, fragment):
 def test_typo_setting_acts_on_nothing_and_health_says_why(healer_env, arm, monkeypatch, functions):
     """HEALER_DRYRUN=true with an allow policy once swapped production: now nothing acts, loudly, once."""
     seed_bad_release(arm, healer_env["HEALER_ARM_ENDPOINT"], RG, APP)
-    assert call(functions, "health", http("GET", "health")).status_code == 200
+    ok = call(functions, "health", http("GET", "health"))
+    assert ok.status_code == 200
+    from shared.version import __version__
+    assert json.loads(ok.get_body())["version"] == __version__, "health reports the one version"
     monkeypatch.setenv("HEALER_DRYRUN", "true")
     for _ in range(2):
         assert handle(message(fired_alert(alert_id=str(uuid.uuid4())))) == "refused"
