@@ -12,9 +12,10 @@ stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
-want=$(stamp requirements.txt requirements-dev.txt)
+want=$(stamp requirements-pip.txt requirements.txt requirements-dev.txt)
 if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$want" ]; then
-  # The lock (scripts/lock.sh): every package pinned with its hashes; pip refuses anything else.
+  # The lock (scripts/lock.sh): every package pinned with its hashes; pip refuses anything else. First the pinned pip.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-pip.txt
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
   # The `healer` CLI (entry point in pyproject.toml), editable so it is this checkout's code.
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .

@@ -33,7 +33,8 @@ def locked(path: Path) -> dict[str, set[str]]:
 
 
 def test_each_lock_pins_what_its_input_asks_for_with_hashes():
-    for src, lock in (("requirements.in", "requirements.txt"), ("requirements-dev.in", "requirements-dev.txt")):
+    for src, lock in (("requirements-pip.in", "requirements-pip.txt"), ("requirements.in", "requirements.txt"),
+                      ("requirements-dev.in", "requirements-dev.txt")):
         wanted = pins(REPO / src) | (pins(REPO / "requirements.in") if src == "requirements-dev.in" else set())
         have = locked(REPO / lock)
         stale = [(name, version) for name, version, _ in wanted if version not in have.get(name, set())]
