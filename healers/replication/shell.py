@@ -702,24 +702,34 @@ class StatusError(Exception):
         self.reason = reason
 
 
-def status(settings: Settings, *, registry: str | None, repository: str | None, digest: str | None = None,
-           tag: str | None = None, now: Clock = time.time) -> dict[str, Any]:
-    """The wait for (registry, repository, digest), or for the newest push of `tag`. Raises StatusError.
-
-    A wait whose check chain died is reported `stalled` (why, last check) and its chain is restarted here (at most
-    once per cooldown), so it still reaches its real outcome."""
+def image_request(settings: Settings, registry: str | None, repository: str | None, digest: str | None,
+                  tag: str | None) -> tuple[str, str, ReplicationConfig]:
+    """Validate an image a caller names (status API, waits on demand): (registry, repository, config) of a watched
+    registry, or StatusError 400/404 with the reason. At least one of digest or tag is required."""
     registry, repository = (registry or "").strip().lower(), (repository or "").strip()
     if not REGISTRY_NAME_RE.fullmatch(registry) or len(repository) > 256 or not REPOSITORY_RE.fullmatch(repository):
         raise StatusError(400, "registry and repository are required and must be valid names")
-    if bool(digest) == bool(tag):
-        raise StatusError(400, "give exactly one of digest or tag")
-    if digest and not DIGEST_RE.fullmatch(digest):
+    if not digest and not tag:
+        raise StatusError(400, "give a digest, a tag, or both")
+    if digest and (len(digest) > 200 or not DIGEST_RE.fullmatch(digest)):
         raise StatusError(400, "digest must be sha256:<64 hex> or sha512:<128 hex>")
     if tag and not TAG_RE.fullmatch(tag):
         raise StatusError(400, "malformed tag")
     config = load_config(settings)
     if registry not in config.registries:
         raise StatusError(404, f"registry {registry!r} is not watched (HEALER_REPLICATION_REGISTRIES)")
+    return registry, repository, config
+
+
+def status(settings: Settings, *, registry: str | None, repository: str | None, digest: str | None = None,
+           tag: str | None = None, now: Clock = time.time) -> dict[str, Any]:
+    """The wait for (registry, repository, digest), or for the newest push of `tag`. Raises StatusError.
+
+    A wait whose check chain died is reported `stalled` (why, last check) and its chain is restarted here (at most
+    once per cooldown), so it still reaches its real outcome."""
+    if bool(digest) == bool(tag):
+        raise StatusError(400, "give exactly one of digest or tag")
+    registry, repository, config = image_request(settings, registry, repository, digest, tag)
     store = _store(settings)
     if tag:
         index = store.get(registry, tag_key(repository, tag))

@@ -8,8 +8,8 @@ import hashlib
 import time
 from typing import Any
 
-from healers.replication.events import DIGEST_RE, REGISTRY_NAME_RE, REPOSITORY_RE, TAG_RE, AcrImageEvent
-from healers.replication.shell import Clock, StatusError, _load, _store, accept, load_config, prober_for
+from healers.replication.events import DIGEST_RE, AcrImageEvent
+from healers.replication.shell import Clock, StatusError, _load, _store, accept, image_request, prober_for
 from shared.config import Settings
 
 WAIT_FIELDS = {"registry", "repository", "digest", "tag"}
@@ -27,19 +27,8 @@ def open_wait(settings: Settings, body: Any, *, now: Clock = time.time, prober: 
     values = {k: body.get(k) for k in WAIT_FIELDS}
     if any(v is not None and not isinstance(v, str) for v in values.values()):
         raise StatusError(400, "registry, repository, digest and tag must be strings")
-    registry = (values["registry"] or "").strip().lower()
-    repository, digest, tag = (values["repository"] or "").strip(), values["digest"], values["tag"]
-    if not REGISTRY_NAME_RE.fullmatch(registry) or len(repository) > 256 or not REPOSITORY_RE.fullmatch(repository):
-        raise StatusError(400, "registry and repository are required and must be valid names")
-    if not digest and not tag:
-        raise StatusError(400, "give a digest, a tag, or both")
-    if digest and (len(digest) > 200 or not DIGEST_RE.fullmatch(digest)):
-        raise StatusError(400, "digest must be sha256:<64 hex> or sha512:<128 hex>")
-    if tag and not TAG_RE.fullmatch(tag):
-        raise StatusError(400, "malformed tag")
-    config = load_config(settings)
-    if registry not in config.registries:
-        raise StatusError(404, f"registry {registry!r} is not watched (HEALER_REPLICATION_REGISTRIES)")
+    digest, tag = values["digest"], values["tag"]
+    registry, repository, config = image_request(settings, values["registry"], values["repository"], digest, tag)
     if not digest:
         digest = _resolve_tag(prober if prober is not None else prober_for(config), registry, repository, str(tag))
     key = hashlib.sha256(f"{registry}/{repository}@{digest}:{tag or ''}".encode()).hexdigest()[:32]
