@@ -23,7 +23,8 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
+from collections.abc import Callable
 
 import typer
 from rich.console import Console
@@ -52,11 +53,11 @@ state = State()
 
 
 @app.callback()
-def _global(url: Annotated[Optional[str], typer.Option(help="Healer API base URL (or HEALER_URL, or azd env).")] = None,
-            key: Annotated[Optional[str], typer.Option(envvar="HEALER_KEY", help="Function key.", show_default=False)] = None,
-            operator_key: Annotated[Optional[str], typer.Option(envvar="HEALER_OPERATOR_KEY", show_default=False,
+def _global(url: Annotated[str | None, typer.Option(help="Healer API base URL (or HEALER_URL, or azd env).")] = None,
+            key: Annotated[str | None, typer.Option(envvar="HEALER_KEY", help="Function key.", show_default=False)] = None,
+            operator_key: Annotated[str | None, typer.Option(envvar="HEALER_OPERATOR_KEY", show_default=False,
                                                                 help="Operator key (function-key mode).")] = None,
-            audience: Annotated[Optional[str], typer.Option(envvar="HEALER_AUDIENCE",
+            audience: Annotated[str | None, typer.Option(envvar="HEALER_AUDIENCE",
                                                             help="Entra ID audience of Healer's app registration.")] = None,
             as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
             version: Annotated[bool, typer.Option("--version", help="Print the CLI's version and exit.",
@@ -118,7 +119,7 @@ def _time_left(expires: str | None) -> str:
     if not expires:
         return "?"
     try:
-        left = dt.datetime.fromisoformat(expires) - dt.datetime.now(dt.timezone.utc)
+        left = dt.datetime.fromisoformat(expires) - dt.datetime.now(dt.UTC)
     except ValueError:
         return "?"
     if left.total_seconds() <= 0:
@@ -144,7 +145,7 @@ def _approvals_table(items: list[dict[str, Any]]) -> None:
 
 
 @app.command()
-def approvals(healer: Annotated[Optional[str], typer.Option(help="Only this healer.")] = None) -> None:
+def approvals(healer: Annotated[str | None, typer.Option(help="Only this healer.")] = None) -> None:
     """List pending approvals."""
     def go() -> None:
         api = _api()
@@ -169,7 +170,7 @@ def _decide(approval_id: str, decision: str, reason: str, by: str | None) -> Non
 @app.command()
 def approve(approval_id: Annotated[str, typer.Argument(metavar="ID")],
             reason: Annotated[str, typer.Option(help="Why (recorded in the audit).")],
-            by: Annotated[Optional[str], typer.Option(help="Who (function-key mode).")] = None) -> None:
+            by: Annotated[str | None, typer.Option(help="Who (function-key mode).")] = None) -> None:
     """Approve a pending action. Healer re-checks live state before acting."""
     _run(lambda: _decide(approval_id, "approve", reason, by))
 
@@ -177,7 +178,7 @@ def approve(approval_id: Annotated[str, typer.Argument(metavar="ID")],
 @app.command()
 def reject(approval_id: Annotated[str, typer.Argument(metavar="ID")],
            reason: Annotated[str, typer.Option(help="Why (recorded in the audit).")],
-           by: Annotated[Optional[str], typer.Option(help="Who (function-key mode).")] = None) -> None:
+           by: Annotated[str | None, typer.Option(help="Who (function-key mode).")] = None) -> None:
     """Reject a pending action."""
     _run(lambda: _decide(approval_id, "reject", reason, by))
 
@@ -197,7 +198,7 @@ def parse_since(text: str, now: dt.datetime) -> dt.datetime:
         at = dt.datetime.fromisoformat(text.strip())
     except ValueError:
         raise CliError(f"--since {text!r}: use 7d, 12h, 30m or an ISO date like 2026-11-30", USAGE) from None
-    return at.replace(tzinfo=dt.timezone.utc) if at.tzinfo is None else at
+    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
 
 
 def audit_records(api: Api, since: dt.datetime, now: dt.datetime, limit: int, **filters: str | None) -> list[dict]:
@@ -227,13 +228,13 @@ def _audit_table(records: list[dict[str, Any]]) -> None:
 
 @app.command()
 def audit(since: Annotated[str, typer.Option(help="How far back: 7d, 12h, 30m or an ISO date.")] = "1d",
-          healer: Annotated[Optional[str], typer.Option()] = None,
-          outcome: Annotated[Optional[str], typer.Option()] = None,
-          resource: Annotated[Optional[str], typer.Option()] = None,
+          healer: Annotated[str | None, typer.Option()] = None,
+          outcome: Annotated[str | None, typer.Option()] = None,
+          resource: Annotated[str | None, typer.Option()] = None,
           limit: Annotated[int, typer.Option(min=1, max=10000)] = 200) -> None:
     """The audit trail across days, newest first."""
     def go() -> None:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         records = audit_records(_api(), parse_since(since, now), now, limit, healer=healer, outcome=outcome,
                                 resource=resource)
         _emit({"count": len(records), "records": records}, lambda d: _audit_table(d["records"]))
@@ -255,18 +256,18 @@ def _switch(which: str, value: str, resource: str | None, reason: str, by: str |
 
 @app.command()
 def kill(value: Annotated[str, typer.Argument(metavar="on|off")],
-         resource: Annotated[Optional[str], typer.Option(help="A resource id; omit for every healer.")] = None,
+         resource: Annotated[str | None, typer.Option(help="A resource id; omit for every healer.")] = None,
          reason: Annotated[str, typer.Option(help="Why (recorded).")] = "set with the healer CLI",
-         by: Annotated[Optional[str], typer.Option()] = None) -> None:
+         by: Annotated[str | None, typer.Option()] = None) -> None:
     """Kill switch: stop every action (globally or for one resource)."""
     _run(lambda: _switch("kill", value, resource, reason, by))
 
 
 @app.command("dry-run")
 def dry_run(value: Annotated[str, typer.Argument(metavar="on|off")],
-            resource: Annotated[Optional[str], typer.Option(help="A resource id; omit for every healer.")] = None,
+            resource: Annotated[str | None, typer.Option(help="A resource id; omit for every healer.")] = None,
             reason: Annotated[str, typer.Option(help="Why (recorded).")] = "set with the healer CLI",
-            by: Annotated[Optional[str], typer.Option()] = None) -> None:
+            by: Annotated[str | None, typer.Option()] = None) -> None:
     """Dry-run: decide and record, never act (globally or for one resource)."""
     _run(lambda: _switch("dry-run", value, resource, reason, by))
 
@@ -274,7 +275,7 @@ def dry_run(value: Annotated[str, typer.Argument(metavar="on|off")],
 @app.command()
 def rearm(resource: Annotated[str, typer.Argument(metavar="RESOURCE")],
           reason: Annotated[str, typer.Option(help="Why (recorded).")] = "re-armed with the healer CLI",
-          by: Annotated[Optional[str], typer.Option()] = None) -> None:
+          by: Annotated[str | None, typer.Option()] = None) -> None:
     """Clear an app's rollback latch or escalation."""
     _run(lambda: _emit(_api().post("rollback/rearm", {"resourceId": resource, "by": operator_name(by),
                                                       "reason": reason}),
@@ -285,7 +286,7 @@ def rearm(resource: Annotated[str, typer.Argument(metavar="RESOURCE")],
 def release(resource: Annotated[str, typer.Argument(metavar="RESOURCE")],
             tenant: Annotated[str, typer.Option(help="Tenant, or * for the whole app.")],
             reason: Annotated[str, typer.Option(help="Why (recorded).")] = "released with the healer CLI",
-            by: Annotated[Optional[str], typer.Option()] = None) -> None:
+            by: Annotated[str | None, typer.Option()] = None) -> None:
     """Release a HELD downshift (app, tenant)."""
     _run(lambda: _emit(_api().post("downshift/release", {"resourceId": resource, "tenant": tenant,
                                                          "by": operator_name(by), "reason": reason}),
@@ -307,8 +308,8 @@ def _wait_render(d: dict[str, Any]) -> None:
 @app.command()
 def wait(registry: Annotated[str, typer.Argument(metavar="REGISTRY")],
          repository: Annotated[str, typer.Argument(metavar="REPOSITORY")],
-         digest: Annotated[Optional[str], typer.Option(help="The pushed digest.")] = None,
-         tag: Annotated[Optional[str], typer.Option(help="The pushed tag (resolved at the login server).")] = None,
+         digest: Annotated[str | None, typer.Option(help="The pushed digest.")] = None,
+         tag: Annotated[str | None, typer.Option(help="The pushed tag (resolved at the login server).")] = None,
          timeout: Annotated[float, typer.Option(help="Give up polling after this many seconds.")] = 3600.0,
          poll: Annotated[float, typer.Option(help="Seconds between status polls.")] = 10.0) -> None:
     """Open (or join) the replication wait of a pushed image, then wait for its outcome: exit 0 when it is
@@ -362,7 +363,7 @@ def status() -> None:
                 health = {"status": "unhealthy", "detail": exc.message}
             else:
                 raise
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         today = audit_records(api, now.replace(hour=0, minute=0, second=0, microsecond=0), now, 1000)
         counts: dict[str, int] = {}
         for r in today:
@@ -376,7 +377,7 @@ def status() -> None:
 # ---------------------------------------------------------------------------------------------- config
 
 @config_app.command("check")
-def config_check(file: Annotated[Optional[Path], typer.Argument(help="local.settings.json, a JSON object, "
+def config_check(file: Annotated[Path | None, typer.Argument(help="local.settings.json, a JSON object, "
                                                                      "`az ... appsettings list -o json`, or NAME=value lines")] = None,
                  from_env: Annotated[bool, typer.Option("--from-env", help="Check this process's environment.")] = False) -> None:
     """Validate settings offline with the app's own validator (exit 6 when invalid)."""

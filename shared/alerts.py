@@ -72,7 +72,7 @@ def parse_azure_time(value: Any) -> dt.datetime:
     # Azure sends 7 fractional digits; Python 3.11 parses at most 6.
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     parsed = dt.datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _time(value: Any, field: str, *, required: bool = True) -> dt.datetime | None:

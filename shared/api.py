@@ -8,7 +8,8 @@ import threading
 import uuid
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import azure.functions as func
 
@@ -99,7 +100,7 @@ def housekeeping(timer: func.TimerRequest) -> None:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def caller_name(principal: Principal, body: dict[str, Any]) -> str:
@@ -244,7 +245,7 @@ def put_controls(req: func.HttpRequest, settings: Settings, principal: Principal
     if not isinstance(body, dict):
         raise BadRequest(400, "body must be a JSON object")
     kill, dry = body.get("kill"), body.get("dryRun")
-    if kill is None and dry is None or any(v is not None and not isinstance(v, bool) for v in (kill, dry)):
+    if (kill is None and dry is None) or any(v is not None and not isinstance(v, bool) for v in (kill, dry)):
         raise BadRequest(400, "set 'kill' and/or 'dryRun' to true or false")
     scope = control_scope(body.get("scope"))
     by, now = caller_name(principal, body), _now()

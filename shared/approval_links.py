@@ -120,7 +120,7 @@ def verify(secret: bytes, token: str, now: dt.datetime) -> Claim:
     try:
         p = json.loads(raw)
         claim = Claim(str(p["h"]), str(p["a"]), str(p["act"]), str(p["r"]), str(p["d"]),
-                      dt.datetime.fromtimestamp(int(p["exp"]), dt.timezone.utc), sig)
+                      dt.datetime.fromtimestamp(int(p["exp"]), dt.UTC), sig)
     except (ValueError, KeyError, TypeError):
         raise LinkError(403, "this link's content is not understood") from None
     if claim.decision not in DECISIONS:
@@ -151,7 +151,7 @@ def check_approval(claim: Claim, approval: dict[str, Any] | None, now: dt.dateti
 # ---------------------------------------------------------------------------------------------- HTTP
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _page(status: int, title: str, paragraphs: list[str], form: str = "") -> func.HttpResponse:

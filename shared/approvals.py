@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
+from collections.abc import Iterable
 
 from shared.config import Settings
 from shared.state import Conflict, Record, Store
@@ -116,7 +117,7 @@ def _pending(settings: Settings, healers: Iterable[str], now: dt.datetime, limit
 def list_pending(settings: Settings, healer: str | None, now: dt.datetime | None = None,
                  limit: int = 100) -> list[dict[str, Any]]:
     """Pending approvals that have not expired, of one healer or (None) of all. Expired ones found are expired."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return _pending(settings, HEALERS if healer is None else (healer,), now, limit)
 
 

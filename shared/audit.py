@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 from shared.config import Settings
 from shared.state import Record, Store
@@ -47,7 +48,7 @@ def record(settings: Settings, *, healer: str, outcome: str, reason: str, resour
     """Write one audit record and emit it as an OpenTelemetry log record and metric. Returns the record."""
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown audit outcome {outcome!r}")
-    at = now or dt.datetime.now(dt.timezone.utc)
+    at = now or dt.datetime.now(dt.UTC)
     entry = {"at": at.isoformat(), "healer": healer, "outcome": outcome, "reason": reason[:2000],
              "resource": resource[:600], "subject": subject[:300], "details": details or {}}
     from shared import notify
@@ -100,9 +101,9 @@ def record_repeat(settings: Settings, *, healer: str, subject: str, reason: str,
     counted in memory and merged into the record (ETag-guarded, so instances add up) at most every
     `REPEAT_FLUSH_SECONDS` — a storm of thousands of duplicates costs a handful of writes, not one row each.
     `defer=True` (webhook intake) writes even the first one from a background timer, off the caller's latency."""
-    at = now or dt.datetime.now(dt.timezone.utc)
+    at = now or dt.datetime.now(dt.UTC)
     step = int(REPEAT_INTERVAL.total_seconds())
-    start = dt.datetime.fromtimestamp(int(at.timestamp()) // step * step, dt.timezone.utc)
+    start = dt.datetime.fromtimestamp(int(at.timestamp()) // step * step, dt.UTC)
     store = Store(settings, "audit")
     digest = hashlib.sha256(f"{healer}\n{subject}\n{resource}".encode()).hexdigest()[:16]
     key = (settings.table_prefix, settings.get("AzureWebJobsStorage") or "", healer, digest, start.isoformat())

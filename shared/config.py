@@ -11,7 +11,8 @@ import json
 import os
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -318,7 +319,7 @@ class DownshiftApp(BaseModel):
 
     @field_validator("tenants")
     @classmethod
-    def _tenants(cls, v: dict[str, "DownshiftTenant"]) -> dict[str, "DownshiftTenant"]:
+    def _tenants(cls, v: dict[str, DownshiftTenant]) -> dict[str, DownshiftTenant]:
         import re
         bad = [t for t in v if not re.match(_TENANT_RE, t)]
         if bad:

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from shared.config import SETTINGS, ConfigError, Settings
 

@@ -47,13 +47,13 @@ def page(req: func.HttpRequest) -> func.HttpResponse:
 def csrf_token(settings: Settings, principal: Principal, now: dt.datetime | None = None) -> str:
     """A per-identity, per-day token the console sends back on writes (`x-healer-csrf`): a cross-site form can
     ride the sign-in cookie, but cannot read this."""
-    day = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d")
+    day = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d")
     secret = settings.require("HEALER_CONSOLE_SECRET").encode()
     return hmac.new(secret, f"{principal.name}|{principal.method}|{day}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def csrf_valid(settings: Settings, principal: Principal, token: str | None, now: dt.datetime | None = None) -> bool:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if not token:
         return False
     return any(hmac.compare_digest(token, csrf_token(settings, principal, now - dt.timedelta(days=d)))

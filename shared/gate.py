@@ -26,7 +26,8 @@ import datetime as dt
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from shared import approvals, audit, config_check, policy_source
 from shared.config import Settings
@@ -121,7 +122,7 @@ def config_refusal(settings: Settings, *, healer: str, resource: str = "", subje
     found = config_check.problems(settings)
     if not found:
         return None
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     try:
         config_check.report(settings, found, now)
     except Exception as exc:
@@ -135,7 +136,7 @@ def config_refusal(settings: Settings, *, healer: str, resource: str = "", subje
 
 def check(settings: Settings, p: Proposal, now: dt.datetime | None = None) -> Verdict:
     """Pass one proposed side effect through the gate. Audits every verdict but `act`."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if p.action not in ACTIONS:
         raise ValueError(f"unknown action {p.action!r}: add it to shared.gate.ACTIONS")
     refusal = config_refusal(settings, healer=p.healer, resource=p.resource, subject=p.subject, what=p.plan,

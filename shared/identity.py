@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 @lru_cache(maxsize=4)
-def credential(client_id: str | None = None) -> "TokenCredential":
+def credential(client_id: str | None = None) -> TokenCredential:
     """ManagedIdentityCredential when a managed-identity endpoint is present, else DefaultAzureCredential."""
     client_id = client_id or os.environ.get("AZURE_CLIENT_ID") or None
     if os.environ.get("IDENTITY_ENDPOINT") or os.environ.get("MSI_ENDPOINT"):

@@ -24,7 +24,7 @@ BACKOFF_S = 0.25
 
 
 @lru_cache(maxsize=8)
-def _service(conn: str | None, account: str | None, client_id: str | None) -> "QueueServiceClient":
+def _service(conn: str | None, account: str | None, client_id: str | None) -> QueueServiceClient:
     from azure.storage.queue import LinearRetry, QueueServiceClient
     options: dict[str, Any] = {
         "retry_policy": LinearRetry(backoff=BACKOFF_S, retry_total=RETRIES, random_jitter_range=0),  # type: ignore[arg-type]

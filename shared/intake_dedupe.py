@@ -22,7 +22,8 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from shared.config import Settings
 
@@ -113,7 +114,7 @@ def _enqueue_once(settings: Settings, healer: str, key: str, queue_name: str, me
     from shared.tracing import with_context
     from shared.work import encode
     ckey = _cache_key(settings, healer, key)
-    t = now or dt.datetime.now(dt.timezone.utc)
+    t = now or dt.datetime.now(dt.UTC)
     store, part, row = Store(settings, "dedupe"), f"intake:{healer}", safe_key(key)
     marker = Record(part, row, {"status": "queued", "queuedAt": t.isoformat(), "key": key[:300]})
     reason = "queued"

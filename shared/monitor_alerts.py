@@ -132,6 +132,6 @@ def acknowledge(settings: Settings, healer: str, subscription: str | None, alert
         return "acknowledged"
     except AzureError as exc:
         return f"failed: {type(exc).__name__} HTTP {getattr(exc, 'status_code', None) or '?'}"
-    except Exception as exc:  # noqa: BLE001 - best effort: acknowledging never breaks the healer
+    except Exception as exc:
         log.warning("acknowledging alert %s failed", alert_id, exc_info=True)
         return f"failed: {type(exc).__name__}"

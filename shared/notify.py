@@ -133,7 +133,7 @@ def deliver(settings: Settings, message: dict[str, Any], now: dt.datetime | None
     import httpx
     from shared.state import Conflict, Record, Store, safe_key
     from shared.work import Discard, RetryLater
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     entry, name = message.get("entry"), str(message.get("destination", ""))
     if not isinstance(entry, dict) or not entry.get("id"):
         raise Discard("notification message without an audit record")
@@ -169,7 +169,7 @@ def deliver(settings: Settings, message: dict[str, Any], now: dt.datetime | None
     except httpx.HTTPError as exc:
         problem, retryable = type(exc).__name__, True  # never str(exc): it may carry the URL
     if problem is None:
-        rec.data.update(status="sent", sentAt=dt.datetime.now(dt.timezone.utc).isoformat(), attempts=attempt + 1)
+        rec.data.update(status="sent", sentAt=dt.datetime.now(dt.UTC).isoformat(), attempts=attempt + 1)
         try:
             store.replace(rec)
         except Conflict:

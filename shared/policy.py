@@ -71,7 +71,7 @@ class When(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _pairs(self) -> "When":
+    def _pairs(self) -> When:
         if (self.start is None) != (self.end is None):
             raise ValueError("'start' and 'end' go together")
         if self.from_ and self.to and self.to <= self.from_:
@@ -192,7 +192,7 @@ def evaluate(policy: Policy | None, action: str, resource: str, unavailable_reas
     """Pure: the effect of `action` on `resource` at `now` with the proposed `params` (the hook is not called)."""
     if policy is None:
         return PolicyDecision(effect="deny", reason=f"fail closed: {unavailable_reason or 'policy unavailable'}")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     action_l, resource_l, params = action.lower(), resource.strip().lower(), params or {}
     matched = [(i, r) for i, r in enumerate(policy.rules) if r.applies(action_l, resource_l, now, params)]
     if not matched:

@@ -33,7 +33,7 @@ def _conn_or_account(settings: Settings) -> tuple[str | None, str | None]:
 
 
 @lru_cache(maxsize=8)
-def _table_service(conn: str | None, account: str | None, client_id: str | None) -> "TableServiceClient":
+def _table_service(conn: str | None, account: str | None, client_id: str | None) -> TableServiceClient:
     from azure.data.tables import TableServiceClient
     if conn:
         return TableServiceClient.from_connection_string(conn, **sdk_options())
@@ -43,7 +43,7 @@ def _table_service(conn: str | None, account: str | None, client_id: str | None)
 
 
 @lru_cache(maxsize=8)
-def _queue_service(conn: str | None, account: str | None, client_id: str | None) -> "QueueServiceClient":
+def _queue_service(conn: str | None, account: str | None, client_id: str | None) -> QueueServiceClient:
     from azure.storage.queue import QueueServiceClient
     if conn:
         return QueueServiceClient.from_connection_string(conn, **sdk_options())
@@ -52,14 +52,14 @@ def _queue_service(conn: str | None, account: str | None, client_id: str | None)
                               **sdk_options())
 
 
-def table(settings: Settings, name: str) -> "TableClient":
+def table(settings: Settings, name: str) -> TableClient:
     """A client for Healer table `name` (prefixed), created (and the table with it) on first use in this process."""
     conn, account = _conn_or_account(settings)
     return _table(conn, account, settings.get("AzureWebJobsStorage__clientId"), f"{settings.table_prefix}{name}")
 
 
 @lru_cache(maxsize=256)
-def _table(conn: str | None, account: str | None, client_id: str | None, full: str) -> "TableClient":
+def _table(conn: str | None, account: str | None, client_id: str | None, full: str) -> TableClient:
     service = _table_service(conn, account, client_id)
     key = (conn or account or "", full)
     if key not in _created:
@@ -70,14 +70,14 @@ def _table(conn: str | None, account: str | None, client_id: str | None, full: s
     return service.get_table_client(full)
 
 
-def queue(settings: Settings, name: str) -> "QueueClient":
+def queue(settings: Settings, name: str) -> QueueClient:
     """A client for queue `name` whose messages the Functions queue trigger can read (base64 text)."""
     conn, account = _conn_or_account(settings)
     return _queue(conn, account, settings.get("AzureWebJobsStorage__clientId"), name)
 
 
 @lru_cache(maxsize=64)
-def _queue(conn: str | None, account: str | None, client_id: str | None, name: str) -> "QueueClient":
+def _queue(conn: str | None, account: str | None, client_id: str | None, name: str) -> QueueClient:
     from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
     service = _queue_service(conn, account, client_id)
     client = service.get_queue_client(

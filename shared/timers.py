@@ -18,7 +18,7 @@ TIMERS = ("downshift_tick", "errors_daily", "housekeeping")
 
 def ran(settings: Settings, name: str, timer: Any = None, now: dt.datetime | None = None) -> None:
     """Record that timer `name` fired (past_due when the host caught up on a missed schedule)."""
-    at = now or dt.datetime.now(dt.timezone.utc)
+    at = now or dt.datetime.now(dt.UTC)
     past_due = bool(getattr(timer, "past_due", False))
     log.info("timer %s ran%s", name, " (past due)" if past_due else "",
              extra={"healer.timer": name, "healer.past_due": past_due})

@@ -11,7 +11,8 @@ Attribute names follow one scheme, `healer.*` (docs/operations.md lists them). W
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Mapping
+from typing import Any
+from collections.abc import Iterator, Mapping
 
 TRACE_FIELD = "_trace"
 _MAX_HEADER = 512

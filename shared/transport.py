@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import threading
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 if TYPE_CHECKING:
     import requests
@@ -41,7 +42,7 @@ def uses_proxy_environment(env: tuple[tuple[str, str], ...] | None = None) -> bo
 
 
 @lru_cache(maxsize=4)
-def _session(env: tuple[tuple[str, str], ...]) -> "requests.Session":
+def _session(env: tuple[tuple[str, str], ...]) -> requests.Session:
     from azure.core.pipeline.transport import RequestsTransport
     owner = RequestsTransport(use_env_settings=uses_proxy_environment(env))
     owner.open()  # azure-core's own session set-up: trust_env, no urllib3 retries (the SDK pipeline retries)

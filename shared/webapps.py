@@ -28,7 +28,7 @@ def _client(subscription: str, endpoint: str, audience: str, poll: float, client
                                    api_version=WEB_API_VERSION, **sdk_options())
 
 
-def web_client(settings: Settings, subscription: str) -> "WebSiteManagementClient":
+def web_client(settings: Settings, subscription: str) -> WebSiteManagementClient:
     return _client(subscription, settings.require("HEALER_ARM_ENDPOINT"), settings.require("HEALER_ARM_AUDIENCE"),
                    settings.arm_poll_seconds, settings.get("AZURE_CLIENT_ID"))
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from shared import safejson
 from shared.config import ConfigError, Settings

@@ -172,7 +172,7 @@ class AppConfigActuator:
         details.update(self.bump_sentinel(now))
         try:
             back: Current | None = self.read(tenant)
-        except Exception as exc:  # noqa: BLE001 - unconfirmed; the next tick reads it again (drift)
+        except Exception as exc:
             back, details["readBackError"] = None, _failure(exc)
         value_back = back.value if back is not None else None
         confirmed = (back is not None and "sentinelError" not in details and value_back == value
@@ -183,12 +183,12 @@ class AppConfigActuator:
     def bump_sentinel(self, now: dt.datetime) -> dict[str, Any]:
         """Bump the key apps' provider refresh watches; reports a failure instead of raising."""
         from azure.appconfiguration import ConfigurationSetting
-        sentinel = now.astimezone(dt.timezone.utc).isoformat()
+        sentinel = now.astimezone(dt.UTC).isoformat()
         try:
             self.client.set_configuration_setting(ConfigurationSetting(
                 key=self.app.sentinel_key, value=sentinel, tags={MANAGED_TAG: HEALER}))
             return {"sentinelValue": sentinel}
-        except Exception as exc:  # noqa: BLE001 - reported: apps refreshing on the sentinel do not see it yet
+        except Exception as exc:
             return {"sentinelError": _failure(exc)}
 
 
@@ -247,7 +247,7 @@ class BlockFlag:
         details.update(self.actuator.bump_sentinel(now))
         try:
             back: Current | None = self.read(tenant)
-        except Exception as exc:  # noqa: BLE001 - unconfirmed; reported, the next evaluation reads it again
+        except Exception as exc:
             back, details["readBackError"] = None, _failure(exc)
         value = back.value if back is not None else None
         details["readBack"] = value
@@ -326,7 +326,7 @@ class AppSettingActuator:
             "restart": "changing app settings restarts the app (App Service recycles it to apply them)"}
         try:  # the write landed: a failed read-back is reported, never raised
             back_props = self._settings()
-        except Exception as exc:  # noqa: BLE001 - unconfirmed; the next tick reads it again (drift)
+        except Exception as exc:
             details.update(readBack=None, readBackError=_failure(exc))
             return WriteResult(None, False, details)
         back = self._current(back_props)

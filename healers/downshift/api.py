@@ -24,7 +24,7 @@ _TENANT = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9._@-]{0,63})$")
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def alert_dimensions(payload: Any) -> dict[str, str]:

@@ -29,7 +29,7 @@ PENDING = "blockPending"
 BLOCK_FIELDS = ("blocked", "blocked_period", "blocked_budget", "blocked_since", "block_waived")
 
 
-def settle(ev: "Evaluation", record: "Record", state: DownshiftState) -> DownshiftState:
+def settle(ev: Evaluation, record: Record, state: DownshiftState) -> DownshiftState:
     """Resolve a block-flag write a stopped evaluation left behind: adopt its block fields when the flag shows it
     landed (set by Healer / gone), drop it otherwise. Audited either way."""
     from healers.downshift.shell import _audit
@@ -51,14 +51,14 @@ def settle(ev: "Evaluation", record: "Record", state: DownshiftState) -> Downshi
     return new
 
 
-def applies(ev: "Evaluation", state: DownshiftState, lift: bool) -> bool:
+def applies(ev: Evaluation, state: DownshiftState, lift: bool) -> bool:
     return bool(lift or state.blocked or ev.app.policy(ev.tenant).block)
 
 
-def step(ev: "Evaluation", record: "Record", spend: SpendObservation | None, *, lift: bool = False,
+def step(ev: Evaluation, record: Record, spend: SpendObservation | None, *, lift: bool = False,
          approval_id: str | None = None, approved_action: str | None = None, by: str = "") -> str | None:
     """Block, lift or leave the tenant's block flag; returns the outcome, or None when there was nothing to do."""
-    from healers.downshift.shell import HEALER, QUEUE, _audit
+    from healers.downshift.shell import HEALER, _audit
     ctx, app, tenant = ev.ctx, ev.app, ev.tenant
     state = (DownshiftState.from_dict(record.data["state"]) if record.data.get("state")
              else DownshiftState(app=app.resource_id, tenant=tenant))

@@ -143,7 +143,7 @@ def budget_period(at: dt.datetime) -> str:
     """The budget period an alert belongs to, for its identity: the calendar month (UTC) it fired in. Cost Management
     notifies once per threshold per period, so next month's alert at the same threshold is a new incident; a
     quarterly or annual budget at worst gets a repeat notification treated as new (re-evaluated, never doubled)."""
-    return at.astimezone(dt.timezone.utc).strftime("%Y-%m")
+    return at.astimezone(dt.UTC).strftime("%Y-%m")
 
 
 def parse_budget_alert(payload: Any, received_at: dt.datetime | None = None) -> BudgetAlert:
@@ -151,7 +151,7 @@ def parse_budget_alert(payload: Any, received_at: dt.datetime | None = None) -> 
     if not isinstance(payload, dict):
         raise BudgetPayloadError("payload must be a JSON object")
     schema = payload.get("schemaId")
-    received = received_at or dt.datetime.now(dt.timezone.utc)
+    received = received_at or dt.datetime.now(dt.UTC)
     if schema == LEGACY_SCHEMA:
         return _parse_legacy(payload, received)
     if schema == COMMON_SCHEMA:

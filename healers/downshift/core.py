@@ -115,7 +115,7 @@ class DownshiftPolicy:
         return int(min(self.max_dwell_s, self.min_dwell_s * self.dwell_backoff ** exponent))
 
     @classmethod
-    def from_config(cls, raw: Any) -> "DownshiftPolicy":
+    def from_config(cls, raw: Any) -> DownshiftPolicy:
         """From the per-app JSON config: {"ladder": [...] or {"models": [...], "floor": ...}, "enter_ratio": ...}."""
         if not isinstance(raw, dict):
             raise PolicyError("a downshift policy is a JSON object")
@@ -166,7 +166,7 @@ class BudgetSignal:
     at: dt.datetime | None = None       # None: use `now`
 
     @classmethod
-    def from_alert(cls, alert: Any, received_at: dt.datetime | None = None) -> "BudgetSignal":
+    def from_alert(cls, alert: Any, received_at: dt.datetime | None = None) -> BudgetSignal:
         return cls(alert.alert_id, alert.threshold_type, alert.spent_ratio, alert.forecast_ratio, alert.budget,
                    alert.fired_at or received_at)
 
@@ -244,7 +244,7 @@ class DownshiftState:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> "DownshiftState":
+    def from_dict(cls, data: Any) -> DownshiftState:
         if not isinstance(data, dict):
             raise ValueError("state must be an object")
 
@@ -302,14 +302,14 @@ def _opt_num(value: Any, name: str) -> float | None:
 
 
 def _iso(when: dt.datetime | None) -> str | None:
-    return None if when is None else when.astimezone(dt.timezone.utc).isoformat()
+    return None if when is None else when.astimezone(dt.UTC).isoformat()
 
 
 def _parse_iso(value: Any) -> dt.datetime:
     if not isinstance(value, str) or len(value) > 64:
         raise ValueError("expected an ISO 8601 time")
     when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _opt_iso(value: Any) -> dt.datetime | None:
@@ -350,7 +350,7 @@ def unapplied(before: DownshiftState, after: DownshiftState) -> DownshiftState:
 def _utc(when: dt.datetime) -> dt.datetime:
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError("datetimes must be timezone-aware")
-    return when.astimezone(dt.timezone.utc)
+    return when.astimezone(dt.UTC)
 
 
 def _num(v: float | None) -> float | None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
 
 from healers.downshift import spend as spend_mod
 from healers.downshift.core import DownshiftPolicy, DownshiftState, Inputs, SpendObservation, decide
@@ -62,7 +63,7 @@ def over_budget(state: DownshiftState, obs: SpendObservation | None, policy: Dow
     return f"budget reason active since period {merged.budget_period}"
 
 
-def candidates(app: "ManagedApp", states: dict[str, DownshiftState],
+def candidates(app: ManagedApp, states: dict[str, DownshiftState],
                result: spend_mod.SpendResult | None) -> set[str]:
     tenants = (set(app.config.tenants) | set(states)) - {"*"}
     if result is not None and not result.unknown and app.config.default_budget is not None:
@@ -71,7 +72,7 @@ def candidates(app: "ManagedApp", states: dict[str, DownshiftState],
     return tenants
 
 
-def _spend_unknown(app: "ManagedApp", result: spend_mod.SpendResult | None, now: dt.datetime) -> str:
+def _spend_unknown(app: ManagedApp, result: spend_mod.SpendResult | None, now: dt.datetime) -> str:
     if result is None:
         return "tenant spend unknown (the spend query failed)"
     if result.unknown:
@@ -90,7 +91,7 @@ def _names(tenants: Iterable[str]) -> str:
     return ", ".join(items[:MAX_LISTED]) + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
-def plan(app: "ManagedApp", states: dict[str, DownshiftState], currents: dict[str, "Current"],
+def plan(app: ManagedApp, states: dict[str, DownshiftState], currents: dict[str, Current],
          result: spend_mod.SpendResult | None, now: dt.datetime, value: str | None, *, app_wide_only: bool,
          pending: Iterable[str] = ()) -> GuardPlan:
     """Which tenants an app-wide restore away from `value` would upshift although they are over budget."""

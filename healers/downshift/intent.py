@@ -35,11 +35,11 @@ class PendingWrite:
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action, "from": self.from_model, "fromOwn": self.from_own, "to": self.to_model,
-                "toOwn": self.to_own, "at": self.at.astimezone(dt.timezone.utc).isoformat(), "after": self.after,
+                "toOwn": self.to_own, "at": self.at.astimezone(dt.UTC).isoformat(), "after": self.after,
                 "created": self.created, "reason": self.reason[:MAX_REASON]}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "PendingWrite":
+    def from_dict(cls, data: Any) -> PendingWrite:
         if not isinstance(data, dict) or data.get("action") not in KINDS:
             raise ValueError("not a pending write")
 
@@ -54,7 +54,7 @@ class PendingWrite:
         when = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
         DownshiftState.from_dict(data.get("after"))  # validated now, so completing it cannot fail later
         return cls(data["action"], model("from"), bool(data.get("fromOwn")), model("to"), bool(data.get("toOwn")),
-                   when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc), dict(data["after"]),
+                   when if when.tzinfo else when.replace(tzinfo=dt.UTC), dict(data["after"]),
                    bool(data.get("created")), str(data.get("reason") or "")[:MAX_REASON])
 
     @property

@@ -36,7 +36,7 @@ class Ladder:
             raise LadderError(f"floor {self.floor!r} is not on the ladder")
 
     @classmethod
-    def from_config(cls, raw: Any) -> "Ladder":
+    def from_config(cls, raw: Any) -> Ladder:
         """`["gpt-4o", "gpt-4o-mini"]` (floor = last) or `{"models": [...], "floor": "..."}`."""
         if isinstance(raw, (list, tuple)):
             models, floor = raw, (raw[-1] if raw else None)

@@ -32,11 +32,11 @@ class Watch:
     notified: bool = False
 
     def encode(self) -> str:
-        when = "" if self.checked_at is None else self.checked_at.astimezone(dt.timezone.utc).isoformat()
+        when = "" if self.checked_at is None else self.checked_at.astimezone(dt.UTC).isoformat()
         return f"{self.alert_id}|{self.subscription}|{when}|{1 if self.notified else 0}"
 
     @classmethod
-    def decode(cls, text: str) -> "Watch | None":
+    def decode(cls, text: str) -> Watch | None:
         parts = text.split("|")
         if len(parts) != 4 or not parts[0]:
             return None

@@ -40,19 +40,19 @@ class Period:
 
     @property
     def start_utc(self) -> dt.datetime:
-        return self.start.astimezone(dt.timezone.utc)
+        return self.start.astimezone(dt.UTC)
 
     @property
     def end_utc(self) -> dt.datetime:
-        return self.end.astimezone(dt.timezone.utc)
+        return self.end.astimezone(dt.UTC)
 
     def contains(self, when: dt.datetime) -> bool:
-        return self.start_utc <= _aware(when).astimezone(dt.timezone.utc) < self.end_utc
+        return self.start_utc <= _aware(when).astimezone(dt.UTC) < self.end_utc
 
     def elapsed_fraction(self, now: dt.datetime) -> float:
         """Share of the period's real (UTC) duration that has passed, clamped to [0, 1]."""
         total = (self.end_utc - self.start_utc).total_seconds()
-        done = (_aware(now).astimezone(dt.timezone.utc) - self.start_utc).total_seconds()
+        done = (_aware(now).astimezone(dt.UTC) - self.start_utc).total_seconds()
         return min(1.0, max(0.0, done / total))
 
 
@@ -65,7 +65,7 @@ def _aware(when: dt.datetime) -> dt.datetime:
 def _local_midnight(year: int, month: int, tz: ZoneInfo) -> dt.datetime:
     local = dt.datetime(year, month, 1, tzinfo=tz, fold=0)
     # Normalise through UTC so a non-existent midnight becomes the real instant the day starts.
-    return local.astimezone(dt.timezone.utc).astimezone(tz)
+    return local.astimezone(dt.UTC).astimezone(tz)
 
 
 def _add_months(year: int, month: int, n: int) -> tuple[int, int]:

@@ -47,7 +47,7 @@ class RateCard:
     as_of: str = ""
 
     @classmethod
-    def from_config(cls, raw: Any) -> "RateCard":
+    def from_config(cls, raw: Any) -> RateCard:
         if not isinstance(raw, dict):
             raise RateCardError("rateCard must be a JSON object")
         known = {"inputMetric", "outputMetric", "modelDimension", "per", "currency", "asOf", "models"}

@@ -31,7 +31,8 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from healers.downshift import block as block_mod
 from healers.downshift import blocking, guard, lost, signals, throttle, warn
@@ -62,7 +63,7 @@ Clock = Callable[[], dt.datetime]
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Refused(Exception):
@@ -169,14 +170,14 @@ def clear_caches() -> None:
 # ---------------------------------------------------------------------------------------------- messages
 
 def _iso(when: dt.datetime | None) -> str | None:
-    return None if when is None else when.astimezone(dt.timezone.utc).isoformat()
+    return None if when is None else when.astimezone(dt.UTC).isoformat()
 
 
 def _time(text: Any) -> dt.datetime | None:
     if not isinstance(text, str) or not text:
         return None
     when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def spend_to_dict(obs: SpendObservation | None) -> dict[str, Any] | None:
@@ -223,7 +224,7 @@ class Context:
     attempt: int = 0  # of the work message being handled: how long to back off when a tenant is busy
 
     @classmethod
-    def create(cls, settings: Settings, owner: str, now: Clock = utcnow) -> "Context":
+    def create(cls, settings: Settings, owner: str, now: Clock = utcnow) -> Context:
         return cls(settings, owner, now, load_apps(settings))
 
     def actuator(self, app: ManagedApp) -> Any:
@@ -688,7 +689,7 @@ class Evaluation:
             try:
                 results, _, _ = collect_spend(ctx, [app], t)
                 result = results.get(app.key)
-            except Exception:  # noqa: BLE001 - unknown: the plan then makes the restore wait
+            except Exception:
                 log.warning("spend query for the restore guard of %s failed", app.key, exc_info=True)
         self._guard_spend = result
         return guard.plan(app, states, currents, result, t, current.value, app_wide_only=app_wide,
@@ -780,7 +781,7 @@ class Evaluation:
                 Evaluation(ctx, app, tenant)._save(rec, prev, created=prev_created, pending=None)
                 _audit(ctx, app, tenant, "acted", reason, guard={"withdrawn": True})
                 undone.append(tenant)
-            except Exception:  # noqa: BLE001 - best effort; the intent (if saved) is resolved by its next evaluation
+            except Exception:
                 log.warning("could not withdraw the hold on %s/%s", app.key, tenant, exc_info=True)
             finally:
                 rec.data["lease"] = None

@@ -20,17 +20,17 @@ if TYPE_CHECKING:
     from healers.downshift.shell import Context, Evaluation, ManagedApp
 
 
-def audit_(ctx: "Context", app: "ManagedApp | None", tenant: str, outcome: str, reason: str, **details: Any) -> None:
+def audit_(ctx: Context, app: ManagedApp | None, tenant: str, outcome: str, reason: str, **details: Any) -> None:
     from healers.downshift.shell import _audit
     _audit(ctx, app, tenant, outcome, reason, **details)
 
 
 def _iso(when: Any) -> str | None:
     import datetime as dt
-    return None if when is None else when.astimezone(dt.timezone.utc).isoformat()
+    return None if when is None else when.astimezone(dt.UTC).isoformat()
 
 
-def quota(ctx: "Context", app: "ManagedApp", tenant: str, alert: Alert, dims: dict[str, str], why: str) -> str:
+def quota(ctx: Context, app: ManagedApp, tenant: str, alert: Alert, dims: dict[str, str], why: str) -> str:
     """The gateway's token limit answered the 429s: no model switch (the same tokens hit the same limit). Audited
     once per (alert, condition) as "quota, not capacity"; a Fired one notifies with a suggested limit change."""
     store = ctx.store
@@ -53,7 +53,7 @@ def quota(ctx: "Context", app: "ManagedApp", tenant: str, alert: Alert, dims: di
     return "ignored"
 
 
-def warn_step(ev: "Evaluation", record: "Record", spend: SpendObservation | None) -> None:
+def warn_step(ev: Evaluation, record: Record, spend: SpendObservation | None) -> None:
     """Forecast warnings (`healers.downshift.warn`): an audit record of kind forecast-warning per threshold the
     forecast crosses before spend reaches it, once per tenant per period."""
     if spend is None or not record.data.get("state"):
@@ -69,7 +69,7 @@ def warn_step(ev: "Evaluation", record: "Record", spend: SpendObservation | None
     for w in found:
         audit_(ev.ctx, app, tenant, "recorded", f"forecast warning: {w.text}", **w.figures)
 
-def ask_monitor(ev: "Evaluation", before: DownshiftState, policy: DownshiftPolicy
+def ask_monitor(ev: Evaluation, before: DownshiftState, policy: DownshiftPolicy
             ) -> tuple[DownshiftState, CapacitySignal | None, dict[str, Any]]:
     """A capacity alert Fired for longer than the dwell: ask Azure Monitor whether its Resolved was lost
     (`healers.downshift.lost`). One alert per evaluation; unknown stays down and is notified once."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
+from collections.abc import Iterable
 
 from healers.downshift.core import SpendObservation
 from healers.downshift.periods import Period
@@ -25,7 +26,7 @@ MAX_WINDOWS = 24
 RECENT = dt.timedelta(hours=24)      # burn-rate window of the forecast
 MIN_RATE_SPAN = dt.timedelta(hours=1)
 MAX_ROWS = 500_000
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # table, metric name column, summed column, dimensions column, role column, time column
 SHAPES: dict[str, tuple[str, str, str, str, str, str]] = {

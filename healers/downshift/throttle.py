@@ -15,7 +15,8 @@ either (an app-side 429-ratio alert) it is capacity, as before.
 """
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from typing import Literal
+from collections.abc import Mapping
 
 Kind = Literal["quota", "capacity"]
 DIMENSION = "throttledBy"

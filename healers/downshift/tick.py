@@ -22,7 +22,8 @@ import json
 import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 from shared.config import Settings
 from shared.work import RetryLater, busy_delay, enqueue

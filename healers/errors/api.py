@@ -20,7 +20,7 @@ log = logging.getLogger("healer.errors")
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def timer(timer_request: func.TimerRequest) -> str:

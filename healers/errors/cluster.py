@@ -13,7 +13,7 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable
+from collections.abc import Iterable
 
 from healers.errors import failures, stacks
 from healers.errors.kql import ErrorRow

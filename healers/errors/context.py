@@ -12,7 +12,7 @@ from healers.errors import effect, kql, links, versions
 from healers.errors.cluster import Group
 from healers.errors.github import PullRef, Repo
 from healers.errors.history import History, VersionConfig
-from healers.errors.triage import Window, iso, record_marker
+from healers.errors.triage import Window, record_marker
 from shared import audit
 from shared.config import ConfigError, Settings
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 from healers.errors.versions import Deployment
 
@@ -48,7 +48,7 @@ def shipping_deployment(merged_at: dt.datetime, deployments: Iterable[Deployment
 
 def _hour(key: str) -> dt.datetime | None:
     try:
-        return dt.datetime.fromisoformat(key).replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.fromisoformat(key).replace(tzinfo=dt.UTC)
     except ValueError:
         return None
 

@@ -49,7 +49,7 @@ def _parse_time(value: Any) -> dt.datetime | None:
         at = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
 
 
 class History:

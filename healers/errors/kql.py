@@ -135,7 +135,7 @@ def _kql_string(value: str) -> str:
 
 
 def _kql_time(value: dt.datetime) -> str:
-    return "datetime(" + value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") + ")"
+    return "datetime(" + value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") + ")"
 
 
 def repro_query(schema: Schema, source: str, problem_ids: list[str], types: list[str],
@@ -188,10 +188,10 @@ class ErrorRow:
 
 def _as_dt(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     text = str(value).replace("Z", "+00:00")
     parsed = dt.datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _as_obj(value: Any) -> Any:

@@ -8,7 +8,8 @@ end of its resource id (App Service reports the site name as the cloud role name
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from healers.errors.cluster import Group
 from healers.errors.failures import THROTTLED, TIMEOUT
@@ -31,7 +32,7 @@ def _when(record: dict[str, Any]) -> dt.datetime | None:
         at = dt.datetime.fromisoformat(str(record.get("at")))
     except ValueError:
         return None
-    return at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
 
 
 def downshift_links(group: Group, records: Iterable[dict[str, Any]], roles_of: dict[str, set[str]],
@@ -52,7 +53,7 @@ def downshift_links(group: Group, records: Iterable[dict[str, Any]], roles_of: d
         if not (roles_of.get(resource.lower()) or app_roles(resource)) & wanted:
             continue
         subject = str(rec.get("subject") or "*")
-        hits.append((at, f"{at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: the downshift healer acted on "
+        hits.append((at, f"{at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC: the downshift healer acted on "
                          f"{resource.rsplit('/', 1)[-1]} (tenant {subject}): {str(rec.get('reason') or '')[:200]} "
                          f"(audit {rec.get('id', '-')})"))
     hits.sort()

@@ -144,7 +144,7 @@ def _segments(core: str) -> str:
             continue
         if seg in _DELIMS:
             parts.append(seg)
-        elif _is_variable_segment(seg) and "." not in seg or is_value(seg) or _PATHLIKE.match(seg):
+        elif (_is_variable_segment(seg) and "." not in seg) or is_value(seg) or _PATHLIKE.match(seg):
             parts.append(_W)
         elif "." in seg:
             parts.extend(_W if p and p != "." and _is_variable_segment(p) else p for p in _DOT.split(seg))
@@ -172,7 +172,7 @@ def word_token(word: str) -> str:
         return word
     if is_value(core):
         return lead + _W + trail
-    if _W in core and _W != core and _SEG.search(core) is None:
+    if _W in core and core != _W and _SEG.search(core) is None:
         return lead + _W + trail
     return lead + _segments(core) + trail
 

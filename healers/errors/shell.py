@@ -17,7 +17,8 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from healers.errors import kql, llm, stacks
 from healers.errors.cluster import Group, cluster
@@ -158,7 +159,7 @@ def load_config(settings: Settings) -> ErrorsConfig:
 
 
 def default_window(now: dt.datetime, hours: int) -> Window:
-    end = now.astimezone(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    end = now.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
     return Window(end - dt.timedelta(hours=hours), end)
 
 
@@ -171,7 +172,7 @@ def check_window(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> Wind
         raise ValueError("a window is at most 7 days")
     if end > now + dt.timedelta(minutes=5):
         raise ValueError("end is in the future")
-    return Window(start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc))
+    return Window(start.astimezone(dt.UTC), end.astimezone(dt.UTC))
 
 
 # ---------------------------------------------------------------------------------------------- clients
@@ -301,7 +302,7 @@ def run(settings: Settings, window: Window, *, clients: Clients | None = None,
     `budget_seconds`: wall time the run may take from its start (by `now`); groups that might not finish inside
     it are deferred to the next run. `approved` ({"fingerprint", "approvalId"}): a human approved one group's draft
     or update; the run re-collects the window and considers only that group, on fresh state."""
-    clock = now or (lambda: dt.datetime.now(dt.timezone.utc))
+    clock = now or (lambda: dt.datetime.now(dt.UTC))
     t = clock()
     report = Report(window=window.key)
     refusal = gate.config_refusal(settings, healer=HEALER, subject=window.key, what="run the error clustering", now=t)
@@ -623,7 +624,7 @@ def handle(settings: Settings, message: dict[str, Any], *, clients: Clients | No
     except CollectError as exc:
         if exc.status in (None, 429) or (exc.status or 0) >= 500:
             raise RetryLater(120, exc.reason) from None
-        _audit(settings, "failed", exc.reason, "", window.key, (now or (lambda: dt.datetime.now(dt.timezone.utc)))())
+        _audit(settings, "failed", exc.reason, "", window.key, (now or (lambda: dt.datetime.now(dt.UTC)))())
         return "failed"
     if report.outcome == "busy":
         raise RetryLater(60, report.reason)

@@ -12,7 +12,8 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from shared import safejson
 

@@ -31,13 +31,13 @@ class Window:
     @property
     def day(self) -> dt.date:
         """The day a window counts for in the baseline: the day its last instant falls on."""
-        return (self.end - dt.timedelta(microseconds=1)).astimezone(dt.timezone.utc).date()
+        return (self.end - dt.timedelta(microseconds=1)).astimezone(dt.UTC).date()
 
 
 def iso(value: dt.datetime | None) -> str:
     if value is None:
         return "-"
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def branch_name(short: str) -> str:

@@ -18,7 +18,8 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 DEFAULT_TAG_PATTERNS = ("{version}", "v{version}")
 NEW_AFTER_DEPLOY = dt.timedelta(hours=2)
@@ -106,7 +107,7 @@ def is_sha(ref: str) -> bool:
 def deployment_for_version(version: str, deployments: Iterable[Deployment]) -> Deployment | None:
     """The newest deployment that names this version (ref, description, payload.version or a tag-like ref)."""
     for d in sorted(deployments, key=lambda d: d.at, reverse=True):
-        if version and version in (d.ref, d.version, d.description, f"v{d.version}") or \
+        if (version and version in (d.ref, d.version, d.description, f"v{d.version}")) or \
                 (d.description and re.search(rf"(?<![\w.]){re.escape(version)}(?![\w.])", d.description)):
             return d
     return None

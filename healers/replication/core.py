@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
+from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -50,7 +51,7 @@ class BackoffPolicy(BaseModel):
     jitter: float = Field(0.25, ge=0.0, lt=1.0)   # fraction taken off the nominal delay, at most
 
     @model_validator(mode="after")
-    def _consistent(self) -> "BackoffPolicy":
+    def _consistent(self) -> BackoffPolicy:
         if self.min_seconds > self.base_seconds or self.base_seconds > self.max_seconds:
             raise ValueError("backoff needs min_seconds <= base_seconds <= max_seconds")
         # With jitter <= 1 - 1/factor the jittered delays never shrink while the nominal delay grows.

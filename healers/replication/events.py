@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Union
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -116,7 +117,7 @@ def _time(value: Any, key: str) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise EventParseError(f"field '{key}' is not an ISO 8601 time: {_short(value)}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _registry_name(resource_id: str | None, host: str | None) -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from .core import Decision, WaitRecord, outcome_payload
 
@@ -46,7 +47,7 @@ def build_outcome_event(record: WaitRecord):
 def stored_outcome_event(record: WaitRecord) -> dict[str, Any]:
     """The outcome event of a finished wait as plain JSON: saved with the wait BEFORE it is published, so that
     every later attempt sends exactly this event (same id, type, data and time) instead of deciding again."""
-    event_time = dt.datetime.fromtimestamp(record.completed_at or record.created_at, dt.timezone.utc)
+    event_time = dt.datetime.fromtimestamp(record.completed_at or record.created_at, dt.UTC)
     return {"id": record.outcome_event_id, "subject": outcome_subject(record), "eventType": outcome_event_type(record),
             "data": outcome_payload(record), "dataVersion": DATA_VERSION,
             "eventTime": event_time.isoformat().replace("+00:00", "Z")}

@@ -15,7 +15,8 @@ Nothing here does I/O or reads the clock.
 """
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from typing import Literal
+from collections.abc import Mapping
 
 ManifestState = Literal["present", "absent", "incomplete", "throttled", "forbidden", "unresolvable",
                         "unauthorized", "error"]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import quote
 
 import httpx

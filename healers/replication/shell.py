@@ -29,7 +29,8 @@ import math
 import random
 import threading
 import time
-from typing import Any, Callable, Literal
+from typing import Any, Literal
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -629,7 +630,7 @@ def _deliver_stored(settings: Settings, config: ReplicationConfig, store: Store,
 
 def _utc(ts: float):
     import datetime as dt
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
 def _mark_delivered(store: Store, done: WaitRecord, etag: str | None) -> bool:
@@ -690,7 +691,7 @@ def note_dead_letter(settings: Settings, body: bytes, *, now: Clock = time.time)
 
 def _iso_now(ts: float) -> str:
     import datetime as dt
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------------------------------------- status

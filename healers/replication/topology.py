@@ -12,7 +12,8 @@ import logging
 import re
 import threading
 import time
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
+from collections.abc import Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict
 

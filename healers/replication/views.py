@@ -5,7 +5,8 @@ Pure, like `core` (which re-exports every name here): nothing does I/O or reads 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -128,7 +129,7 @@ def restarted(record: WaitRecord, now: float) -> WaitRecord:
 
 def _iso(ts: float) -> str:
     import datetime as dt
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------------------------------------- queue + storage
@@ -143,7 +144,7 @@ class CheckRef(BaseModel):
     generation: int = Field(ge=0)
 
     @model_validator(mode="after")
-    def _valid(self) -> "CheckRef":
+    def _valid(self) -> CheckRef:
         if not (REGISTRY_NAME_RE.fullmatch(self.registry) and REPOSITORY_RE.fullmatch(self.repository)
                 and DIGEST_RE.fullmatch(self.digest)):
             raise ValueError("malformed registry, repository or digest in check message")

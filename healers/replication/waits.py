@@ -35,7 +35,7 @@ def open_wait(settings: Settings, body: Any, *, now: Clock = time.time, prober: 
     event = AcrImageEvent(event_id=f"api-{key}", event_type="Microsoft.ContainerRegistry.ImagePushed",
                           action="push", schema_name="api", registry=registry, login_server=None,
                           repository=repository, tag=tag or None, digest=str(digest), media_type=None, location=None,
-                          request_id=None, event_time=dt.datetime.fromtimestamp(now(), dt.timezone.utc))
+                          request_id=None, event_time=dt.datetime.fromtimestamp(now(), dt.UTC))
     outcome = accept(settings, event, now=now)
     record, _ = _load(_store(settings), registry, repository, str(digest))
     query = f"registry={registry}&repository={repository}&digest={digest}"

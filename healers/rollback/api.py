@@ -47,7 +47,7 @@ def rearm(req: func.HttpRequest, settings: Settings, principal: Principal) -> fu
     by = caller_name(principal, body)
     try:
         result = shell.rearm(settings, body["resourceId"], by=by, reason=str(body.get("reason", ""))[:500],
-                             now=dt.datetime.now(dt.timezone.utc), forget_build=forget)
+                             now=dt.datetime.now(dt.UTC), forget_build=forget)
     except shell.Refused as exc:
         return problem(409 if "in flight" in str(exc) else 404, str(exc))
     except ValueError as exc:

@@ -6,7 +6,8 @@ operations and error mapping are the SDK's, not ours.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from healers.rollback.core import DeploymentNote, Observed, SlotView, SwapStatus, deployment_history, successful
 from shared.config import Settings
@@ -34,17 +35,17 @@ def _when(value: Any) -> dt.datetime | None:
         return None
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _deployments(client: "WebSiteManagementClient", site: SiteId, slot: str | None) -> list[Any]:
+def _deployments(client: WebSiteManagementClient, site: SiteId, slot: str | None) -> list[Any]:
     ops = client.web_apps
     items = ops.list_deployments_slot(site.resource_group, site.name, slot) if slot else \
         ops.list_deployments(site.resource_group, site.name)
     return list(items)
 
 
-def _build(client: "WebSiteManagementClient", site: SiteId, slot: str | None, marker: str,
+def _build(client: WebSiteManagementClient, site: SiteId, slot: str | None, marker: str,
            deployments: list[Any]) -> str | None:
     ops, rg, name = client.web_apps, site.resource_group, site.name
     if marker.startswith("appSetting:"):

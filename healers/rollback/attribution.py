@@ -43,7 +43,7 @@ class ConfigChange(BaseModel):
 
 
 def _fmt(t: dt.datetime | None) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "?"
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "?"
 
 
 def fingerprint(values: dict[str, str], salt: str) -> dict[str, str]:

@@ -77,7 +77,7 @@ def check_health(checks: list[HealthCheck]) -> tuple[bool, list[str]]:
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def metric_points(settings: Settings, resource: str, metric: str, namespace: str | None, aggregation: str,
@@ -95,7 +95,7 @@ def metric_points(settings: Settings, resource: str, metric: str, namespace: str
             for d in series.data or []:
                 value = {"total": d.total, "average": d.average, "maximum": d.maximum, "minimum": d.minimum,
                          "count": d.count}.get(agg, d.average)
-                at = d.time_stamp if d.time_stamp.tzinfo else d.time_stamp.replace(tzinfo=dt.timezone.utc)
+                at = d.time_stamp if d.time_stamp.tzinfo else d.time_stamp.replace(tzinfo=dt.UTC)
                 points.append(Point(at=at, value=value))
     return points[:2000]
 
@@ -137,7 +137,7 @@ def read_signal(settings: Settings, signal: Signal, resource: str, *, fired_at: 
             elif signal.kind == "log" and c.query:
                 reading.before = log_points(settings, resource, c.query, c.measure, fired_at - window, fired_at)
                 reading.after = log_points(settings, resource, c.query, c.measure, max(swap_at, now - window), now)
-        except Exception as exc:  # noqa: BLE001 - an unreadable signal is not a recovery; it is reported
+        except Exception as exc:
             reading.error = f"{type(exc).__name__}: {str(exc)[:150]}"
         out.append(reading)
     return out
@@ -150,7 +150,7 @@ def run_checks(settings: Settings, site: SiteId, *, good: str, instance_check: I
     if instance_check is not None:
         try:
             results.instances_ok, results.instances = check_instances(settings, site, instance_check, good)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             results.instances_ok, results.instances = False, [f"instances unreadable: {type(exc).__name__}"]
     if health_checks:
         results.health_ok, results.health = check_health(health_checks)

@@ -60,14 +60,14 @@ def successful(status: int | None, complete: bool | None = None) -> bool:
 def deployment_history(deployments: list[DeploymentNote]) -> dict:
     """SlotView fields from a slot's deployments: only successful ones count as deployed; the newest five others
     are kept to be audited as failed / in progress."""
-    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
     done = sorted((d for d in deployments if successful(d.status) and d.at), key=lambda d: d.at or epoch)
     others = sorted((d for d in deployments if not successful(d.status)), key=lambda d: d.at or epoch, reverse=True)
     return {"last_deployed_at": done[-1].at if done else None, "last_deployment_id": done[-1].id if done else None,
             "not_counted": others[:5]}
 
 
-def uncounted_since(obs: "Observed", since: dt.datetime | None) -> list[str]:
+def uncounted_since(obs: Observed, since: dt.datetime | None) -> list[str]:
     """Descriptions of the unsuccessful deployments after `since` (what the audit says was not counted)."""
     out = []
     for name, view in (("production", obs.production), ("slot", obs.slot)):
@@ -146,7 +146,7 @@ class Decision(BaseModel):
 
 
 def _fmt(t: dt.datetime | None) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "?"
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "?"
 
 
 def new_deployment_since_latch(latch: Latch, obs: Observed) -> str | None:

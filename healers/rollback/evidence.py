@@ -58,7 +58,7 @@ def collect(settings: Settings, site: SiteId, obs: Observed, slot: str, *, confi
             unavailable: list[str], signal: Signal) -> dict[str, Any]:
     try:
         log = suspect_log(settings, site, obs, slot)
-    except Exception as exc:  # noqa: BLE001 - evidence is best effort; the decision stands without it
+    except Exception as exc:
         log = {"error": type(exc).__name__}
     return bounded_evidence({"deploymentLog": log, "slots": slot_state(obs, slot), "configChanges": config_changes,
                              "configSourcesUnavailable": unavailable, "signalBefore": signal_before(signal)})

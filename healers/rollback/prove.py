@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from healers.rollback import checks
 from healers.rollback.evidence import bounded_evidence

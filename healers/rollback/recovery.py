@@ -30,8 +30,8 @@ class RecoveryOptions(BaseModel):
     minutes: float = Field(15, gt=0, le=24 * 60)                # deadline after the swap
     recheck_seconds: float = Field(30, alias="recheckSeconds", gt=0, le=3600)
     signal: bool = True
-    health_checks: list["HealthCheck"] = Field(default_factory=list, alias="healthChecks", max_length=10)
-    instance_check: "InstanceCheck | None" = Field(None, alias="instanceCheck")
+    health_checks: list[HealthCheck] = Field(default_factory=list, alias="healthChecks", max_length=10)
+    instance_check: InstanceCheck | None = Field(None, alias="instanceCheck")
     model_config = {"populate_by_name": True, "extra": "forbid"}
 
 

@@ -10,7 +10,8 @@ import datetime as dt
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from healers.rollback import arm, changes, evidence
 from healers.rollback.attribution import MAX_CHANGES, ConfigChange, dependency_hint
@@ -47,7 +48,7 @@ def _no_step(_: str) -> None:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 # ---------------------------------------------------------------------------------------------- intake
@@ -432,7 +433,7 @@ class Run:
         after = self.observe()
         try:  # the fingerprint after Healer's own swap: the next incident compares against this
             self.lease.record.data["fingerprint"] = changes.production_prints(self.settings, self.site, self.now())
-        except Exception as exc:  # noqa: BLE001 - attribution is best effort here; the swap is done
+        except Exception as exc:
             log.warning("could not fingerprint %s after the swap: %s", self.site.name, type(exc).__name__)
         health = arm.check_health(self.target.health_url)
         problem = verify(obs=after, good=op["good"], health=health)
